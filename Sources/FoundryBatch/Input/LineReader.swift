@@ -1,0 +1,79 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads a file line by line in fixed-size chunks, so a million-line input never sits in memory.
+///
+/// Handles a leading UTF-8 BOM and CRLF line ends; a line may be of any length.
+struct LineReader: ~Copyable {
+    static let chunkSize = 1 << 20
+
+    let fd: Int32
+    var buffer: [UInt8] = []
+    var start = 0
+    var atEOF = false
+    var firstLine = true
+    /// The 1-based number of the line last returned.
+    private(set) var lineNumber = 0
+
+    init(path: String) throws(InputError) {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else {
+            let reason = errno == ENOENT ? "no such file" : String(cString: strerror(errno))
+            throw InputError(file: path, line: nil, message: "cannot open the input: \(reason)")
+        }
+        var info = stat()
+        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
+            close(fd)
+            throw InputError(file: path, line: nil, message: "is a folder, not a JSONL file")
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// The next line without its line end, or `nil` at the end of the file.
+    mutating func next() -> ArraySlice<UInt8>? {
+        while true {
+            if let newline = buffer[start...].firstIndex(of: 0x0A) {
+                var line = buffer[start..<newline]
+                start = newline + 1
+                return finish(&line)
+            }
+            if atEOF {
+                guard start < buffer.count else { return nil }
+                var line = buffer[start...]
+                start = buffer.count
+                return finish(&line)
+            }
+            fill()
+        }
+    }
+
+    private mutating func finish(_ line: inout ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        lineNumber += 1
+        if line.last == 0x0D { line = line.dropLast() }
+        if firstLine {
+            firstLine = false
+            if line.starts(with: [0xEF, 0xBB, 0xBF]) { line = line.dropFirst(3) }
+        }
+        return line
+    }
+
+    private mutating func fill() {
+        if start > 0 {
+            buffer.removeSubrange(0..<start)
+            start = 0
+        }
+        let old = buffer.count
+        buffer.reserveCapacity(old + Self.chunkSize)
+        buffer.append(contentsOf: repeatElement(0, count: Self.chunkSize))
+        let got = buffer.withUnsafeMutableBytes { raw in
+            read(fd, raw.baseAddress! + old, Self.chunkSize)
+        }
+        buffer.removeLast(Self.chunkSize - max(got, 0))
+        if got <= 0 { atEOF = true }
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import Logging
+
+/// What loading one input file did.
+public struct FileLoadReport: Sendable, Equatable {
+    public var path: String
+    public var lines = 0
+    /// Queue rows added (lines x variants).
+    public var inserted = 0
+    /// Rows already in the queue with the same content.
+    public var unchanged = 0
+    /// Lines rejected under `--skip-invalid`.
+    public var rejected = 0
+}
+
+/// Reads JSONL inputs into the queue: streaming, all-or-nothing per file, idempotent.
+///
+/// An invalid line (not JSON, not an object, no prompt, invalid UTF-8, a repeated id, an id
+/// loaded before with other content) fails the whole file with `file:line: reason` and adds
+/// nothing, unless `skipInvalid`, which writes the rejects to a file and loads the rest.
+public struct Loader: Sendable {
+    public var job: JobFile
+    public var queue: any RowQueue
+    public var logger: Logger
+
+    public init(job: JobFile, queue: any RowQueue, logger: Logger = Logger(label: "foundry-batch.load")) {
+        self.job = job
+        self.queue = queue
+        self.logger = logger
+    }
+
+    /// Loads each file in turn.
+    ///
+    /// - Parameters:
+    ///   - rejectsPath: where `skipInvalid` writes rejected lines (`{"source", "error", "line"}`).
+    /// - Throws: ``InputError`` for the first bad line (and nothing of that file is loaded),
+    ///   ``StorageError`` when the state database fails.
+    public func load(files: [String], skipInvalid: Bool = false, rejectsPath: String? = nil) throws -> [FileLoadReport] {
+        var rejects: RejectsWriter? = nil
+        if skipInvalid, let rejectsPath { rejects = try RejectsWriter(path: rejectsPath) }
+        var reports: [FileLoadReport] = []
+        for file in files {
+            reports.append(try load(file: file, rejects: &rejects))
+        }
+        try rejects?.commit()
+        return reports
+    }
+
+    func load(file: String, rejects: inout RejectsWriter?) throws -> FileLoadReport {
+        var reader = try LineReader(path: file)
+        let name = (file as NSString).lastPathComponent
+        let builder = RequestBuilder(job: job)
+        let arms = builder.arms
+        let skipping = rejects != nil
+        var report = FileLoadReport(path: file)
+        var rejected: [(line: Int, message: String, text: ArraySlice<UInt8>)] = []
+
+        try queue.withLoad(source: file) { transaction in
+            while let bytes = reader.next() {
+                let number = reader.lineNumber
+                report.lines = number
+                if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+                let problem: String?
+                switch InputLine.parse(bytes, defaultID: "\(name):\(number)") {
+                case .failure(let failure):
+                    problem = failure.message
+                case .success(let line):
+                    problem = try add(line, source: "\(file):\(number)", builder: builder, arms: arms, to: &transaction, report: &report)
+                }
+                if let problem {
+                    guard skipping else { throw InputError(file: file, line: number, message: problem) }
+                    rejected.append((number, problem, bytes))
+                    report.rejected += 1
+                }
+            }
+        }
+        for reject in rejected {
+            rejects?.write(source: "\(file):\(reject.line)", error: reject.message, line: reject.text)
+        }
+        logger.info(
+            "loaded input",
+            metadata: ["file": "\(file)", "inserted": "\(report.inserted)", "unchanged": "\(report.unchanged)", "rejected": "\(report.rejected)"]
+        )
+        return report
+    }
+
+    /// Adds one line's rows (one per variant); returns a problem instead of throwing so that
+    /// `--skip-invalid` can reject the line and go on.
+    func add(
+        _ line: InputLine, source: String, builder: RequestBuilder, arms: [JobFile.Variant],
+        to transaction: inout any LoadTransaction, report: inout FileLoadReport
+    ) throws -> String? {
+        let hash = RequestBuilder.contentHash(line.value)
+        let metadata = line.metadata.isEmpty ? nil : JSONValue.object(line.metadata).jsonText
+        var built: [(JobFile.Variant, RequestBuilder.Built)] = []
+        for arm in arms {
+            switch builder.build(line, variant: arm) {
+            case .failure(let problem): return problem.message
+            case .success(let request): built.append((arm, request))
+            }
+        }
+        for (arm, request) in built {
+            let row = NewRow(
+                id: line.id, variant: arm.name, source: source, api: request.api, deployment: request.deployment,
+                body: request.body.jsonText, metadata: metadata, estimatedTokens: RequestBuilder.estimatedTokens(request.body),
+                contentHash: hash
+            )
+            switch try transaction.add(row) {
+            case .inserted: report.inserted += 1
+            case .unchanged: report.unchanged += 1
+            case .duplicate(let first):
+                return "duplicate id '\(line.id)' (first at \(Self.shortSource(first)))"
+            case .conflict(let earlier):
+                return "id '\(line.id)' was loaded before from \(Self.shortSource(earlier)) with different content; give the changed line a new id or use a new state file"
+            }
+        }
+        return nil
+    }
+
+    static func shortSource(_ source: String) -> String {
+        (source as NSString).lastPathComponent
+    }
+}
+
+/// Writes rejected lines beside the output, to a temporary name renamed on commit.
+struct RejectsWriter {
+    let file: AtomicFileWriter
+
+    init(path: String) throws {
+        file = try AtomicFileWriter(path: path)
+    }
+
+    func write(source: String, error: String, line: ArraySlice<UInt8>) {
+        var pairs: [(String, JSONValue)] = [("source", .string(source)), ("error", .string(error))]
+        if let text = String(validating: line, as: UTF8.self) { pairs.append(("line", .string(text))) }
+        var bytes: [UInt8] = []
+        JSONValue.object(pairs).write(to: &bytes)
+        bytes.append(0x0A)
+        file.write(bytes)
+    }
+
+    func commit() throws { try file.commit() }
+}

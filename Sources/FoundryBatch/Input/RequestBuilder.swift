@@ -1,0 +1,118 @@
+import Crypto
+
+/// Turns an input line into the request body of each variant: the one place that decides
+/// how `prompt`, `messages`, `input`, the job's `request` and a variant's overrides combine.
+struct RequestBuilder {
+    let job: JobFile
+
+    struct Built {
+        var api: JobFile.API
+        var deployment: String
+        var body: JSONValue
+    }
+
+    /// The variants to expand each line into: the job's, or one unnamed arm.
+    var arms: [JobFile.Variant] {
+        job.variants.isEmpty ? [JobFile.Variant(name: "", deployment: nil, request: [])] : job.variants
+    }
+
+    func build(_ line: InputLine, variant: JobFile.Variant) -> Result<Built, LineProblem> {
+        switch line.payload {
+        case .batch(let api, let body):
+            guard let deployment = variant.deployment ?? body["model"]?.stringValue ?? job.deployment else {
+                return .failure(LineProblem("custom_id '\(line.id)': no model: set body.model or the job's deployment:"))
+            }
+            let merged = body.merging(variant.request).setting("model", to: .string(deployment))
+            return .success(Built(api: api, deployment: deployment, body: merged))
+        case .prompt, .messages, .input:
+            guard let deployment = variant.deployment ?? job.deployment else {
+                return .failure(LineProblem("id '\(line.id)': no deployment: set deployment: in the job file (or in each variant)"))
+            }
+            var request = JSONValue.object(job.request).merging(variant.request)
+            let system = request["system"]?.stringValue
+            request = request.removing("system")
+            var pairs: [(String, JSONValue)] = [("model", .string(deployment))]
+            switch job.api {
+            case .chat:
+                guard let messages = chatMessages(line.payload, system: system) else {
+                    return .failure(LineProblem("id '\(line.id)': \"input\" for a chat job must be a string"))
+                }
+                pairs.append(("messages", messages))
+            case .responses:
+                pairs.append(("input", responsesInput(line.payload)))
+                if let system { pairs.append(("instructions", .string(system))) }
+                if let maxTokens = request["max_tokens"] {
+                    request = request.removing("max_tokens").setting("max_output_tokens", to: maxTokens)
+                }
+            case .embeddings:
+                guard let input = embeddingsInput(line.payload) else {
+                    return .failure(LineProblem("id '\(line.id)': an embeddings job takes \"input\" or \"prompt\", not \"messages\""))
+                }
+                pairs.append(("input", input))
+                request = request.removing("max_tokens")
+            }
+            return .success(Built(api: job.api, deployment: deployment, body: JSONValue.object(pairs).merging(request.objectPairs ?? [])))
+        }
+    }
+
+    func chatMessages(_ payload: InputLine.Payload, system: String?) -> JSONValue? {
+        var messages: [JSONValue] = []
+        switch payload {
+        case .prompt(let text), .input(.string(let text)):
+            messages = [.object([("role", .string("user")), ("content", .string(text))])]
+        case .messages(let value):
+            messages = value.arrayValue ?? []
+        default:
+            return nil
+        }
+        if let system, !["system", "developer"].contains(messages.first?["role"]?.stringValue ?? "") {
+            messages.insert(.object([("role", .string("system")), ("content", .string(system))]), at: 0)
+        }
+        return .array(messages)
+    }
+
+    func responsesInput(_ payload: InputLine.Payload) -> JSONValue {
+        switch payload {
+        case .prompt(let text): .string(text)
+        case .messages(let value), .input(let value): value
+        case .batch(_, let body): body["input"] ?? .null
+        }
+    }
+
+    func embeddingsInput(_ payload: InputLine.Payload) -> JSONValue? {
+        switch payload {
+        case .prompt(let text): .string(text)
+        case .input(let value): value
+        default: nil
+        }
+    }
+
+    /// Prompt characters / 4 + the answer's token cap: what Azure reserves against TPM.
+    static func estimatedTokens(_ body: JSONValue) -> Int {
+        var characters = 0
+        for key in ["messages", "input", "instructions", "prompt"] {
+            if let value = body[key] { characters += textLength(value) }
+        }
+        let cap = (body["max_tokens"] ?? body["max_completion_tokens"] ?? body["max_output_tokens"])?.intValue ?? 0
+        return (characters + 3) / 4 + max(cap, 0)
+    }
+
+    static func textLength(_ value: JSONValue) -> Int {
+        switch value {
+        case .string(let text): text.utf8.count
+        case .array(let items): items.reduce(0) { $0 + textLength($1) }
+        case .object(let pairs): pairs.reduce(0) { $0 + textLength($1.1) }
+        default: 0
+        }
+    }
+
+    /// A digest of the line's content, independent of its spacing and line end.
+    static func contentHash(_ value: JSONValue) -> String {
+        var bytes: [UInt8] = []
+        value.write(to: &bytes)
+        return SHA256.hash(data: bytes).prefix(16).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+
+/// A job opened for one command: the job file, this run's paths, and its queue.
+public struct JobContext: Sendable {
+    public var job: JobFile
+    public var paths: JobPaths
+    public var queue: SQLiteQueue
+
+    /// Command-line overrides of the job file's paths.
+    public struct Overrides: Sendable {
+        public var date: String?
+        public var inputs: [String] = []
+        public var output: String?
+        public var errors: String?
+        public var state: String?
+        public init(date: String? = nil, inputs: [String] = [], output: String? = nil, errors: String? = nil, state: String? = nil) {
+            self.date = date
+            self.inputs = inputs
+            self.output = output
+            self.errors = errors
+            self.state = state
+        }
+    }
+
+    /// Reads the job file, applies overrides (relative to the working directory, as a shell
+    /// user expects) and opens the state database.
+    public static func open(jobPath: String, overrides: Overrides = Overrides()) throws -> JobContext {
+        let job = try JobFile.load(path: jobPath)
+        var paths = try job.resolve(date: overrides.date)
+        let cwd = FileManager.default.currentDirectoryPath
+        if !overrides.inputs.isEmpty { paths.inputs = overrides.inputs.map { FilePaths.absolute($0, relativeTo: cwd) } }
+        if let output = overrides.output {
+            paths.output = FilePaths.absolute(output, relativeTo: cwd)
+            let stem = paths.output.hasSuffix(".jsonl") ? String(paths.output.dropLast(6)) : paths.output
+            if job.errors == nil { paths.errors = stem + ".errors.jsonl" }
+            paths.rejects = stem + ".rejects.jsonl"
+        }
+        if let errors = overrides.errors { paths.errors = FilePaths.absolute(errors, relativeTo: cwd) }
+        if let state = overrides.state { paths.state = FilePaths.absolute(state, relativeTo: cwd) }
+        let queue = try SQLiteQueue(path: paths.state, jobName: job.name)
+        return JobContext(job: job, paths: paths, queue: queue)
+    }
+
+    /// Loads every input file of this run.
+    public func load(skipInvalid: Bool = false) throws -> [FileLoadReport] {
+        try Loader(job: job, queue: queue).load(files: paths.inputs, skipInvalid: skipInvalid, rejectsPath: paths.rejects)
+    }
+
+    /// Writes the results and errors files.
+    public func export() throws -> ExportReport {
+        try Exporter(queue: queue).export(output: paths.output, errors: paths.errors)
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+
+/// A job file as the user wrote it: what to send, where, with which credential and limits.
+///
+/// Paths are kept as written (with `{date}` and `{name}` unexpanded); ``resolve(date:)``
+/// turns them into absolute paths against the job file's folder, so cron can run a job
+/// from any working directory.
+///
+/// ```swift
+/// let job = try JobFile.load(path: "jobs/demo.yaml")
+/// let paths = try job.resolve(date: nil)
+/// ```
+public struct JobFile: Sendable {
+    /// Which API a simple input line is sent to.
+    public enum API: String, Sendable, CaseIterable {
+        case chat, responses, embeddings
+
+        /// The `/openai/v1/...` path suffix of this API.
+        public var path: String {
+            switch self {
+            case .chat: "chat/completions"
+            case .responses: "responses"
+            case .embeddings: "embeddings"
+            }
+        }
+    }
+
+    /// Where requests go.
+    public enum Endpoint: Sendable, Equatable {
+        /// The built-in emulator, started in-process on a free loopback port.
+        case emulator
+        /// A Foundry / Azure OpenAI resource or any OpenAI-compatible base URL.
+        case url(String)
+    }
+
+    /// The credential kinds of the contract's `auth:` key.
+    public enum AuthKind: String, Sendable, CaseIterable {
+        case `default`
+        case apiKey = "api-key"
+        case clientSecret = "client-secret"
+        case certificate
+        case workloadIdentity = "workload-identity"
+        case managedIdentity = "managed-identity"
+        case azureCLI = "azure-cli"
+        case none
+    }
+
+    /// The `limits:` block, with the contract's defaults.
+    public struct Limits: Sendable, Equatable {
+        /// Workers, and the ceiling of the adaptive concurrency limit.
+        public var concurrency = 16
+        public var requestsPerMinute: Int?
+        public var tokensPerMinute: Int?
+        public var maxAttempts = 8
+        /// Seconds a single request may take.
+        public var timeout: Double = 120
+        /// A Retry-After longer than this (seconds) stops the run with exit 3.
+        public var maxRetryWait: Double = 300
+        /// Stop cleanly (exit 3) before the job's total tokens would pass this.
+        public var maxTokensTotal: Int?
+        public init() {}
+    }
+
+    /// One arm of an evaluation sweep: every row runs once per variant.
+    public struct Variant: Sendable, Equatable {
+        public var name: String
+        public var deployment: String?
+        public var request: [(String, JSONValue)]
+
+        public static func == (lhs: Variant, rhs: Variant) -> Bool {
+            lhs.name == rhs.name && lhs.deployment == rhs.deployment
+                && JSONValue.object(lhs.request) == JSONValue.object(rhs.request)
+        }
+    }
+
+    /// Optional prices per 1,000 tokens, for the cost estimate in `status` and the summary.
+    public struct Prices: Sendable, Equatable {
+        public var promptPer1K: Double = 0
+        public var completionPer1K: Double = 0
+    }
+
+    /// Knobs of the in-process emulator, for `endpoint: emulator`.
+    public struct EmulatorSettings: Sendable, Equatable {
+        public var tokenTTL: Double?
+        public var rpm: Int?
+        public var tpm: Int?
+        public var latencyMs: Double?
+        public var latencyJitterMs: Double?
+        public var faultRate: Double?
+        public var dropRate: Double?
+        public var slowRate: Double?
+        public var retryAfter: Double?
+        public var contentFilterPhrase: String?
+        public var seed: UInt64?
+        public init() {}
+    }
+
+    /// The job file's own path, absolute.
+    public var path: String
+    public var name: String
+    public var inputs: [String]
+    public var output: String?
+    public var errors: String?
+    public var state: String?
+    public var endpoint: Endpoint
+    public var deployment: String?
+    public var api: API = .chat
+    public var apiVersion: String?
+    public var auth: AuthKind = .default
+    public var request: [(String, JSONValue)] = []
+    public var limits = Limits()
+    public var variants: [Variant] = []
+    public var prices: Prices?
+    public var emulator = EmulatorSettings()
+
+    /// The folder relative paths resolve against.
+    public var directory: String { (path as NSString).deletingLastPathComponent }
+}
+
+extension JobFile {
+    /// Reads and validates a job file; every problem names the file, line and key.
+    public static func load(path: String) throws(JobFileError) -> JobFile {
+        let absolute = FilePaths.absolute(path, relativeTo: FileManager.default.currentDirectoryPath)
+        guard let data = FileManager.default.contents(atPath: absolute) else {
+            throw JobFileError(file: path, message: "cannot read the job file (does it exist?)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw JobFileError(file: path, message: "the job file is not UTF-8 text")
+        }
+        return try parse(yaml: text, path: absolute, displayPath: path)
+    }
+
+    /// Parses job file text; `path` is used to resolve relative paths, `displayPath` in errors.
+    public static func parse(yaml: String, path: String, displayPath: String? = nil) throws(JobFileError) -> JobFile {
+        let reader = YAMLReader(file: displayPath ?? path)
+        return try reader.job(yaml: yaml, path: path)
+    }
+}

@@ -1,0 +1,290 @@
+import Foundation
+import Yams
+
+/// Walks a composed YAML document into a `JobFile`, naming file, line and key on every error.
+///
+/// Codable decoding would silently ignore unknown keys and report type errors as coding
+/// paths; a typo in `limits.concurency` must instead stop the run before anything is sent.
+struct YAMLReader {
+    let file: String
+
+    static let topKeys: Set<String> = [
+        "name", "input", "output", "errors", "state", "endpoint", "deployment", "api", "api_version",
+        "auth", "request", "limits", "variants", "prices", "emulator",
+    ]
+    static let limitKeys: Set<String> = [
+        "concurrency", "requests_per_minute", "tokens_per_minute", "max_attempts", "timeout", "max_retry_wait",
+        "max_tokens_total",
+    ]
+    static let variantKeys: Set<String> = ["name", "deployment", "request"]
+    static let priceKeys: Set<String> = ["prompt_per_1k", "completion_per_1k"]
+    static let emulatorKeys: Set<String> = [
+        "token_ttl", "rpm", "tpm", "latency_ms", "latency_jitter_ms", "fault_rate", "drop_rate", "slow_rate",
+        "retry_after", "content_filter_phrase", "seed",
+    ]
+
+    func error(_ node: Node?, _ key: String?, _ message: String) -> JobFileError {
+        JobFileError(file: file, line: node?.mark?.line, key: key, message: message)
+    }
+
+    func job(yaml: String, path: String) throws(JobFileError) -> JobFile {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let yamlError as YamlError {
+            throw JobFileError(file: file, message: "not valid YAML: \(Self.describe(yamlError))")
+        } catch {
+            throw JobFileError(file: file, message: "not valid YAML")
+        }
+        guard let root, case .mapping(let top) = root else {
+            throw self.error(root, nil, "a job file is a mapping of keys (name:, input:, endpoint: ...)")
+        }
+        let fields = try mapping(top, allowed: Self.topKeys, prefix: "")
+
+        guard let nameNode = fields["name"] else { throw error(root, "name", "missing required key") }
+        let name = try string(nameNode, "name")
+        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
+            throw error(nameNode, "name", "must match [A-Za-z0-9._-]+, got '\(name)'")
+        }
+        guard let inputNode = fields["input"] else { throw error(root, "input", "missing required key") }
+        let inputs = try stringOrList(inputNode, "input")
+        guard !inputs.isEmpty else { throw error(inputNode, "input", "needs at least one path") }
+        guard let endpointNode = fields["endpoint"] else { throw error(root, "endpoint", "missing required key") }
+        let endpointText = try string(endpointNode, "endpoint")
+        let endpoint: JobFile.Endpoint
+        if endpointText == "emulator" {
+            endpoint = .emulator
+        } else {
+            guard let url = URL(string: endpointText), let scheme = url.scheme?.lowercased(),
+                scheme == "https" || scheme == "http", url.host != nil
+            else {
+                throw error(endpointNode, "endpoint", "must be \"emulator\" or an http(s) URL, got '\(endpointText)'")
+            }
+            endpoint = .url(endpointText.hasSuffix("/") ? String(endpointText.dropLast()) : endpointText)
+        }
+
+        var job = JobFile(path: path, name: name, inputs: inputs, endpoint: endpoint)
+        job.output = try fields["output"].map { node throws(JobFileError) in try string(node, "output") }
+        job.errors = try fields["errors"].map { node throws(JobFileError) in try string(node, "errors") }
+        job.state = try fields["state"].map { node throws(JobFileError) in try string(node, "state") }
+        job.deployment = try fields["deployment"].map { node throws(JobFileError) in try string(node, "deployment") }
+        job.apiVersion = try fields["api_version"].map { node throws(JobFileError) in try string(node, "api_version") }
+        if let node = fields["api"] {
+            job.api = try enumValue(node, "api", JobFile.API.self)
+        }
+        if let node = fields["auth"] {
+            job.auth = try enumValue(node, "auth", JobFile.AuthKind.self)
+        }
+        if let node = fields["request"] {
+            job.request = try jsonObject(node, "request")
+        }
+        if let node = fields["limits"] { job.limits = try limits(node) }
+        if let node = fields["variants"] { job.variants = try variants(node) }
+        if let node = fields["prices"] { job.prices = try prices(node) }
+        if let node = fields["emulator"] { job.emulator = try emulatorSettings(node) }
+        return job
+    }
+
+    static func describe(_ error: YamlError) -> String {
+        let text = "\(error)"
+        return text.split(separator: "\n").first.map(String.init) ?? text
+    }
+
+    func mapping(_ mapping: Node.Mapping, allowed: Set<String>, prefix: String) throws(JobFileError) -> [String: Node] {
+        var fields: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.scalar?.string else { throw error(keyNode, prefix.isEmpty ? nil : String(prefix.dropLast()), "keys must be plain strings") }
+            guard allowed.contains(key) else {
+                let hint = Self.closest(to: key, in: allowed).map { " (did you mean \(prefix)\($0)?)" } ?? ""
+                throw error(keyNode, prefix + key, "unknown key\(hint); known keys: \(allowed.sorted().joined(separator: ", "))")
+            }
+            guard fields[key] == nil else { throw error(keyNode, prefix + key, "given twice") }
+            fields[key] = value
+        }
+        return fields
+    }
+
+    static func closest(to key: String, in candidates: Set<String>) -> String? {
+        var best: (name: String, distance: Int)?
+        for candidate in candidates.sorted() {
+            let distance = editDistance(key, candidate)
+            if distance < (best?.distance ?? Int.max) { best = (candidate, distance) }
+        }
+        guard let best, best.distance <= max(2, key.count / 3) else { return nil }
+        return best.name
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var previous = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                let substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, substitution)
+            }
+            previous = current
+        }
+        return a.isEmpty ? b.count : previous[b.count]
+    }
+
+    func tagName(_ node: Node) -> Tag.Name {
+        Tag.Name(rawValue: node.tag.rawValue)
+    }
+
+    func scalar(_ node: Node, _ key: String, _ expected: String) throws(JobFileError) -> Node.Scalar {
+        guard case .scalar(let scalar) = node else { throw error(node, key, "expected \(expected), got a \(kind(node))") }
+        return scalar
+    }
+
+    func kind(_ node: Node) -> String {
+        switch node {
+        case .scalar: "value"
+        case .mapping: "mapping"
+        case .sequence: "list"
+        case .alias: "alias"
+        }
+    }
+
+    func string(_ node: Node, _ key: String) throws(JobFileError) -> String {
+        let value = try scalar(node, key, "a string")
+        if tagName(node) == .null { throw error(node, key, "expected a string, got null") }
+        return value.string
+    }
+
+    func stringOrList(_ node: Node, _ key: String) throws(JobFileError) -> [String] {
+        if case .sequence(let items) = node {
+            var result: [String] = []
+            for (index, item) in items.enumerated() { result.append(try string(item, "\(key)[\(index)]")) }
+            return result
+        }
+        return [try string(node, key)]
+    }
+
+    func enumValue<E: RawRepresentable & CaseIterable>(_ node: Node, _ key: String, _ type: E.Type) throws(JobFileError) -> E
+    where E.RawValue == String {
+        let text = try string(node, key)
+        guard let value = E(rawValue: text) else {
+            throw error(node, key, "must be one of \(E.allCases.map(\.rawValue).joined(separator: " | ")), got '\(text)'")
+        }
+        return value
+    }
+
+    func int(_ node: Node, _ key: String, min: Int = 0) throws(JobFileError) -> Int {
+        let value = try scalar(node, key, "a whole number")
+        guard tagName(node) == .int, let number = Int(value.string.replacingOccurrences(of: "_", with: "")) else {
+            throw error(node, key, "expected a whole number, got '\(value.string)'")
+        }
+        guard number >= min else { throw error(node, key, "must be at least \(min), got \(number)") }
+        return number
+    }
+
+    func double(_ node: Node, _ key: String, min: Double = 0) throws(JobFileError) -> Double {
+        let value = try scalar(node, key, "a number")
+        guard tagName(node) == .int || tagName(node) == .float, let number = Double(value.string) else {
+            throw error(node, key, "expected a number, got '\(value.string)'")
+        }
+        guard number >= min else { throw error(node, key, "must be at least \(min), got \(value.string)") }
+        return number
+    }
+
+    func limits(_ node: Node) throws(JobFileError) -> JobFile.Limits {
+        guard case .mapping(let map) = node else { throw error(node, "limits", "expected a mapping, got a \(kind(node))") }
+        let fields = try mapping(map, allowed: Self.limitKeys, prefix: "limits.")
+        var limits = JobFile.Limits()
+        if let n = fields["concurrency"] { limits.concurrency = try int(n, "limits.concurrency", min: 1) }
+        if let n = fields["requests_per_minute"] { limits.requestsPerMinute = try int(n, "limits.requests_per_minute", min: 1) }
+        if let n = fields["tokens_per_minute"] { limits.tokensPerMinute = try int(n, "limits.tokens_per_minute", min: 1) }
+        if let n = fields["max_attempts"] { limits.maxAttempts = try int(n, "limits.max_attempts", min: 1) }
+        if let n = fields["timeout"] { limits.timeout = try double(n, "limits.timeout", min: 0.001) }
+        if let n = fields["max_retry_wait"] { limits.maxRetryWait = try double(n, "limits.max_retry_wait") }
+        if let n = fields["max_tokens_total"] { limits.maxTokensTotal = try int(n, "limits.max_tokens_total", min: 1) }
+        return limits
+    }
+
+    func variants(_ node: Node) throws(JobFileError) -> [JobFile.Variant] {
+        guard case .sequence(let items) = node else { throw error(node, "variants", "expected a list, got a \(kind(node))") }
+        var result: [JobFile.Variant] = []
+        for (index, item) in items.enumerated() {
+            let key = "variants[\(index)]"
+            guard case .mapping(let map) = item else { throw error(item, key, "expected a mapping with name:, got a \(kind(item))") }
+            let fields = try mapping(map, allowed: Self.variantKeys, prefix: key + ".")
+            guard let nameNode = fields["name"] else { throw error(item, key + ".name", "missing required key") }
+            let name = try string(nameNode, key + ".name")
+            guard !name.isEmpty, !name.contains("#") else { throw error(nameNode, key + ".name", "must be non-empty and without '#'") }
+            guard !result.contains(where: { $0.name == name }) else { throw error(nameNode, key + ".name", "'\(name)' is used twice") }
+            let deployment = try fields["deployment"].map { n throws(JobFileError) in try string(n, key + ".deployment") }
+            let request = try fields["request"].map { n throws(JobFileError) in try jsonObject(n, key + ".request") } ?? []
+            result.append(JobFile.Variant(name: name, deployment: deployment, request: request))
+        }
+        return result
+    }
+
+    func prices(_ node: Node) throws(JobFileError) -> JobFile.Prices {
+        guard case .mapping(let map) = node else { throw error(node, "prices", "expected a mapping, got a \(kind(node))") }
+        let fields = try mapping(map, allowed: Self.priceKeys, prefix: "prices.")
+        var prices = JobFile.Prices()
+        if let n = fields["prompt_per_1k"] { prices.promptPer1K = try double(n, "prices.prompt_per_1k") }
+        if let n = fields["completion_per_1k"] { prices.completionPer1K = try double(n, "prices.completion_per_1k") }
+        return prices
+    }
+
+    func emulatorSettings(_ node: Node) throws(JobFileError) -> JobFile.EmulatorSettings {
+        guard case .mapping(let map) = node else { throw error(node, "emulator", "expected a mapping, got a \(kind(node))") }
+        let fields = try mapping(map, allowed: Self.emulatorKeys, prefix: "emulator.")
+        var settings = JobFile.EmulatorSettings()
+        if let n = fields["token_ttl"] { settings.tokenTTL = try double(n, "emulator.token_ttl", min: 1) }
+        if let n = fields["rpm"] { settings.rpm = try int(n, "emulator.rpm", min: 1) }
+        if let n = fields["tpm"] { settings.tpm = try int(n, "emulator.tpm", min: 1) }
+        if let n = fields["latency_ms"] { settings.latencyMs = try double(n, "emulator.latency_ms") }
+        if let n = fields["latency_jitter_ms"] { settings.latencyJitterMs = try double(n, "emulator.latency_jitter_ms") }
+        if let n = fields["fault_rate"] { settings.faultRate = try double(n, "emulator.fault_rate") }
+        if let n = fields["drop_rate"] { settings.dropRate = try double(n, "emulator.drop_rate") }
+        if let n = fields["slow_rate"] { settings.slowRate = try double(n, "emulator.slow_rate") }
+        if let n = fields["retry_after"] { settings.retryAfter = try double(n, "emulator.retry_after") }
+        if let n = fields["content_filter_phrase"] { settings.contentFilterPhrase = try string(n, "emulator.content_filter_phrase") }
+        if let n = fields["seed"] { settings.seed = UInt64(try int(n, "emulator.seed")) }
+        for (key, rate) in [("fault_rate", settings.faultRate), ("drop_rate", settings.dropRate), ("slow_rate", settings.slowRate)] {
+            if let rate, rate > 1 { throw error(fields[key], "emulator.\(key)", "is a share between 0 and 1, got \(rate)") }
+        }
+        return settings
+    }
+
+    /// Converts a YAML mapping to JSON pairs, typing scalars as YAML resolved them.
+    func jsonObject(_ node: Node, _ key: String) throws(JobFileError) -> [(String, JSONValue)] {
+        guard case .object(let pairs) = try json(node, key) else {
+            throw error(node, key, "expected a mapping, got a \(kind(node))")
+        }
+        return pairs
+    }
+
+    func json(_ node: Node, _ key: String) throws(JobFileError) -> JSONValue {
+        switch node {
+        case .scalar(let scalar):
+            switch tagName(node) {
+            case .null: return .null
+            case .bool: return .bool(node.bool ?? false)
+            case .int:
+                guard let value = node.int else { throw error(node, key, "number out of range") }
+                return .int(value)
+            case .float:
+                guard let value = node.float, value.isFinite else { throw error(node, key, "numbers must be finite") }
+                return .double(value)
+            default: return .string(scalar.string)
+            }
+        case .sequence(let items):
+            var values: [JSONValue] = []
+            for (index, item) in items.enumerated() { values.append(try json(item, "\(key)[\(index)]")) }
+            return .array(values)
+        case .mapping(let map):
+            var pairs: [(String, JSONValue)] = []
+            for (keyNode, value) in map {
+                guard let name = keyNode.scalar?.string else { throw error(keyNode, key, "keys must be plain strings") }
+                pairs.append((name, try json(value, "\(key).\(name)")))
+            }
+            return .object(pairs)
+        case .alias:
+            throw error(node, key, "YAML aliases are not supported here")
+        }
+    }
+}

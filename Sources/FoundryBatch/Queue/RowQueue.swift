@@ -1,0 +1,190 @@
+import Foundation
+
+/// The life of a row in the queue.
+public enum RowState: String, Sendable, CaseIterable, Codable {
+    case pending, running, succeeded, failed
+}
+
+/// A row as the loader hands it to the queue: everything needed to send it, decided once.
+public struct NewRow: Sendable, Equatable {
+    /// The user's id (`custom_id` or `id`, or `<file>:<line>`).
+    public var id: String
+    /// The evaluation variant, or `""` outside a sweep.
+    public var variant: String
+    /// `file:line` of the input line, for messages.
+    public var source: String
+    public var api: JobFile.API
+    public var deployment: String
+    /// The request body as compact JSON.
+    public var body: String
+    /// Extra keys of a simple line, as a JSON object, echoed into the output.
+    public var metadata: String?
+    /// Prompt characters / 4 + max tokens: what Azure charges against TPM up front.
+    public var estimatedTokens: Int
+    /// A digest of the input line, to tell a reload from a changed row.
+    public var contentHash: String
+}
+
+/// What a load did with one row.
+public enum LoadDisposition: Sendable, Equatable {
+    case inserted
+    /// Loaded before with the same content: nothing to do.
+    case unchanged
+    /// Already in this same load: the input repeats an id.
+    case duplicate(firstSource: String)
+    /// Loaded before from `source` with different content.
+    case conflict(source: String)
+}
+
+/// Adds rows inside one load transaction; nothing is kept unless the whole load succeeds.
+public protocol LoadTransaction {
+    mutating func add(_ row: NewRow) throws -> LoadDisposition
+}
+
+/// A row handed to a worker under a lease.
+public struct ClaimedRow: Sendable, Equatable {
+    public var seq: Int64
+    public var id: String
+    public var variant: String
+    public var api: JobFile.API
+    public var deployment: String
+    public var body: String
+    /// Answered tries so far (not counting this one).
+    public var attempts: Int
+    public var estimatedTokens: Int
+}
+
+/// An error recorded against a row: a stable code, a message for people, and the HTTP status.
+public struct RowError: Sendable, Equatable, Codable {
+    public var code: String
+    public var message: String
+    public var statusCode: Int?
+
+    public init(code: String, message: String, statusCode: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.statusCode = statusCode
+    }
+}
+
+/// One answer from the service, as kept with the row.
+public struct ResponseRecord: Sendable, Equatable {
+    public var statusCode: Int
+    /// The service's request id (`apim-request-id` / `x-request-id`).
+    public var requestID: String?
+    /// The `x-ms-client-request-id` we sent.
+    public var clientRequestID: String
+    /// The response body as valid JSON text (a non-JSON body is stored as a JSON string).
+    public var body: String
+    public var promptTokens: Int?
+    public var completionTokens: Int?
+    public var totalTokens: Int?
+    public var latencyMs: Double
+
+    public init(
+        statusCode: Int, requestID: String?, clientRequestID: String, body: String,
+        promptTokens: Int? = nil, completionTokens: Int? = nil, totalTokens: Int? = nil, latencyMs: Double
+    ) {
+        self.statusCode = statusCode
+        self.requestID = requestID
+        self.clientRequestID = clientRequestID
+        self.body = body
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.totalTokens = totalTokens
+        self.latencyMs = latencyMs
+    }
+}
+
+/// How a try of a row ended.
+public enum RowOutcome: Sendable, Equatable {
+    case succeeded(ResponseRecord)
+    /// Try again no earlier than `at`; the error is kept as the row's last error.
+    case retry(at: Date, error: RowError, response: ResponseRecord?)
+    case failed(error: RowError, response: ResponseRecord?)
+}
+
+/// A finished try to commit: the row, the lease it was done under, and the outcome.
+public struct Completion: Sendable, Equatable {
+    public var seq: Int64
+    public var owner: String
+    public var outcome: RowOutcome
+
+    public init(seq: Int64, owner: String, outcome: RowOutcome) {
+        self.seq = seq
+        self.owner = owner
+        self.outcome = outcome
+    }
+}
+
+/// Which failed rows `retry` puts back.
+public struct RequeueFilter: Sendable, Equatable {
+    public var statusCodes: [Int] = []
+    public var errorCodes: [String] = []
+    public init(statusCodes: [Int] = [], errorCodes: [String] = []) {
+        self.statusCodes = statusCodes
+        self.errorCodes = errorCodes
+    }
+}
+
+/// Row counts and token sums, for `status` and the run summary.
+public struct QueueCounts: Sendable, Equatable {
+    public var variant: String = ""
+    public var pending = 0
+    public var running = 0
+    public var succeeded = 0
+    public var failed = 0
+    public var promptTokens = 0
+    public var completionTokens = 0
+    public var total: Int { pending + running + succeeded + failed }
+    public init() {}
+}
+
+/// A finished row for the exporter, in input order.
+public struct ExportRow: Sendable {
+    public var seq: Int64
+    public var id: String
+    public var variant: String
+    public var state: RowState
+    public var attempts: Int
+    public var metadata: String?
+    public var statusCode: Int?
+    public var requestID: String?
+    public var clientRequestID: String?
+    public var response: String?
+    public var error: RowError?
+}
+
+/// The queue: the single source of truth about every row.
+///
+/// Rows move pending -> running (under a lease) -> succeeded | failed, or back to pending
+/// when a try is to be repeated, a lease expires or a run is interrupted. Every method is
+/// safe to call from several processes at once on the same job.
+public protocol RowQueue: Sendable {
+    /// Runs `body` in one transaction; a thrown error discards every row it added.
+    func withLoad<T>(source: String, _ body: (inout any LoadTransaction) throws -> T) throws -> T
+
+    /// Claims up to `limit` due pending rows for `owner` until `leaseUntil`, in input order.
+    func claim(owner: String, limit: Int, leaseUntil: Date, now: Date) async throws -> [ClaimedRow]
+    /// Pushes the lease expiry of every row `owner` holds.
+    func extendLeases(owner: String, until: Date) async throws
+    /// Commits outcomes, each in the same transaction that ends or reschedules its row.
+    ///
+    /// A completion whose lease was lost (expired and taken by another process) is dropped.
+    /// - Returns: how many completions were applied.
+    @discardableResult
+    func complete(_ completions: [Completion], now: Date) async throws -> Int
+    /// Returns rows `owner` holds to pending (all of them, or the given ones).
+    func release(owner: String, seqs: [Int64]?) async throws
+    /// Returns rows whose lease expired to pending. - Returns: how many.
+    @discardableResult
+    func reclaimExpired(now: Date) async throws -> Int
+    /// Puts failed rows matching `filter` back to pending. - Returns: how many.
+    func requeueFailed(_ filter: RequeueFilter) async throws -> Int
+    /// When the next pending row becomes due; `nil` when none is pending.
+    func nextDue() async throws -> Date?
+    /// Counts by state, for the job and for each variant.
+    func counts() async throws -> (job: QueueCounts, variants: [QueueCounts])
+    /// Calls `body` with every finished row in input order, streaming.
+    func forEachFinished(_ body: (ExportRow) throws -> Void) throws
+}

@@ -1,0 +1,69 @@
+import GRDB
+
+extension SQLiteQueue {
+    /// The schema, as named, append-only migrations: never edit one that has shipped.
+    ///
+    /// The README documents these tables for users who query the state with `sqlite3`.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE job (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                    CREATE TABLE loads (
+                        id INTEGER PRIMARY KEY,
+                        source TEXT NOT NULL,
+                        loaded_at REAL NOT NULL,
+                        rows INTEGER NOT NULL
+                    );
+                    CREATE TABLE rows (
+                        seq INTEGER PRIMARY KEY,
+                        id TEXT NOT NULL,
+                        variant TEXT NOT NULL DEFAULT '',
+                        source TEXT NOT NULL,
+                        load_id INTEGER NOT NULL,
+                        content_hash TEXT NOT NULL,
+                        api TEXT NOT NULL,
+                        deployment TEXT NOT NULL,
+                        body TEXT NOT NULL,
+                        metadata TEXT,
+                        estimated_tokens INTEGER NOT NULL,
+                        state TEXT NOT NULL DEFAULT 'pending'
+                            CHECK (state IN ('pending', 'running', 'succeeded', 'failed')),
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        next_attempt_at REAL NOT NULL DEFAULT 0,
+                        lease_owner TEXT,
+                        lease_expires_at REAL,
+                        status_code INTEGER,
+                        request_id TEXT,
+                        client_request_id TEXT,
+                        response TEXT,
+                        error_code TEXT,
+                        error_message TEXT,
+                        prompt_tokens INTEGER,
+                        completion_tokens INTEGER,
+                        total_tokens INTEGER,
+                        latency_ms REAL,
+                        first_sent_at REAL,
+                        finished_at REAL,
+                        UNIQUE (id, variant)
+                    );
+                    CREATE INDEX rows_pending ON rows(seq) WHERE state = 'pending';
+                    CREATE INDEX rows_running ON rows(lease_owner) WHERE state = 'running';
+                    CREATE TABLE attempts (
+                        seq INTEGER NOT NULL REFERENCES rows(seq),
+                        attempt INTEGER NOT NULL,
+                        at REAL NOT NULL,
+                        status_code INTEGER,
+                        error_code TEXT,
+                        error_message TEXT,
+                        request_id TEXT,
+                        client_request_id TEXT
+                    );
+                    CREATE INDEX attempts_seq ON attempts(seq);
+                    """
+            )
+        }
+        return migrator
+    }
+}

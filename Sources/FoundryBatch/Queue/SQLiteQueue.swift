@@ -1,0 +1,356 @@
+import Foundation
+import GRDB
+
+/// The SQLite implementation of ``RowQueue``: one database file per job, in WAL mode.
+///
+/// Several processes may open the same file: writes wait up to ``busyTimeout`` for the
+/// write lock instead of failing, and rows are handed out under leases, so two `run`
+/// processes on one job share the work.
+///
+/// ```swift
+/// let queue = try SQLiteQueue(path: paths.state, jobName: job.name)
+/// let rows = try await queue.claim(owner: "w1", limit: 32, leaseUntil: .now + 60, now: .now)
+/// ```
+public final class SQLiteQueue: RowQueue {
+    /// How long a write waits for another process's transaction before giving up.
+    public static let busyTimeout: TimeInterval = 60
+
+    let pool: DatabasePool
+    public let path: String
+
+    /// Opens (creating if needed) the state database of `jobName` at `path`.
+    ///
+    /// - Throws: ``StorageError`` when the file cannot be opened, is not a foundry-batch
+    ///   database, or belongs to another job.
+    public init(path: String, jobName: String) throws(StorageError) {
+        self.path = path
+        try FilePaths.ensureParent(of: path)
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(Self.busyTimeout)
+        configuration.label = "foundry-batch"
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+            try pool.write { db in
+                try db.execute(sql: "INSERT OR IGNORE INTO job(key, value) VALUES ('name', ?)", arguments: [jobName])
+                let stored = try String.fetchOne(db, sql: "SELECT value FROM job WHERE key = 'name'")
+                if stored != jobName {
+                    throw StorageError(
+                        path: path,
+                        message: "this state database belongs to job '\(stored ?? "?")', not '\(jobName)'; give this job its own state: path"
+                    )
+                }
+            }
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError(path: path, message: "cannot open the state database: \(Self.describe(error))")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let dbError = error as? DatabaseError {
+            return dbError.message ?? "SQLite error \(dbError.resultCode)"
+        }
+        return "\(error)"
+    }
+
+    /// Wraps database failures in a ``StorageError`` naming the file.
+    func storage<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as DatabaseError {
+            throw StorageError(path: path, message: "state database error: \(Self.describe(error))")
+        }
+    }
+
+    // MARK: Loading
+
+    public func withLoad<T>(source: String, _ body: (inout any LoadTransaction) throws -> T) throws -> T {
+        do {
+            return try pool.write { db in
+                try db.execute(sql: "INSERT INTO loads(source, loaded_at, rows) VALUES (?, ?, 0)", arguments: [source, Date().timeIntervalSince1970])
+                var transaction: any LoadTransaction = SQLiteLoadTransaction(db: db, loadID: db.lastInsertedRowID)
+                let result = try body(&transaction)
+                if let sqlite = transaction as? SQLiteLoadTransaction {
+                    try db.execute(sql: "UPDATE loads SET rows = ? WHERE id = ?", arguments: [sqlite.inserted, sqlite.loadID])
+                }
+                return result
+            }
+        } catch let error as DatabaseError {
+            throw StorageError(path: path, message: "state database error: \(Self.describe(error))")
+        }
+    }
+
+    // MARK: Working
+
+    public func claim(owner: String, limit: Int, leaseUntil: Date, now: Date) async throws -> [ClaimedRow] {
+        try await storage {
+            try await pool.write { db in
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        UPDATE rows SET state = 'running', lease_owner = ?, lease_expires_at = ?,
+                            first_sent_at = coalesce(first_sent_at, ?)
+                        WHERE seq IN (
+                            SELECT seq FROM rows WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?)
+                        RETURNING seq, id, variant, api, deployment, body, attempts, estimated_tokens
+                        """,
+                    arguments: [owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970, now.timeIntervalSince1970, limit]
+                )
+                return rows.map { row in
+                    ClaimedRow(
+                        seq: row["seq"], id: row["id"], variant: row["variant"],
+                        api: JobFile.API(rawValue: row["api"]) ?? .chat, deployment: row["deployment"],
+                        body: row["body"], attempts: row["attempts"], estimatedTokens: row["estimated_tokens"]
+                    )
+                }.sorted { $0.seq < $1.seq }
+            }
+        }
+    }
+
+    public func extendLeases(owner: String, until: Date) async throws {
+        try await storage {
+            try await pool.write { db in
+                try db.execute(
+                    sql: "UPDATE rows SET lease_expires_at = ? WHERE lease_owner = ? AND state = 'running'",
+                    arguments: [until.timeIntervalSince1970, owner]
+                )
+            }
+        }
+    }
+
+    @discardableResult
+    public func complete(_ completions: [Completion], now: Date) async throws -> Int {
+        guard !completions.isEmpty else { return 0 }
+        return try await storage {
+            try await pool.write { db in
+                var applied = 0
+                for completion in completions {
+                    if try Self.apply(completion, db: db, now: now) { applied += 1 }
+                }
+                return applied
+            }
+        }
+    }
+
+    static func apply(_ completion: Completion, db: Database, now: Date) throws -> Bool {
+        let stamp = now.timeIntervalSince1970
+        let state: RowState
+        var nextAttempt: Double = 0
+        let response: ResponseRecord?
+        let error: RowError?
+        switch completion.outcome {
+        case .succeeded(let record):
+            state = .succeeded
+            response = record
+            error = nil
+        case .retry(let at, let rowError, let record):
+            state = .pending
+            nextAttempt = at.timeIntervalSince1970
+            response = record
+            error = rowError
+        case .failed(let rowError, let record):
+            state = .failed
+            response = record
+            error = rowError
+        }
+        let statement = try db.cachedStatement(
+            sql: """
+                UPDATE rows SET state = ?, attempts = attempts + 1, next_attempt_at = ?,
+                    lease_owner = NULL, lease_expires_at = NULL,
+                    status_code = ?, request_id = ?, client_request_id = ?, response = ?,
+                    prompt_tokens = ?, completion_tokens = ?, total_tokens = ?, latency_ms = ?,
+                    error_code = ?, error_message = ?, finished_at = ?
+                WHERE seq = ? AND lease_owner = ? AND state = 'running'
+                """
+        )
+        try statement.execute(arguments: [
+            state.rawValue, nextAttempt,
+            response?.statusCode ?? error?.statusCode, response?.requestID, response?.clientRequestID, response?.body,
+            response?.promptTokens, response?.completionTokens, response?.totalTokens, response?.latencyMs,
+            error?.code, error?.message, state == .pending ? nil : stamp,
+            completion.seq, completion.owner,
+        ])
+        guard db.changesCount > 0 else { return false }
+        if let error {
+            let history = try db.cachedStatement(
+                sql: """
+                    INSERT INTO attempts(seq, attempt, at, status_code, error_code, error_message, request_id, client_request_id)
+                    SELECT seq, attempts, ?, ?, ?, ?, ?, ? FROM rows WHERE seq = ?
+                    """
+            )
+            try history.execute(arguments: [
+                stamp, response?.statusCode ?? error.statusCode, error.code, error.message, response?.requestID,
+                response?.clientRequestID, completion.seq,
+            ])
+        }
+        return true
+    }
+
+    public func release(owner: String, seqs: [Int64]?) async throws {
+        try await storage {
+            try await pool.write { db in
+                let reset = "UPDATE rows SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ? AND state = 'running'"
+                if let seqs {
+                    let statement = try db.cachedStatement(sql: reset + " AND seq = ?")
+                    for seq in seqs { try statement.execute(arguments: [owner, seq]) }
+                } else {
+                    try db.execute(sql: reset, arguments: [owner])
+                }
+            }
+        }
+    }
+
+    @discardableResult
+    public func reclaimExpired(now: Date) async throws -> Int {
+        try await storage {
+            try await pool.write { db in
+                try db.execute(
+                    sql: """
+                        UPDATE rows SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL
+                        WHERE state = 'running' AND lease_expires_at < ?
+                        """,
+                    arguments: [now.timeIntervalSince1970]
+                )
+                return db.changesCount
+            }
+        }
+    }
+
+    public func requeueFailed(_ filter: RequeueFilter) async throws -> Int {
+        try await storage {
+            try await pool.write { db in
+                var conditions: [String] = []
+                var arguments = StatementArguments()
+                if !filter.statusCodes.isEmpty {
+                    conditions.append("status_code IN (\(filter.statusCodes.map { _ in "?" }.joined(separator: ",")))")
+                    arguments += StatementArguments(filter.statusCodes)
+                }
+                if !filter.errorCodes.isEmpty {
+                    conditions.append("error_code IN (\(filter.errorCodes.map { _ in "?" }.joined(separator: ",")))")
+                    arguments += StatementArguments(filter.errorCodes)
+                }
+                let match = conditions.isEmpty ? "" : " AND (" + conditions.joined(separator: " OR ") + ")"
+                try db.execute(
+                    sql: """
+                        UPDATE rows SET state = 'pending', attempts = 0, next_attempt_at = 0, finished_at = NULL
+                        WHERE state = 'failed'\(match)
+                        """,
+                    arguments: arguments
+                )
+                return db.changesCount
+            }
+        }
+    }
+
+    public func nextDue() async throws -> Date? {
+        try await storage {
+            try await pool.read { db in
+                try Double.fetchOne(db, sql: "SELECT min(next_attempt_at) FROM rows WHERE state = 'pending'")
+                    .map { Date(timeIntervalSince1970: $0) }
+            }
+        }
+    }
+
+    public func counts() async throws -> (job: QueueCounts, variants: [QueueCounts]) {
+        try await storage {
+            try await pool.read { db in
+                var job = QueueCounts()
+                var byVariant: [String: QueueCounts] = [:]
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT variant, state, count(*) AS n, coalesce(sum(prompt_tokens), 0) AS p,
+                            coalesce(sum(completion_tokens), 0) AS c
+                        FROM rows GROUP BY variant, state
+                        """
+                )
+                for row in rows {
+                    let variant: String = row["variant"]
+                    var counts = byVariant[variant] ?? { var c = QueueCounts(); c.variant = variant; return c }()
+                    let n: Int = row["n"], p: Int = row["p"], c: Int = row["c"]
+                    for target in [0, 1] {
+                        var entry = target == 0 ? job : counts
+                        switch RowState(rawValue: row["state"]) {
+                        case .pending: entry.pending += n
+                        case .running: entry.running += n
+                        case .succeeded: entry.succeeded += n
+                        case .failed: entry.failed += n
+                        case nil: break
+                        }
+                        entry.promptTokens += p
+                        entry.completionTokens += c
+                        if target == 0 { job = entry } else { counts = entry }
+                    }
+                    byVariant[variant] = counts
+                }
+                let variants = byVariant.values.filter { !$0.variant.isEmpty }.sorted { $0.variant < $1.variant }
+                return (job, variants)
+            }
+        }
+    }
+
+    public func forEachFinished(_ body: (ExportRow) throws -> Void) throws {
+        do {
+            try pool.read { db in
+                let cursor = try Row.fetchCursor(
+                    db,
+                    sql: """
+                        SELECT seq, id, variant, state, attempts, metadata, status_code, request_id, client_request_id,
+                            response, error_code, error_message
+                        FROM rows WHERE state IN ('succeeded', 'failed') ORDER BY seq
+                        """
+                )
+                while let row = try cursor.next() {
+                    let errorCode: String? = row["error_code"]
+                    let statusCode: Int? = row["status_code"]
+                    try body(
+                        ExportRow(
+                            seq: row["seq"], id: row["id"], variant: row["variant"],
+                            state: RowState(rawValue: row["state"]) ?? .failed, attempts: row["attempts"],
+                            metadata: row["metadata"], statusCode: statusCode, requestID: row["request_id"],
+                            clientRequestID: row["client_request_id"], response: row["response"],
+                            error: errorCode.map { RowError(code: $0, message: row["error_message"] ?? "", statusCode: statusCode) }
+                        )
+                    )
+                }
+            }
+        } catch let error as DatabaseError {
+            throw StorageError(path: path, message: "state database error: \(Self.describe(error))")
+        }
+    }
+}
+
+/// Inserts rows of one load through prepared statements inside the load's transaction.
+struct SQLiteLoadTransaction: LoadTransaction {
+    let db: Database
+    let loadID: Int64
+    var inserted = 0
+
+    mutating func add(_ row: NewRow) throws -> LoadDisposition {
+        let insert = try db.cachedStatement(
+            sql: """
+                INSERT INTO rows(id, variant, source, load_id, content_hash, api, deployment, body, metadata, estimated_tokens)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id, variant) DO NOTHING
+                """
+        )
+        try insert.execute(arguments: [
+            row.id, row.variant, row.source, loadID, row.contentHash, row.api.rawValue, row.deployment, row.body,
+            row.metadata, row.estimatedTokens,
+        ])
+        if db.changesCount > 0 {
+            inserted += 1
+            return .inserted
+        }
+        let lookup = try db.cachedStatement(sql: "SELECT load_id, content_hash, source FROM rows WHERE id = ? AND variant = ?")
+        guard let existing = try Row.fetchOne(lookup, arguments: [row.id, row.variant]) else { return .unchanged }
+        let source: String = existing["source"]
+        if (existing["load_id"] as Int64) == loadID { return .duplicate(firstSource: source) }
+        if (existing["content_hash"] as String) != row.contentHash { return .conflict(source: source) }
+        return .unchanged
+    }
+}

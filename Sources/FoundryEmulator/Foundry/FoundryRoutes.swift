@@ -1,0 +1,193 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The emulated Foundry data plane: v1 paths (deployment in `model`) and deployment paths
+/// with `api-version`, authorised by `api-key` or an Entra bearer token.
+struct FoundryRoutes {
+    let state: EmulatorState
+
+    enum Operation: String {
+        case chat, responses, embeddings
+
+        var azureName: String {
+            switch self {
+            case .chat: "ChatCompletions_Create"
+            case .responses: "Responses_Create"
+            case .embeddings: "Embeddings_Create"
+            }
+        }
+
+        var dataAction: String {
+            switch self {
+            case .chat: "chat/completions"
+            case .responses: "responses"
+            case .embeddings: "embeddings"
+            }
+        }
+    }
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.post("/openai/v1/chat/completions") { request, _ in try await infer(request, .chat, deployment: nil) }
+        router.post("/openai/v1/responses") { request, _ in try await infer(request, .responses, deployment: nil) }
+        router.post("/openai/v1/embeddings") { request, _ in try await infer(request, .embeddings, deployment: nil) }
+        router.post("/openai/deployments/:deployment/chat/completions") { request, context in
+            try await infer(request, .chat, deployment: context.parameters.get("deployment") ?? "")
+        }
+        router.post("/openai/deployments/:deployment/embeddings") { request, context in
+            try await infer(request, .embeddings, deployment: context.parameters.get("deployment") ?? "")
+        }
+        router.get("/openai/deployments") { request, _ in deployments(request) }
+    }
+
+    /// The principal behind the request, or Azure's 401 answer.
+    func authorize(_ request: Request, operation: Operation, path: String) -> Response? {
+        let configuration = state.configuration
+        if let key = request.headers[.apiKey] {
+            return configuration.apiKeys.contains(key) ? nil : JSONResponse.make(401, AzureError.invalidKey)
+        }
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
+            return JSONResponse.make(401, AzureError.invalidToken)
+        }
+        guard case .valid(let appID, _) = state.issuer.verify(String(header.dropFirst(7))) else {
+            return JSONResponse.make(401, AzureError.invalidToken)
+        }
+        let hasRole =
+            appID == configuration.managedIdentityClientID
+            ? configuration.managedIdentityHasRole
+            : configuration.clients.first(where: { $0.clientID == appID })?.hasRole ?? false
+        guard hasRole else {
+            return JSONResponse.make(401, AzureError.permissionDenied(principal: appID, operation: operation.dataAction, path: path))
+        }
+        return nil
+    }
+
+    func deploymentExists(_ name: String) -> Bool {
+        let deployments = state.configuration.deployments
+        return deployments.contains("*") || deployments.contains(name)
+    }
+
+    func infer(_ request: Request, _ operation: Operation, deployment pathDeployment: String?) async throws -> Response {
+        let started = Date()
+        let clientRequestID = request.headers[.clientRequestID]
+        state.begin(clientRequestID: clientRequestID, now: started)
+        let route = operation.rawValue
+        var headers = HTTPFields()
+        let requestID = UUID().uuidString.lowercased()
+        headers[.apimRequestID] = requestID
+        headers[.requestID] = requestID
+        if let clientRequestID { headers[.clientRequestID] = clientRequestID }
+        func finish(_ status: Int, _ object: Any, promptKey: String? = nil, tokens: Int = 0) -> Response {
+            state.end(route: route, status: status, promptKey: promptKey, tokens: tokens)
+            return JSONResponse.make(status, object, headers: headers)
+        }
+
+        let template = pathDeployment == nil ? "/openai/v1/\(operation.dataAction)" : "/openai/deployments/{deployment-id}/\(operation.dataAction)"
+        if let denied = authorize(request, operation: operation, path: template) {
+            state.end(route: route, status: denied.status.code)
+            var response = denied
+            response.headers.append(contentsOf: headers)
+            return response
+        }
+        let apiVersion = request.query("api-version")
+        if pathDeployment != nil, apiVersion == nil { return finish(404, AzureError.resourceNotFound) }
+        let data = try await request.collectBody()
+        guard let body = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            return finish(400, AzureError.badRequest("We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)"))
+        }
+        let inference = InferenceRequest(body: body)
+        guard let deployment = pathDeployment ?? inference.deployment else {
+            return finish(400, AzureError.badRequest("you must provide a model parameter", param: "model"))
+        }
+        guard deploymentExists(deployment) else { return finish(404, AzureError.deploymentNotFound) }
+
+        switch state.fault() {
+        case .drop:
+            state.end(route: route, status: 0)
+            return Response(status: .ok, headers: headers, body: ResponseBody(contentLength: 256) { _ in throw DroppedConnection() })
+        case .slow(let seconds):
+            try await Task.sleep(for: .seconds(seconds))
+        case .status(let code):
+            return finish(code, code == 503 ? AzureError.unavailable : AzureError.serverError)
+        case nil:
+            break
+        }
+
+        let decision = state.admit(deployment: deployment, tokens: inference.estimatedTokens, now: Date())
+        if let remaining = decision.remainingRequests { headers[.remainingRequests] = String(remaining) }
+        if let remaining = decision.remainingTokens { headers[.remainingTokens] = String(remaining) }
+        if !decision.allowed {
+            let seconds = Int(decision.retryAfter.rounded(.up))
+            headers[.retryAfter] = String(max(seconds, 1))
+            headers[.retryAfterMs] = String(Int((decision.retryAfter * 1000).rounded(.up)))
+            return finish(
+                429,
+                AzureError.rateLimited(
+                    operation: operation.azureName, apiVersion: apiVersion ?? "v1", tokens: decision.kind == .tokens, seconds: max(seconds, 1)
+                )
+            )
+        }
+        if let phrase = state.configuration.contentFilterPhrase, !phrase.isEmpty, inference.promptText.contains(phrase) {
+            return finish(400, AzureError.contentFilter)
+        }
+        let delay = state.jitter()
+        if delay > 0 { try await Task.sleep(for: .milliseconds(delay)) }
+
+        let promptTokens = EmulatorAnswer.tokens(inference.promptText)
+        let promptKey = deployment + "\u{0}" + inference.promptText
+        switch operation {
+        case .embeddings:
+            let inputs: [String] = (body["input"] as? [Any])?.map { InferenceRequest.text($0) } ?? [inference.lastUserText]
+            let data = inputs.enumerated().map { index, text in
+                ["object": "embedding", "index": index, "embedding": EmulatorAnswer.embedding(for: text)] as [String: Any]
+            }
+            return finish(
+                200,
+                ["object": "list", "data": data, "model": deployment, "usage": ["prompt_tokens": promptTokens, "total_tokens": promptTokens]],
+                promptKey: promptKey, tokens: promptTokens
+            )
+        case .chat, .responses:
+            var text = EmulatorAnswer.text(for: inference.lastUserText)
+            var completionTokens = EmulatorAnswer.tokens(text)
+            var finishReason = "stop"
+            if let cap = inference.maxTokens, cap < completionTokens {
+                text = String(text.prefix(max(cap, 1) * 4))
+                completionTokens = max(cap, 1)
+                finishReason = "length"
+            }
+            let created = Int(started.timeIntervalSince1970)
+            let id = SHA256.hash(data: Data((promptKey + requestID).utf8)).prefix(12).map { String(format: "%02x", $0) }.joined()
+            let body: [String: Any] =
+                operation == .chat
+                ? [
+                    "id": "chatcmpl-\(id)", "object": "chat.completion", "created": created, "model": deployment,
+                    "choices": [
+                        ["index": 0, "message": ["role": "assistant", "content": text], "finish_reason": finishReason, "logprobs": NSNull()] as [String: Any]
+                    ],
+                    "usage": ["prompt_tokens": promptTokens, "completion_tokens": completionTokens, "total_tokens": promptTokens + completionTokens],
+                    "system_fingerprint": NSNull(),
+                ]
+                : [
+                    "id": "resp_\(id)", "object": "response", "created_at": created, "status": "completed", "model": deployment,
+                    "output": [
+                        [
+                            "type": "message", "id": "msg_\(id)", "status": "completed", "role": "assistant",
+                            "content": [["type": "output_text", "text": text, "annotations": [] as [Any]] as [String: Any]],
+                        ] as [String: Any]
+                    ],
+                    "usage": ["input_tokens": promptTokens, "output_tokens": completionTokens, "total_tokens": promptTokens + completionTokens],
+                ]
+            return finish(200, body, promptKey: promptKey, tokens: promptTokens + completionTokens)
+        }
+    }
+
+    func deployments(_ request: Request) -> Response {
+        if let denied = authorize(request, operation: .chat, path: "/openai/deployments") { return denied }
+        let data = state.configuration.deployments.filter { $0 != "*" }.map { name in
+            ["id": name, "model": name, "object": "deployment", "status": "succeeded", "owner": "organization-owner"]
+        }
+        state.end(route: "deployments", status: 200)
+        return JSONResponse.make(200, ["object": "list", "data": data])
+    }
+}

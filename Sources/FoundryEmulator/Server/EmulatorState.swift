@@ -1,0 +1,209 @@
+import Foundation
+import Synchronization
+
+/// Everything the emulator remembers between requests, behind one lock.
+///
+/// Handlers take the lock for microseconds (a bucket check, a counter), never across an await.
+final class EmulatorState: Sendable {
+    struct Inner {
+        var configuration: EmulatorConfiguration
+        var random: SplitMix64
+        var buckets: [String: DeploymentBuckets] = [:]
+        var stats = EmulatorStats()
+        var inFlight = 0
+        var answeredPrompts: Set<String> = []
+        var clientRequestIDs: [String: Int] = [:]
+        /// Until when the last 429 told clients to stay away.
+        var blockedUntil: Date = .distantPast
+    }
+
+    let inner: Mutex<Inner>
+    let issuer = EmulatorTokenIssuer()
+
+    init(configuration: EmulatorConfiguration) {
+        inner = Mutex(Inner(configuration: configuration, random: SplitMix64(seed: configuration.seed)))
+    }
+
+    var configuration: EmulatorConfiguration {
+        inner.withLock { $0.configuration }
+    }
+
+    func update(_ change: (inout EmulatorConfiguration) -> Void) {
+        inner.withLock { change(&$0.configuration) }
+    }
+
+    func recordTokenRequest(grant: String, status: Int) {
+        inner.withLock { state in
+            state.stats.tokenRequests[grant, default: 0] += 1
+            state.stats.tokenRequestsByStatus[String(status), default: 0] += 1
+        }
+    }
+
+    /// Marks a data-plane request as started, noting one that arrived inside a 429's Retry-After.
+    func begin(clientRequestID: String?, now: Date) {
+        inner.withLock { state in
+            state.inFlight += 1
+            state.stats.peakConcurrency = max(state.stats.peakConcurrency, state.inFlight)
+            // A request already on the wire when the 429 left cannot have seen it: allow 50 ms.
+            if now.timeIntervalSince(state.blockedUntil) < -0.05 {
+                state.stats.requestsInsideRetryAfter += 1
+            }
+            if let id = clientRequestID {
+                let count = (state.clientRequestIDs[id] ?? 0) + 1
+                state.clientRequestIDs[id] = count
+                if count == 2 { state.stats.repeatedClientRequestIDs += 1 }
+                state.stats.maxRequestsPerClientRequestID = max(state.stats.maxRequestsPerClientRequestID, count)
+            }
+        }
+    }
+
+    func end(route: String, status: Int, promptKey: String? = nil, tokens: Int = 0) {
+        inner.withLock { state in
+            state.inFlight -= 1
+            state.stats.requests += 1
+            state.stats.byStatus[String(status), default: 0] += 1
+            state.stats.byRoute[route, default: [:]][String(status), default: 0] += 1
+            if status == 200, let promptKey {
+                if !state.answeredPrompts.insert(promptKey).inserted { state.stats.repeatedAnswers += 1 }
+                state.stats.tokensServed += tokens
+            }
+        }
+    }
+
+    /// Rolls the fault dice for one request.
+    func fault() -> Fault? {
+        inner.withLock { state in
+            let c = state.configuration
+            let roll = state.random.nextUnit()
+            if roll < c.dropRate { return .drop }
+            if roll < c.dropRate + c.slowRate { return .slow(c.slowSeconds) }
+            if roll < c.dropRate + c.slowRate + c.faultRate {
+                return .status(state.random.nextUnit() < 0.5 ? 500 : 503)
+            }
+            return nil
+        }
+    }
+
+    func jitter() -> Double {
+        inner.withLock { state in
+            state.configuration.latencyMs + state.random.nextUnit() * state.configuration.latencyJitterMs
+        }
+    }
+
+    enum Fault: Equatable {
+        case drop
+        case slow(Double)
+        case status(Int)
+    }
+
+    /// Charges one request against the deployment's buckets, as Azure does on arrival.
+    func admit(deployment: String, tokens: Int, now: Date) -> RateDecision {
+        inner.withLock { state in
+            let c = state.configuration
+            if let fixed = c.fixedRetryAfter {
+                state.blockedUntil = max(state.blockedUntil, now.addingTimeInterval(fixed))
+                state.stats.throttled += 1
+                return RateDecision(allowed: false, retryAfter: fixed, kind: .tokens, remainingRequests: 0, remainingTokens: 0)
+            }
+            var buckets = state.buckets[deployment] ?? DeploymentBuckets(rpm: c.requestsPerMinute, tpm: c.tokensPerMinute, now: now)
+            let decision = buckets.admit(tokens: tokens, now: now)
+            state.buckets[deployment] = buckets
+            if !decision.allowed {
+                state.stats.throttled += 1
+                state.blockedUntil = max(state.blockedUntil, now.addingTimeInterval(decision.retryAfter))
+            } else {
+                state.stats.tokensCharged += tokens
+            }
+            return decision
+        }
+    }
+
+    func snapshot() -> EmulatorStats {
+        inner.withLock { state in
+            var stats = state.stats
+            stats.inFlight = state.inFlight
+            return stats
+        }
+    }
+}
+
+/// Azure's verdict on a request against the rate limits, with the headers it sends.
+struct RateDecision: Sendable, Equatable {
+    enum Kind: Sendable { case requests, tokens }
+    var allowed: Bool
+    var retryAfter: Double
+    var kind: Kind
+    var remainingRequests: Int?
+    var remainingTokens: Int?
+}
+
+/// The RPM and TPM buckets of one deployment.
+///
+/// RPM is counted over 10-second windows (RPM/6 per window, as Azure documents); TPM over
+/// a minute, charging the prompt estimate plus `max_tokens` when the request arrives.
+struct DeploymentBuckets {
+    var requests: TokenBucket?
+    var tokens: TokenBucket?
+
+    init(rpm: Int?, tpm: Int?, now: Date) {
+        requests = rpm.map { TokenBucket(capacity: max(Double($0) / 6, 1), perSecond: Double($0) / 60, now: now) }
+        tokens = tpm.map { TokenBucket(capacity: Double($0), perSecond: Double($0) / 60, now: now) }
+    }
+
+    mutating func admit(tokens cost: Int, now: Date) -> RateDecision {
+        requests?.refill(now: now)
+        tokens?.refill(now: now)
+        if let wait = requests?.wait(for: 1) {
+            return RateDecision(allowed: false, retryAfter: wait, kind: .requests, remainingRequests: 0, remainingTokens: tokens.map { Int($0.level) })
+        }
+        if let wait = tokens?.wait(for: Double(cost)) {
+            return RateDecision(allowed: false, retryAfter: wait, kind: .tokens, remainingRequests: requests.map { Int($0.level) }, remainingTokens: Int(tokens?.level ?? 0))
+        }
+        requests?.level -= 1
+        tokens?.level -= Double(cost)
+        return RateDecision(
+            allowed: true, retryAfter: 0, kind: .tokens,
+            remainingRequests: requests.map { Int($0.level) }, remainingTokens: tokens.map { Int($0.level) }
+        )
+    }
+}
+
+struct TokenBucket {
+    var capacity: Double
+    var perSecond: Double
+    var level: Double
+    var updated: Date
+
+    init(capacity: Double, perSecond: Double, now: Date) {
+        self.capacity = capacity
+        self.perSecond = perSecond
+        level = capacity
+        updated = now
+    }
+
+    mutating func refill(now: Date) {
+        level = min(capacity, level + max(0, now.timeIntervalSince(updated)) * perSecond)
+        updated = now
+    }
+
+    /// Seconds until `cost` fits, or `nil` when it fits now. A cost above capacity waits for a full bucket.
+    func wait(for cost: Double) -> Double? {
+        let needed = min(cost, capacity)
+        guard level < needed else { return nil }
+        return (needed - level) / perSecond
+    }
+}
+
+/// A small, seedable generator so fault runs repeat.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}

@@ -1,0 +1,36 @@
+/// What the emulator saw, served at `GET /emulator/stats`.
+public struct EmulatorStats: Sendable, Codable, Equatable {
+    /// Data-plane requests answered (any status).
+    public var requests = 0
+    public var byStatus: [String: Int] = [:]
+    /// Route ("chat", "responses", "embeddings", "deployments") -> status -> count.
+    public var byRoute: [String: [String: Int]] = [:]
+    /// Token requests by grant ("client_secret", "client_assertion", "managed_identity", "imds").
+    public var tokenRequests: [String: Int] = [:]
+    public var tokenRequestsByStatus: [String: Int] = [:]
+    public var peakConcurrency = 0
+    public var inFlight = 0
+    /// Requests answered 429.
+    public var throttled = 0
+    /// Requests that arrived while an earlier 429's Retry-After was still running.
+    public var requestsInsideRetryAfter = 0
+    /// Client request ids seen more than once, and the most requests one id carried.
+    public var repeatedClientRequestIDs = 0
+    public var maxRequestsPerClientRequestID = 0
+    /// 200 answers to a prompt that had already been answered 200: work done twice.
+    public var repeatedAnswers = 0
+    /// Tokens charged against TPM, and tokens (prompt + completion) in 200 answers.
+    public var tokensCharged = 0
+    public var tokensServed = 0
+
+    public var totalTokenRequests: Int { tokenRequests.values.reduce(0, +) }
+
+    enum CodingKeys: String, CodingKey {
+        case requests, byStatus = "by_status", byRoute = "by_route", tokenRequests = "token_requests"
+        case tokenRequestsByStatus = "token_requests_by_status", peakConcurrency = "peak_concurrency"
+        case inFlight = "in_flight", throttled, requestsInsideRetryAfter = "requests_inside_retry_after"
+        case repeatedClientRequestIDs = "repeated_client_request_ids"
+        case maxRequestsPerClientRequestID = "max_requests_per_client_request_id"
+        case repeatedAnswers = "repeated_answers", tokensCharged = "tokens_charged", tokensServed = "tokens_served"
+    }
+}

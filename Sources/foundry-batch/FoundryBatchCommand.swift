@@ -1,0 +1,75 @@
+import ArgumentParser
+import FoundryBatch
+import Foundation
+import Logging
+
+@main
+struct FoundryBatchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "foundry-batch",
+        abstract: "Run bulk LLM inference from JSONL files against Microsoft Foundry (Azure OpenAI).",
+        discussion: """
+            Exit codes: 0 every row succeeded; 1 some rows failed (see the errors file); 2 bad usage, \
+            job file or input (nothing was sent); 3 stopped by a condition every row would hit (rows stay \
+            pending, rerun later); 130 interrupted (rerun to resume).
+            """,
+        subcommands: [
+            RunCommand.self, LoadCommand.self, StatusCommand.self, RetryCommand.self, ExportCommand.self,
+            EmulatorCommand.self,
+        ]
+    )
+
+    /// Parses, runs, and maps every failure to the contract's exit codes, never a stack trace.
+    static func main() async {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            let level = ProcessInfo.processInfo.environment["FOUNDRY_BATCH_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+            handler.logLevel = level ?? .notice
+            return handler
+        }
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as any UserFacingError {
+            Terminal.printError("error: \(error.description)")
+            Foundation.exit(error.exitStatus.rawValue)
+        } catch let code as ExitCode {
+            Foundation.exit(code.rawValue)
+        } catch {
+            if exitCode(for: error) == .success { exit(withError: error) }
+            Terminal.printError(fullMessage(for: error))
+            Foundation.exit(ExitStatus.badInput.rawValue)
+        }
+    }
+}
+
+/// The options every job command takes.
+struct JobOptions: ParsableArguments {
+    @Argument(help: "The job file (YAML).")
+    var job: String
+
+    @Option(help: "The day {date} stands for in the job's paths (YYYY-MM-DD; default today, local time).")
+    var date: String?
+
+    @Option(help: "The state database (default: the job's state:).")
+    var state: String?
+
+    func open(inputs: [String] = [], output: String? = nil, errors: String? = nil) throws -> JobContext {
+        try JobContext.open(
+            jobPath: job,
+            overrides: .init(date: date, inputs: inputs, output: output, errors: errors, state: state)
+        )
+    }
+}
+
+enum Terminal {
+    static func printError(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+
+    static var isInteractive: Bool { isatty(STDERR_FILENO) != 0 }
+}

@@ -90,7 +90,10 @@ struct RequestBuilder {
     /// Prompt characters / 4 + the answer's token cap: what Azure reserves against TPM.
     static func estimatedTokens(_ body: JSONValue) -> Int {
         var characters = 0
-        for key in ["messages", "input", "instructions", "prompt"] {
+        for message in body["messages"]?.arrayValue ?? [] {
+            characters += message["content"].map(textLength) ?? 0
+        }
+        for key in ["input", "instructions", "prompt"] {
             if let value = body[key] { characters += textLength(value) }
         }
         let cap = (body["max_tokens"] ?? body["max_completion_tokens"] ?? body["max_output_tokens"])?.intValue ?? 0

@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+@testable import FoundryBatch
+
+@Suite struct JobFileTests {
+    let directory = TemporaryDirectory()
+
+    func parse(_ yaml: String) throws(JobFileError) -> JobFile {
+        try JobFile.parse(yaml: yaml, path: directory.file("jobs/job.yaml"), displayPath: "jobs/job.yaml")
+    }
+
+    func error(_ yaml: String) -> JobFileError? {
+        do {
+            _ = try parse(yaml)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func readsEveryKeyOfTheContract() throws {
+        let job = try parse(
+            """
+            name: nightly-summaries
+            input: ["data/a-{date}.jsonl", data/b.jsonl]
+            output: out/summaries-{date}.jsonl
+            errors: out/summaries-{date}.errors.jsonl
+            state: .foundry-batch/{name}-{date}.sqlite
+            endpoint: https://my-foundry.openai.azure.com/
+            deployment: gpt-5-mini
+            api: responses
+            api_version: 2024-10-21
+            auth: client-secret
+            request:
+              system: "Summarise."
+              max_tokens: 200
+              temperature: 0.5
+              stop: ["\\n"]
+            limits:
+              concurrency: 4
+              requests_per_minute: 600
+              tokens_per_minute: 100000
+              max_attempts: 3
+              timeout: 30
+              max_retry_wait: 60
+            variants:
+              - { name: mini, deployment: gpt-5-mini }
+              - { name: large-t07, deployment: gpt-4.1, request: { temperature: 0.7 } }
+            prices: { prompt_per_1k: 0.25, completion_per_1k: 2 }
+            """
+        )
+        #expect(job.name == "nightly-summaries")
+        #expect(job.inputs == ["data/a-{date}.jsonl", "data/b.jsonl"])
+        #expect(job.endpoint == .url("https://my-foundry.openai.azure.com"))
+        #expect(job.api == .responses)
+        #expect(job.apiVersion == "2024-10-21")
+        #expect(job.auth == .clientSecret)
+        #expect(JSONValue.object(job.request).jsonText == #"{"system":"Summarise.","max_tokens":200,"temperature":0.5,"stop":["\n"]}"#)
+        #expect(job.limits.concurrency == 4)
+        #expect(job.limits.tokensPerMinute == 100_000)
+        #expect(job.limits.maxRetryWait == 60)
+        #expect(job.variants.map(\.name) == ["mini", "large-t07"])
+        #expect(JSONValue.object(job.variants[1].request).jsonText == #"{"temperature":0.7}"#)
+        #expect(job.prices?.completionPer1K == 2)
+    }
+
+    @Test func resolvesPathsAgainstTheJobFolderWithPlaceholders() throws {
+        let job = try parse(
+            """
+            name: nightly
+            input: data/in-{date}.jsonl
+            state: .foundry-batch/{name}-{date}.sqlite
+            endpoint: emulator
+            """
+        )
+        let paths = try job.resolve(date: "2026-03-04")
+        let folder = directory.file("jobs")
+        #expect(paths.inputs == [folder + "/data/in-2026-03-04.jsonl"])
+        #expect(paths.state == folder + "/.foundry-batch/nightly-2026-03-04.sqlite")
+        #expect(paths.output == folder + "/out/nightly.jsonl")
+        #expect(paths.errors == folder + "/out/nightly.errors.jsonl")
+        #expect(throws: UsageError.self) { try job.resolve(date: "2026-02-30") }
+        #expect(throws: UsageError.self) { try job.resolve(date: "yesterday") }
+        #expect(try job.resolve(date: nil).date.count == 10)
+    }
+
+    @Test func unknownKeyNamesFileLineAndSuggestsTheRightOne() {
+        let failure = error(
+            """
+            name: x
+            input: a.jsonl
+            endpoint: emulator
+            limits:
+              concurency: 4
+            """
+        )
+        #expect(failure?.file == "jobs/job.yaml")
+        #expect(failure?.line == 5)
+        #expect(failure?.key == "limits.concurency")
+        #expect(failure?.description.contains("did you mean limits.concurrency?") == true)
+    }
+
+    @Test func wrongTypesAndMissingKeysAreNamed() {
+        #expect(error("input: a.jsonl\nendpoint: emulator")?.key == "name")
+        #expect(error("name: x\nendpoint: emulator")?.key == "input")
+        #expect(error("name: x\ninput: a\nendpoint: emulator\nlimits: {concurrency: many}")?.key == "limits.concurrency")
+        #expect(error("name: x\ninput: a\nendpoint: emulator\nlimits: {concurrency: 0}")?.message.contains("at least 1") == true)
+        #expect(error("name: x\ninput: a\nendpoint: emulator\napi: completions")?.key == "api")
+        #expect(error("name: 'bad name'\ninput: a\nendpoint: emulator")?.key == "name")
+        #expect(error("name: x\ninput: a\nendpoint: ftp://host")?.key == "endpoint")
+        #expect(error("name: x\ninput: a\nendpoint: emulator\nrequest: [1]")?.key == "request")
+        #expect(error("name: x\ninput: a\nendpoint: emulator\nvariants: [{name: a}, {name: a}]")?.key == "variants[1].name")
+        #expect(error("- just\n- a list")?.message.contains("mapping") == true)
+        #expect(error("name: [unclosed")?.message.contains("not valid YAML") == true)
+    }
+
+    @Test func readsTheEmulatorBlock() throws {
+        let job = try parse("name: x\ninput: a\nendpoint: emulator\nemulator: {token_ttl: 3, tpm: 6000, fault_rate: 0.2}")
+        #expect(job.emulator.tokenTTL == 3)
+        #expect(job.emulator.tpm == 6000)
+        #expect(error("name: x\ninput: a\nendpoint: emulator\nemulator: {fault_rate: 2}")?.key == "emulator.fault_rate")
+    }
+}

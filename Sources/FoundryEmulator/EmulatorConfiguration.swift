@@ -42,6 +42,11 @@ public struct EmulatorConfiguration: Sendable {
     public var managedIdentityClientID = "emulator-managed-identity"
     /// Whether the managed identity holds the role on the resource.
     public var managedIdentityHasRole = true
+    /// The next this-many IMDS requests answer 410 (identity not ready yet), as IMDS does
+    /// while a VM's identity is being set up.
+    public var imdsTransientFailures = 0
+    /// Answer every token request 500, to test a refresh failing while a token is still valid.
+    public var tokenEndpointDown = false
     /// Lifetime of issued access tokens, seconds.
     public var tokenTTL: Double = 3600
 

@@ -25,6 +25,9 @@ struct EntraRoutes {
             state.recordTokenRequest(grant: grantLabel, status: error.status)
             return JSONResponse.make(error.status, error.body())
         }
+        if configuration.tokenEndpointDown {
+            return fail(EntraError(status: 500, error: "temporarily_unavailable", code: 90033, description: "A transient error has occurred. Please try again."))
+        }
         guard configuration.clients.contains(where: { $0.tenantID == tenant }) else { return fail(.unknownTenant(tenant)) }
         guard let grant = form["grant_type"] else { return fail(.missing("grant_type")) }
         guard grant == "client_credentials" else { return fail(.unsupportedGrant(grant)) }
@@ -121,6 +124,10 @@ struct EntraRoutes {
         guard request.headers[.metadata]?.lowercased() == "true" else {
             state.recordTokenRequest(grant: "imds", status: 400)
             return JSONResponse.make(400, ["error": "invalid_request", "error_description": "Required metadata header not specified"])
+        }
+        if state.takeIMDSFailure() {
+            state.recordTokenRequest(grant: "imds", status: 410)
+            return JSONResponse.make(410, ["error": "unknown_error", "error_description": "Identity not yet available; try again later"])
         }
         guard Self.resourceMatches(request) else {
             state.recordTokenRequest(grant: "imds", status: 400)

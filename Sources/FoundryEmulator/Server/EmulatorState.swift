@@ -32,6 +32,15 @@ final class EmulatorState: Sendable {
         inner.withLock { change(&$0.configuration) }
     }
 
+    /// Uses up one scripted IMDS failure; true when this request should fail.
+    func takeIMDSFailure() -> Bool {
+        inner.withLock { state in
+            guard state.configuration.imdsTransientFailures > 0 else { return false }
+            state.configuration.imdsTransientFailures -= 1
+            return true
+        }
+    }
+
     func recordTokenRequest(grant: String, status: Int) {
         inner.withLock { state in
             state.stats.tokenRequests[grant, default: 0] += 1

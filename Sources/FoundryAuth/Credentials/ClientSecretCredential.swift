@@ -1,0 +1,32 @@
+import AsyncHTTPClient
+
+/// Signs in as an app registration with a client secret (`AZURE_TENANT_ID`,
+/// `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`).
+public struct ClientSecretCredential: TokenCredential, CustomStringConvertible {
+    let client: EntraTokenClient
+    let secret: String
+
+    public var name: String { "client-secret (app \(client.clientID), tenant \(client.tenantID))" }
+    public var description: String { name }
+
+    public init(tenantID: String, clientID: String, secret: String, authorityHost: String, http: HTTPClient) {
+        client = EntraTokenClient(http: http, authorityHost: authorityHost, tenantID: tenantID, clientID: clientID, credential: "client-secret")
+        self.secret = secret
+    }
+
+    /// From the environment; `.unavailable` names the missing variables.
+    public init(environment: CredentialEnvironment, http: HTTPClient) throws(AuthError) {
+        let names = ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"]
+        let missing = names.filter { environment[$0] == nil }
+        guard missing.isEmpty, let tenant = environment["AZURE_TENANT_ID"], let clientID = environment["AZURE_CLIENT_ID"],
+            let secret = environment["AZURE_CLIENT_SECRET"]
+        else {
+            throw AuthError(.unavailable, credential: "client-secret", "set \(missing.joined(separator: ", ")) in the environment")
+        }
+        self.init(tenantID: tenant, clientID: clientID, secret: secret, authorityHost: environment.authorityHost, http: http)
+    }
+
+    public func getToken(scope: String) async throws(AuthError) -> AccessToken {
+        try await client.requestToken(scope: scope, authentication: [("client_secret", secret)])
+    }
+}

@@ -37,7 +37,7 @@ public final class Emulator: Sendable {
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
         var quiet = Logger(label: "foundry-emulator")
-        quiet.logLevel = .warning
+        quiet.logLevel = .critical
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let app = Application(
             router: router,

@@ -46,7 +46,8 @@ import Testing
         let later = try await fixture.queue.claim(owner: "A", limit: 3, leaseUntil: now + 120, now: now + 31)
         #expect(later.map(\.id) == ["r3"])
         #expect(later[0].attempts == 1)
-        #expect(try await fixture.queue.nextDue() == nil)
+        #expect(try await fixture.queue.activity().nextDue == nil)
+        #expect(try await fixture.queue.activity().running == 1)
     }
 
     @Test func aLostLeaseCannotOverwriteTheNewOwnersRow() async throws {

@@ -181,8 +181,10 @@ public protocol RowQueue: Sendable {
     func reclaimExpired(now: Date) async throws -> Int
     /// Puts failed rows matching `filter` back to pending. - Returns: how many.
     func requeueFailed(_ filter: RequeueFilter) async throws -> Int
-    /// When the next pending row becomes due; `nil` when none is pending.
-    func nextDue() async throws -> Date?
+    /// When the next pending row becomes due (`nil`: none pending), and how many rows are running.
+    func activity() async throws -> (nextDue: Date?, running: Int)
+    /// The owners holding leases now, to find rows of processes that died.
+    func leaseOwners() async throws -> [String]
     /// Counts by state, for the job and for each variant.
     func counts() async throws -> (job: QueueCounts, variants: [QueueCounts])
     /// Calls `body` with every finished row in input order, streaming.

@@ -247,11 +247,20 @@ public final class SQLiteQueue: RowQueue {
         }
     }
 
-    public func nextDue() async throws -> Date? {
+    public func activity() async throws -> (nextDue: Date?, running: Int) {
         try await storage {
             try await pool.read { db in
-                try Double.fetchOne(db, sql: "SELECT min(next_attempt_at) FROM rows WHERE state = 'pending'")
-                    .map { Date(timeIntervalSince1970: $0) }
+                let due = try Double.fetchOne(db, sql: "SELECT min(next_attempt_at) FROM rows WHERE state = 'pending'")
+                let running = try Int.fetchOne(db, sql: "SELECT count(*) FROM rows WHERE state = 'running'") ?? 0
+                return (due.map { Date(timeIntervalSince1970: $0) }, running)
+            }
+        }
+    }
+
+    public func leaseOwners() async throws -> [String] {
+        try await storage {
+            try await pool.read { db in
+                try String.fetchAll(db, sql: "SELECT DISTINCT lease_owner FROM rows WHERE state = 'running' AND lease_owner IS NOT NULL")
             }
         }
     }

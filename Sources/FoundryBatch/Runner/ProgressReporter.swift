@@ -1,0 +1,80 @@
+import Foundation
+import Logging
+
+/// Where progress goes while a run works.
+public enum ProgressMode: Sendable, Equatable {
+    /// A live line on the terminal (standard error), redrawn twice a second.
+    case terminal
+    /// One log line every 10 seconds (cron, CI, pipes).
+    case log
+    case none
+}
+
+/// Shows done/total, requests/s, tokens/min, 429s, retries and an ETA.
+actor ProgressReporter {
+    let mode: ProgressMode
+    let queue: any RowQueue
+    let state: RunState
+    let logger: Logger
+    var task: Task<Void, Never>?
+    var total = 0
+    var doneAtStart = 0
+    let started = Date()
+
+    init(mode: ProgressMode, queue: any RowQueue, state: RunState, logger: Logger) {
+        self.mode = mode
+        self.queue = queue
+        self.state = state
+        self.logger = logger
+    }
+
+    func start() async {
+        guard mode != .none, let counts = try? await queue.counts().job else { return }
+        total = counts.total
+        doneAtStart = counts.succeeded + counts.failed
+        let interval: Duration = mode == .terminal ? .milliseconds(500) : .seconds(10)
+        task = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                if Task.isCancelled { return }
+                await self.report()
+            }
+        }
+    }
+
+    func line() async -> String {
+        let counters = await state.counters
+        let elapsed = max(Date().timeIntervalSince(started), 0.001)
+        let done = doneAtStart + counters.succeeded + counters.failed
+        let rowsPerSecond = Double(counters.succeeded + counters.failed) / elapsed
+        let remaining = max(total - done, 0)
+        let eta = rowsPerSecond > 0 ? Self.duration(Double(remaining) / rowsPerSecond) : "?"
+        let tokensPerMinute = Double(counters.promptTokens + counters.completionTokens) / elapsed * 60
+        return String(
+            format: "%d/%d rows  %.1f req/s  %.0f tok/min  429s: %d  retries: %d  failed: %d  ETA %@",
+            done, total, Double(counters.requests) / elapsed, tokensPerMinute, counters.throttled, counters.retries,
+            counters.failed, eta
+        )
+    }
+
+    func report() async {
+        let text = await line()
+        switch mode {
+        case .terminal: FileHandle.standardError.write(Data(("\r\u{1B}[2K" + text).utf8))
+        case .log: logger.notice("\(text)")
+        case .none: break
+        }
+    }
+
+    func finish() {
+        task?.cancel()
+        if mode == .terminal { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let whole = Int(seconds.rounded())
+        if whole >= 3600 { return "\(whole / 3600)h\(whole % 3600 / 60)m" }
+        if whole >= 60 { return "\(whole / 60)m\(whole % 60)s" }
+        return "\(whole)s"
+    }
+}

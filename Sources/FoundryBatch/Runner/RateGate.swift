@@ -1,0 +1,116 @@
+import Foundation
+
+/// Paces the workers: the pool-wide 429 pause, the job's RPM and TPM budgets, and the
+/// adaptive concurrency limit.
+///
+/// A worker calls ``enter(tokens:)`` before sending and ``leave(_:)`` after. A 429's
+/// Retry-After stops everyone, not only the worker that got it; the concurrency limit is
+/// halved on a 429 and climbs back by one per `limit` successes, never above the job's
+/// `limits.concurrency`.
+public actor RateGate {
+    let maximum: Int
+    var limit: Double
+    var active = 0
+    var pausedUntil: Date = .distantPast
+    var requests: PacingBucket?
+    var tokens: PacingBucket?
+    let now: @Sendable () -> Date
+
+    public init(concurrency: Int, requestsPerMinute: Int?, tokensPerMinute: Int?, now: @escaping @Sendable () -> Date = { Date() }) {
+        maximum = concurrency
+        limit = Double(concurrency)
+        self.now = now
+        let start = now()
+        // A bucket holds one minute, so a request as large as the whole budget still fits.
+        requests = requestsPerMinute.map { PacingBucket(perMinute: Double($0), start: start) }
+        tokens = tokensPerMinute.map { PacingBucket(perMinute: Double($0), start: start) }
+    }
+
+    /// Waits until this worker may send a request estimated at `tokens`.
+    public func enter(tokens cost: Int) async throws {
+        while true {
+            try Task.checkCancellation()
+            let current = now()
+            var wait = pausedUntil.timeIntervalSince(current)
+            if wait <= 0, active >= Int(limit.rounded(.down)) { wait = 0.01 }
+            if wait <= 0 {
+                let requestWait = requests?.wait(for: 1, now: current) ?? 0
+                let tokenWait = tokens?.wait(for: Double(cost), now: current) ?? 0
+                wait = max(requestWait, tokenWait)
+            }
+            if wait <= 0 {
+                requests?.take(1, now: current)
+                tokens?.take(Double(cost), now: current)
+                active += 1
+                return
+            }
+            try await Task.sleep(for: .milliseconds(max(1, Int(min(wait, 1) * 1000))))
+        }
+    }
+
+    public enum Outcome: Sendable {
+        case success(remainingRequests: Int?, remainingTokens: Int?, estimate: Int)
+        case throttled(retryAfter: TimeInterval)
+        case other
+    }
+
+    /// Records how the request went and frees the worker's place.
+    public func leave(_ outcome: Outcome) {
+        active -= 1
+        switch outcome {
+        case .success(let remainingRequests, let remainingTokens, let estimate):
+            // Near the service's own limit: stop climbing and ease off before it says 429.
+            let nearLimit = remainingRequests.map { $0 < 1 } == true || remainingTokens.map { $0 < estimate } == true
+            if nearLimit {
+                limit = max(1, limit * 0.9)
+            } else {
+                limit = min(Double(maximum), limit + 1 / max(limit, 1))
+            }
+        case .throttled(let retryAfter):
+            pause(for: retryAfter)
+            limit = max(1, limit / 2)
+        case .other:
+            break
+        }
+    }
+
+    /// Stops every worker from sending for `seconds`.
+    public func pause(for seconds: TimeInterval) {
+        pausedUntil = max(pausedUntil, now().addingTimeInterval(seconds))
+    }
+
+    /// The current concurrency limit (for progress and tests).
+    public var currentLimit: Int { Int(limit.rounded(.down)) }
+}
+
+/// A token bucket refilled continuously at `perMinute`, holding one minute's worth.
+struct PacingBucket {
+    let capacity: Double
+    let perSecond: Double
+    var level: Double
+    var updated: Date
+
+    init(perMinute: Double, start: Date) {
+        capacity = perMinute
+        perSecond = perMinute / 60
+        level = perMinute
+        updated = start
+    }
+
+    mutating func refill(now: Date) {
+        level = min(capacity, level + max(0, now.timeIntervalSince(updated)) * perSecond)
+        updated = now
+    }
+
+    /// Seconds until `cost` fits; a cost above the capacity waits for a full bucket.
+    mutating func wait(for cost: Double, now: Date) -> TimeInterval {
+        refill(now: now)
+        let needed = min(cost, capacity)
+        return level >= needed ? 0 : (needed - level) / perSecond
+    }
+
+    mutating func take(_ cost: Double, now: Date) {
+        refill(now: now)
+        level -= min(cost, capacity)
+    }
+}

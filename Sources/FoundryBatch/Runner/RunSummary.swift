@@ -1,0 +1,81 @@
+import Foundation
+
+/// Why a run stopped before every row was done.
+public enum StopReason: Sendable, Equatable {
+    /// A condition every row would hit (exit 3).
+    case fatal(FatalCondition)
+    /// SIGINT or SIGTERM (exit 130).
+    case interrupted
+}
+
+/// Counters of one run, for the summary, `--json` and progress.
+public struct RunCounters: Sendable, Equatable {
+    public var requests = 0
+    public var retries = 0
+    public var throttled = 0
+    public var succeeded = 0
+    public var failed = 0
+    public var promptTokens = 0
+    public var completionTokens = 0
+    public init() {}
+}
+
+/// The outcome of `foundry-batch run`: what was done, and the exit status for cron.
+public struct RunSummary: Sendable {
+    public var job: String
+    public var counts: QueueCounts
+    public var counters: RunCounters
+    public var tokenRequests: Int
+    public var elapsed: TimeInterval
+    public var export: ExportReport
+    public var stop: StopReason?
+    public var prices: JobFile.Prices?
+
+    public var exitStatus: ExitStatus {
+        switch stop {
+        case .fatal: .stopped
+        case .interrupted: .interrupted
+        case nil: counts.failed > 0 ? .rowsFailed : .success
+        }
+    }
+
+    /// Estimated cost from the job's prices and the job's token totals.
+    public var cost: Double? {
+        prices.map { Double(counts.promptTokens) / 1000 * $0.promptPer1K + Double(counts.completionTokens) / 1000 * $0.completionPer1K }
+    }
+
+    /// The contract's `--json` object.
+    public var json: JSONValue {
+        var pairs: [(String, JSONValue)] = [
+            ("job", .string(job)), ("total", .int(counts.total)), ("succeeded", .int(counts.succeeded)),
+            ("failed", .int(counts.failed)), ("pending", .int(counts.pending + counts.running)),
+            ("requests", .int(counters.requests)), ("retries", .int(counters.retries)), ("throttled", .int(counters.throttled)),
+            ("token_requests", .int(tokenRequests)), ("prompt_tokens", .int(counts.promptTokens)),
+            ("completion_tokens", .int(counts.completionTokens)), ("elapsed_seconds", .double((elapsed * 1000).rounded() / 1000)),
+            ("output", .string(export.output)), ("errors", .string(export.errors)),
+        ]
+        if let cost { pairs.append(("estimated_cost", .double((cost * 10000).rounded() / 10000))) }
+        pairs.append(("exit_code", .int(Int(exitStatus.rawValue))))
+        return .object(pairs)
+    }
+
+    static func lines(_ count: Int) -> String { count == 1 ? "1 line" : "\(count) lines" }
+
+    /// The human summary.
+    public var text: String {
+        var lines = [
+            "\(job): \(counts.total) rows: \(counts.succeeded) succeeded, \(counts.failed) failed, \(counts.pending + counts.running) pending",
+            "  \(counters.requests) requests, \(counters.retries) retries (\(counters.throttled) throttled by 429), \(tokenRequests) token requests",
+            "  tokens: \(counts.promptTokens) prompt + \(counts.completionTokens) completion" + (cost.map { String(format: ", estimated cost %.4f", $0) } ?? ""),
+            "  results: \(export.output) (\(Self.lines(export.succeeded)))",
+        ]
+        if export.failed > 0 { lines.append("  errors:  \(export.errors) (\(Self.lines(export.failed)))") }
+        lines.append(String(format: "  %.1f s", elapsed))
+        switch stop {
+        case .fatal(let condition): lines.append("stopped: \(condition.description)")
+        case .interrupted: lines.append("interrupted: in-flight rows were released; run the job again to resume")
+        case nil: break
+        }
+        return lines.joined(separator: "\n")
+    }
+}

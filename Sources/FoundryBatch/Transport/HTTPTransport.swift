@@ -1,0 +1,82 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Sends one row's request and reads the whole answer, within the job's timeout.
+public struct HTTPTransport: Sendable {
+    /// Answers larger than this are cut off and treated as a connection failure.
+    public static let maxResponseBytes = 64 << 20
+    static let userAgent = "foundry-batch/1.0"
+
+    let http: HTTPClient
+    let target: ServiceTarget
+    let timeout: TimeInterval
+
+    public init(http: HTTPClient, target: ServiceTarget, timeout: TimeInterval) {
+        self.http = http
+        self.target = target
+        self.timeout = timeout
+    }
+
+    /// Sends `row`, with `bearer` when the target uses Entra tokens.
+    ///
+    /// - Returns: the answer and the `x-ms-client-request-id` it carried.
+    public func send(_ row: ClaimedRow, bearer: String?) async -> (answer: ServiceAnswer, clientRequestID: String) {
+        let clientRequestID = UUID().uuidString.lowercased()
+        let url = target.url(api: row.api, deployment: row.deployment)
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "User-Agent", value: Self.userAgent)
+        request.headers.add(name: "x-ms-client-request-id", value: clientRequestID)
+        switch target.authorization {
+        case .apiKey(let key): request.headers.add(name: "api-key", value: key)
+        case .bearer: if let bearer { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
+        case .none: break
+        }
+        request.body = .bytes(ByteBuffer(string: row.body))
+        let started = ContinuousClock.now
+        func elapsed() -> Double {
+            let duration = ContinuousClock.now - started
+            return Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+        }
+        do {
+            let response = try await http.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
+            let body = try await response.body.collect(upTo: Self.maxResponseBytes)
+            let headers = response.headers.map { ($0.name, $0.value) }
+            return (.response(status: Int(response.status.code), headers: headers, body: Array(body.readableBytesView), latencyMs: elapsed()), clientRequestID)
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
+            return (.timedOut(latencyMs: elapsed()), clientRequestID)
+        } catch is NIOTooManyBytesError {
+            return (.connectionFailed(reason: "the answer was larger than \(Self.maxResponseBytes >> 20) MiB", latencyMs: elapsed()), clientRequestID)
+        } catch {
+            return (.connectionFailed(reason: Self.describe(error), latencyMs: elapsed()), clientRequestID)
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let client = error as? HTTPClientError {
+            switch client {
+            case .remoteConnectionClosed: return "the connection was closed before the answer was complete"
+            case .cancelled: return "the request was cancelled"
+            default: return "HTTP client error: \(client)"
+            }
+        }
+        let text = String(describing: error)
+        if text.contains("connectionRefused") || text.contains("Connection refused") { return "connection refused" }
+        return "connection error: \(text.prefix(200))"
+    }
+}
+
+extension HTTPClient {
+    /// The run's client: HTTP/2 when the server offers it, pooled connections for `concurrency` workers.
+    public static func forRun(concurrency: Int) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.httpVersion = .automatic
+        configuration.timeout = .init(connect: .seconds(15))
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(concurrency, 8))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+}

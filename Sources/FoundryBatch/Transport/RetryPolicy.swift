@@ -1,0 +1,88 @@
+import Foundation
+
+/// A condition every row would hit: the run stops, rows stay pending (exit 3).
+public struct FatalCondition: UserFacingError, Equatable {
+    public var message: String
+    public var exitStatus: ExitStatus { .stopped }
+    public init(_ message: String) { self.message = message }
+    public var description: String { message + "\nRows not yet done stay pending: fix this and run the job again." }
+}
+
+/// The one place that decides what an answer means for its row and for the run.
+public enum RetryPolicy {
+    public enum Verdict: Sendable, Equatable {
+        case success
+        /// Try the row again after `delay` (nil: back off exponentially). `throttled` for 429.
+        case retry(delay: TimeInterval?, error: RowError, throttled: Bool)
+        /// The row failed for good (400, content filter, 413, 422, other 4xx).
+        case permanent(RowError)
+        /// The service refused the credential; refresh the token once and try again.
+        case unauthorized(RowError)
+        /// Stop the run.
+        case fatal(FatalCondition)
+    }
+
+    /// Classifies one answer. `deployment` and `url` only shape messages.
+    public static func classify(_ answer: ServiceAnswer, deployment: String, url: String, now: Date = Date()) -> Verdict {
+        switch answer {
+        case .timedOut:
+            return .retry(delay: nil, error: RowError(code: "timeout", message: "no answer within limits.timeout"), throttled: false)
+        case .connectionFailed(let reason, _):
+            return .retry(delay: nil, error: RowError(code: "connection_error", message: reason), throttled: false)
+        case .response(let status, let headers, let bytes, _):
+            if (200..<300).contains(status) { return .success }
+            let body = ServiceBody.decode(bytes)
+            let text = String(decoding: bytes.prefix(4096), as: UTF8.self)
+            let detail = body?.error
+            let message = detail?.message ?? (text.isEmpty ? "HTTP \(status)" : String(text.prefix(500)))
+            let code = detail?.code
+            let delay = RetryAfter.delay(headers: headers, body: detail?.message ?? text, now: now)
+            let shouldRetry = headers.first { $0.0.lowercased() == "x-should-retry" }?.1.lowercased()
+
+            if status == 401 {
+                if code == "PermissionDenied" {
+                    return .fatal(
+                        FatalCondition(
+                            "permission denied (HTTP 401 PermissionDenied): \(message)\nAssign the role \"Cognitive Services OpenAI User\" to this identity on the Foundry resource (az role assignment create --assignee <app or principal id> --role \"Cognitive Services OpenAI User\" --scope <resource id>); a new assignment takes a few minutes to apply."
+                        )
+                    )
+                }
+                return .unauthorized(RowError(code: "unauthorized", message: message, statusCode: 401))
+            }
+            if status == 403 {
+                return .fatal(FatalCondition("the service refused access (HTTP 403): \(message)\nCheck the resource's network rules (firewall, private endpoint) and the identity's role."))
+            }
+            if status == 404 {
+                if code == "DeploymentNotFound" {
+                    return .fatal(
+                        FatalCondition("deployment '\(deployment)' does not exist at \(url) (HTTP 404 DeploymentNotFound).\nCheck deployment: (or the model of the input lines) against the deployments of the resource.")
+                    )
+                }
+                return .fatal(FatalCondition("the endpoint answered 404 for \(url): \(message)\nCheck endpoint: and api_version: in the job file."))
+            }
+            let error = RowError(code: rowCode(status: status, code: code), message: message, statusCode: status)
+            if shouldRetry == "false" { return .permanent(error) }
+            if shouldRetry == "true" || status == 408 || status == 409 || status == 429 || status >= 500 {
+                return .retry(delay: delay, error: error, throttled: status == 429)
+            }
+            return .permanent(error)
+        }
+    }
+
+    /// A stable error code for `retry --code`: the service's own when it gives one.
+    static func rowCode(status: Int, code: String?) -> String {
+        switch status {
+        case 429: return "rate_limited"
+        case 408: return "timeout"
+        case 500...: return code.flatMap { $0.first?.isLetter == true ? $0 : nil } ?? "server_error"
+        default:
+            if let code, code.first?.isLetter == true { return code }
+            return "http_\(status)"
+        }
+    }
+
+    /// Exponential back-off with jitter: about 1, 2, 4 ... s, at most 60 s.
+    public static func backoff(attempt: Int, random: Double = Double.random(in: 0.5...1)) -> TimeInterval {
+        min(60, pow(2, Double(max(attempt - 1, 0)))) * random
+    }
+}

@@ -1,0 +1,44 @@
+import FoundryAuth
+import Foundation
+
+/// How requests prove who sends them.
+public enum RequestAuthorization: Sendable {
+    /// `api-key: <key>` (Azure) — from `AZURE_OPENAI_API_KEY`.
+    case apiKey(String)
+    /// `Authorization: Bearer <token>` from the run's shared token provider.
+    case bearer(TokenProvider)
+    case none
+}
+
+/// Where a run sends its requests: the endpoint, the API style, and the authorization.
+public struct ServiceTarget: Sendable {
+    /// `https://my-foundry.openai.azure.com`, or an OpenAI-compatible base such as `http://localhost:8000/v1`.
+    public var baseURL: String
+    /// With an API version: `/openai/deployments/{d}/...?api-version=`; without: `/openai/v1/...`.
+    public var apiVersion: String?
+    public var authorization: RequestAuthorization
+
+    public init(baseURL: String, apiVersion: String?, authorization: RequestAuthorization) {
+        var base = baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        self.baseURL = base
+        self.apiVersion = apiVersion
+        self.authorization = authorization
+    }
+
+    /// Whether the base URL already names an API root (`.../v1`), as OpenAI-compatible servers do.
+    var hasOwnPath: Bool {
+        guard let url = URL(string: baseURL) else { return false }
+        return !url.path.isEmpty && url.path != "/"
+    }
+
+    /// The URL a row of `api` for `deployment` is posted to.
+    public func url(api: JobFile.API, deployment: String) -> String {
+        if hasOwnPath { return "\(baseURL)/\(api.path)" }
+        guard let apiVersion else { return "\(baseURL)/openai/v1/\(api.path)" }
+        let version = apiVersion.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? apiVersion
+        if api == .responses { return "\(baseURL)/openai/responses?api-version=\(version)" }
+        let name = deployment.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? deployment
+        return "\(baseURL)/openai/deployments/\(name)/\(api.path)?api-version=\(version)"
+    }
+}

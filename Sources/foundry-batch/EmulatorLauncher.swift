@@ -1,0 +1,96 @@
+import AsyncHTTPClient
+import FoundryAuth
+import FoundryBatch
+import FoundryEmulator
+import Foundation
+
+/// Where a job's requests go: its URL endpoint, or an emulator started in this process
+/// for `endpoint: emulator`, with a credential of the job's `auth:` kind made up for it.
+///
+/// Nothing made up here (secret, key, certificate) is printed or stored; temporary files
+/// are removed by ``close()``.
+final class ServiceEndpoint {
+    let target: ServiceTarget
+    let emulator: Emulator?
+    let temporaryFiles: [String]
+
+    init(target: ServiceTarget, emulator: Emulator?, temporaryFiles: [String]) {
+        self.target = target
+        self.emulator = emulator
+        self.temporaryFiles = temporaryFiles
+    }
+
+    static func open(job: JobFile, http: HTTPClient) async throws -> ServiceEndpoint {
+        let environment = CredentialEnvironment()
+        guard job.endpoint == .emulator else {
+            guard case .url(let base) = job.endpoint else { fatalError("unreachable") }
+            return ServiceEndpoint(target: try ServiceTarget.resolve(job: job, baseURL: base, environment: environment, http: http), emulator: nil, temporaryFiles: [])
+        }
+        let secret = UUID().uuidString
+        var configuration = EmulatorConfiguration.demo(secret: secret)
+        configuration.apply(job.emulator)
+        var files: [String] = []
+        let tenant = EmulatorConfiguration.demoTenantID, client = EmulatorConfiguration.demoClientID
+        var values: [String: String] = ["PATH": environment["PATH"] ?? ""]
+        switch job.auth {
+        case .apiKey:
+            configuration.apiKeys = [secret]
+            values["AZURE_OPENAI_API_KEY"] = secret
+        case .certificate:
+            let certificate = try EmulatorCertificate.selfSigned()
+            configuration.clients[0].certificatePEM = certificate.certificatePEM
+            let path = Self.temporaryFile(certificate.combinedPEM)
+            files.append(path)
+            values.merge(["AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_CLIENT_CERTIFICATE_PATH": path]) { $1 }
+        case .managedIdentity:
+            values["IDENTITY_HEADER"] = configuration.identityHeader
+        case .azureCLI:
+            throw UsageError("\(job.path): auth: azure-cli cannot sign in to endpoint: emulator; use client-secret, certificate, managed-identity, workload-identity, api-key or default")
+        default:
+            values.merge(["AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_CLIENT_SECRET": secret]) { $1 }
+        }
+        let emulator = try await Emulator.start(configuration)
+        values["AZURE_AUTHORITY_HOST"] = emulator.baseURL
+        if job.auth == .managedIdentity { values["IDENTITY_ENDPOINT"] = emulator.baseURL + "/msi/token" }
+        if job.auth == .workloadIdentity {
+            let path = Self.temporaryFile(emulator.federatedToken(clientID: client))
+            files.append(path)
+            values.merge(["AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_FEDERATED_TOKEN_FILE": path]) { $1 }
+        }
+        do {
+            let target = try ServiceTarget.resolve(job: job, baseURL: emulator.baseURL, environment: CredentialEnvironment(values), http: http)
+            return ServiceEndpoint(target: target, emulator: emulator, temporaryFiles: files)
+        } catch {
+            await emulator.stop()
+            throw error
+        }
+    }
+
+    static func temporaryFile(_ text: String) -> String {
+        let path = NSTemporaryDirectory() + "foundry-batch-" + UUID().uuidString
+        FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        return path
+    }
+
+    func close() async {
+        await emulator?.stop()
+        for file in temporaryFiles { try? FileManager.default.removeItem(atPath: file) }
+    }
+}
+
+extension EmulatorConfiguration {
+    /// Applies the job file's `emulator:` block.
+    mutating func apply(_ settings: JobFile.EmulatorSettings) {
+        if let value = settings.tokenTTL { tokenTTL = value }
+        requestsPerMinute = settings.rpm ?? requestsPerMinute
+        tokensPerMinute = settings.tpm ?? tokensPerMinute
+        if let value = settings.latencyMs { latencyMs = value }
+        if let value = settings.latencyJitterMs { latencyJitterMs = value }
+        if let value = settings.faultRate { faultRate = value }
+        if let value = settings.dropRate { dropRate = value }
+        if let value = settings.slowRate { slowRate = value }
+        fixedRetryAfter = settings.retryAfter ?? fixedRetryAfter
+        if let value = settings.contentFilterPhrase { contentFilterPhrase = value }
+        if let value = settings.seed { seed = value }
+    }
+}

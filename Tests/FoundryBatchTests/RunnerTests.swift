@@ -48,14 +48,174 @@ import Testing
         return (summary, http)
     }
 
+    /// Each result line carries the emulator's answer to that row's own prompt.
+    func expectOwnAnswers(_ fixture: Fixture, count: Int, prefix: String = "p") throws {
+        let lines = fixture.directory.jsonLines("out/test.jsonl")
+        #expect(lines.count == count)
+        #expect(Set(lines.compactMap { $0["custom_id"]?.stringValue }).count == count, "one line per row")
+        for line in lines {
+            let id = try #require(line["custom_id"]?.stringValue)
+            let number = id.dropFirst(prefix.count)
+            let content = line["response"]?["body"]?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue
+            #expect(content == EmulatorAnswer.text(for: "Question number \(number) of \(prefix)"))
+        }
+    }
+
     @Test func everyRowSucceedsWithItsOwnAnswer() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(20))
+        _ = try fixture.load(prompts(30))
         try await Emulator.withRunning(configuration()) { emulator in
             let (summary, _) = try await run(fixture, emulator)
             #expect(summary.exitStatus == .success)
-            #expect(summary.counts.succeeded == 20)
-            #expect(summary.counters.requests == 20)
+            #expect(summary.counts.succeeded == 30)
+            #expect(summary.counters.requests == 30)
+            #expect(emulator.stats.repeatedAnswers == 0)
+            #expect(emulator.stats.peakConcurrency <= 8)
+            try expectOwnAnswers(fixture, count: 30)
+        }
+        // A second run has nothing to do.
+        try await Emulator.withRunning(configuration()) { emulator in
+            let (summary, _) = try await run(fixture, emulator)
+            #expect(summary.counters.requests == 0)
+            #expect(emulator.stats.requests == 0)
+        }
+    }
+
+    @Test func serverErrorsAndDroppedConnectionsAreRetriedUntilEveryRowSucceeds() async throws {
+        let fixture = try Fixture(yaml: "limits: {timeout: 5}")
+        _ = try fixture.load(prompts(40))
+        try await Emulator.withRunning(configuration { $0.faultRate = 0.15; $0.dropRate = 0.05; $0.seed = 7 }) { emulator in
+            let (summary, _) = try await run(fixture, emulator, maxAttempts: 20)
+            #expect(summary.counts.succeeded == 40)
+            #expect(summary.counters.retries > 0)
+            let stats = emulator.stats
+            #expect((stats.byStatus["500"] ?? 0) + (stats.byStatus["503"] ?? 0) > 0)
+            try expectOwnAnswers(fixture, count: 40)
+        }
+    }
+
+    @Test func aTokenRateLimitIsHonouredWithoutSendingInsideRetryAfter() async throws {
+        let fixture = try Fixture(yaml: "request: {max_tokens: 60}")
+        _ = try fixture.load(prompts(40))
+        // 40 requests of ~66 tokens against 2,400 TPM: the minute's bucket runs dry near the
+        // end and refills at 40 tokens a second, so the last rows meet 429s for a few seconds.
+        try await Emulator.withRunning(configuration { $0.tokensPerMinute = 2400 }) { emulator in
+            let (summary, _) = try await run(fixture, emulator, maxAttempts: 50)
+            #expect(summary.counts.succeeded == 40)
+            let stats = emulator.stats
+            #expect(stats.throttled > 0, "the limit was reached")
+            #expect(stats.requestsInsideRetryAfter == 0, "the whole pool waited out every Retry-After")
+            #expect(summary.counters.throttled == stats.throttled)
+        }
+    }
+
+    @Test func shortLivedTokensFailNoRow() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(60))
+        try await Emulator.withRunning(configuration { $0.tokenTTL = 2; $0.latencyMs = 80 }) { emulator in
+            let (summary, _) = try await run(fixture, emulator, bearer: true, concurrency: 4)
+            #expect(summary.counts.succeeded == 60)
+            #expect(emulator.stats.byStatus["401"] == nil, "no request went out with an expired token")
+            #expect(summary.tokenRequests >= 2)
+            #expect(summary.tokenRequests == emulator.stats.totalTokenRequests)
+        }
+    }
+
+    @Test func contentFilteredRowsFailWithTheirBodyKept() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(5) + "\n{\"id\": \"bad\", \"prompt\": \"please BLOCKME\"}")
+        try await Emulator.withRunning(configuration()) { emulator in
+            let (summary, _) = try await run(fixture, emulator)
+            #expect(summary.exitStatus == .rowsFailed)
+            #expect(summary.counts.succeeded == 5 && summary.counts.failed == 1)
+            #expect(summary.counters.requests == 6, "a 400 is not retried")
+            let errors = fixture.directory.jsonLines("out/test.errors.jsonl")
+            #expect(errors.count == 1)
+            #expect(errors.first?["error"]?["code"]?.stringValue == "content_filter")
+            #expect(errors.first?["response"]?["body"]?["error"]?["innererror"]?["code"]?.stringValue == "ResponsibleAIPolicyViolation")
+        }
+    }
+
+    @Test func permissionDeniedStopsQuicklyAndARerunWithTheRoleFinishes() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(50))
+        try await Emulator.withRunning(configuration { $0.clients[0].hasRole = false }) { emulator in
+            let (summary, _) = try await run(fixture, emulator, bearer: true)
+            #expect(summary.exitStatus == .stopped)
+            guard case .fatal(let condition) = summary.stop else { Issue.record("expected a fatal stop"); return }
+            #expect(condition.message.contains("Cognitive Services OpenAI User"))
+            #expect(summary.counts.pending == 50, "rows stay pending")
+            #expect(emulator.stats.requests <= 8, "at most one request per worker")
+            emulator.update { $0.clients[0].hasRole = true }
+            let (again, _) = try await run(fixture, emulator, bearer: true)
+            #expect(again.exitStatus == .success)
+            #expect(again.counts.succeeded == 50)
+        }
+    }
+
+    @Test func unknownDeploymentAndExhaustedQuotaStopTheRun() async throws {
+        let missing = try Fixture(yaml: "deployment: gpt-9")
+        _ = try missing.load(prompts(3))
+        try await Emulator.withRunning(configuration()) { emulator in
+            let (summary, _) = try await run(missing, emulator)
+            guard case .fatal(let condition) = summary.stop else { Issue.record("expected a fatal stop"); return }
+            #expect(condition.message.contains("deployment 'gpt-9' does not exist"))
+            #expect(summary.counts.pending == 3)
+        }
+        let quota = try Fixture()
+        _ = try quota.load(prompts(3))
+        try await Emulator.withRunning(configuration { $0.fixedRetryAfter = 86_400 }) { emulator in
+            let (summary, _) = try await run(quota, emulator)
+            #expect(summary.exitStatus == .stopped)
+            guard case .fatal(let condition) = summary.stop else { Issue.record("expected a fatal stop"); return }
+            #expect(condition.message.contains("limits.max_retry_wait"))
+            #expect(summary.counts.pending == 3)
+        }
+    }
+
+    @Test func aRowThatKeepsFailingEndsFailedAfterMaxAttempts() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(2))
+        try await Emulator.withRunning(configuration { $0.faultRate = 1 }) { emulator in
+            let (summary, _) = try await run(fixture, emulator, maxAttempts: 3)
+            #expect(summary.counts.failed == 2)
+            #expect(emulator.stats.requests == 6)
+            let errors = fixture.directory.jsonLines("out/test.errors.jsonl")
+            #expect(errors.first?["error"]?["attempts"]?.intValue == 3)
+            #expect(errors.first?["error"]?["message"]?.stringValue?.hasPrefix("gave up after 3 attempts") == true)
+        }
+    }
+
+    @Test func anInterruptReleasesInFlightRowsAndARerunFinishes() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(40))
+        try await Emulator.withRunning(configuration { $0.latencyMs = 300 }) { emulator in
+            let control = RunControl()
+            Task {
+                try await Task.sleep(for: .milliseconds(700))
+                await control.stop(.interrupted)
+            }
+            let (summary, _) = try await run(fixture, emulator, concurrency: 4, control: control)
+            #expect(summary.exitStatus == .interrupted)
+            #expect(summary.counts.running == 0, "nothing is left leased")
+            #expect(summary.counts.pending > 0)
+            let (again, _) = try await run(fixture, emulator)
+            #expect(again.counts.succeeded == 40)
+            #expect(emulator.stats.repeatedAnswers == 0)
+        }
+    }
+
+    @Test func twoRunnersShareTheWorkWithoutDoingARowTwice() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(60))
+        try await Emulator.withRunning(configuration { $0.latencyMs = 20 }) { emulator in
+            async let first = run(fixture, emulator, concurrency: 4)
+            async let second = run(fixture, emulator, concurrency: 4)
+            let (a, b) = try await (first, second)
+            #expect(a.0.counters.succeeded + b.0.counters.succeeded == 60)
+            #expect(a.0.counters.succeeded > 0 && b.0.counters.succeeded > 0)
+            #expect(emulator.stats.requests == 60)
+            #expect(emulator.stats.repeatedAnswers == 0)
         }
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 @testable import FoundryBatch
 
 /// A temporary folder removed when the test ends.
-final class TemporaryDirectory {
+final class TemporaryDirectory: Sendable {
     let path: String
 
     init() {
@@ -36,7 +36,7 @@ final class TemporaryDirectory {
 }
 
 /// A job file in a temporary folder, with its queue.
-struct Fixture {
+struct Fixture: Sendable {
     let directory = TemporaryDirectory()
     let job: JobFile
     let queue: SQLiteQueue

@@ -13,8 +13,15 @@ final class EmulatorState: Sendable {
         var inFlight = 0
         var answeredPrompts: Set<String> = []
         var clientRequestIDs: [String: Int] = [:]
-        /// Until when the last 429 told clients to stay away.
+        /// The current Retry-After window: from its first 429 until the latest end any 429 gave.
+        var blockedSince: Date = .distantPast
         var blockedUntil: Date = .distantPast
+
+        /// Opens a Retry-After window, or extends the open one.
+        mutating func block(now: Date, seconds: Double) {
+            if now >= blockedUntil { blockedSince = now }
+            blockedUntil = max(blockedUntil, now.addingTimeInterval(seconds))
+        }
     }
 
     let inner: Mutex<Inner>
@@ -53,8 +60,8 @@ final class EmulatorState: Sendable {
         inner.withLock { state in
             state.inFlight += 1
             state.stats.peakConcurrency = max(state.stats.peakConcurrency, state.inFlight)
-            // A request already on the wire when the 429 left cannot have seen it: allow 50 ms.
-            if now.timeIntervalSince(state.blockedUntil) < -0.05 {
+            // A request already on the wire when the window's first 429 left cannot have seen it: allow 50 ms.
+            if now > state.blockedSince.addingTimeInterval(0.05), now < state.blockedUntil {
                 state.stats.requestsInsideRetryAfter += 1
             }
             if let id = clientRequestID {
@@ -110,7 +117,7 @@ final class EmulatorState: Sendable {
         inner.withLock { state in
             let c = state.configuration
             if let fixed = c.fixedRetryAfter {
-                state.blockedUntil = max(state.blockedUntil, now.addingTimeInterval(fixed))
+                state.block(now: now, seconds: fixed)
                 state.stats.throttled += 1
                 return RateDecision(allowed: false, retryAfter: fixed, kind: .tokens, remainingRequests: 0, remainingTokens: 0)
             }
@@ -119,7 +126,7 @@ final class EmulatorState: Sendable {
             state.buckets[deployment] = buckets
             if !decision.allowed {
                 state.stats.throttled += 1
-                state.blockedUntil = max(state.blockedUntil, now.addingTimeInterval(decision.retryAfter))
+                state.block(now: now, seconds: decision.retryAfter)
             } else {
                 state.stats.tokensCharged += tokens
             }

@@ -94,8 +94,8 @@ enum ChildProcess {
         } catch {
             throw AuthError(.unavailable, credential: credential, "cannot start \(executable): \(error.localizedDescription)")
         }
-        let outputTask = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }
-        let errorTask = Task.detached { errors.fileHandleForReading.readDataToEndOfFile() }
+        let outputTask = BlockingRead.start(output.fileHandleForReading)
+        let errorTask = BlockingRead.start(errors.fileHandleForReading)
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning {
             if Date() > deadline {
@@ -104,8 +104,39 @@ enum ChildProcess {
             }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        let stdout = await outputTask.value
-        let stderr = await errorTask.value
+        let stdout = await outputTask.value()
+        let stderr = await errorTask.value()
         return Result(status: process.terminationStatus, standardOutput: stdout, standardError: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+///
+/// A blocking read on a Swift concurrency thread would take one of the few cooperative
+/// threads (two on a two-core machine) away from the rest of the run.
+final class BlockingRead: @unchecked Sendable {
+    // Unchecked: `data` is written once by the reader thread before `done` is signalled,
+    // and read only after waiting on `done`.
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    static func start(_ handle: FileHandle) -> BlockingRead {
+        let read = BlockingRead()
+        let thread = Thread {
+            read.data = handle.readDataToEndOfFile()
+            read.done.signal()
+        }
+        thread.start()
+        return read
+    }
+
+    func value() async -> Data {
+        await withCheckedContinuation { continuation in
+            let thread = Thread {
+                self.done.wait()
+                continuation.resume(returning: self.data)
+            }
+            thread.start()
+        }
     }
 }

@@ -1,0 +1,238 @@
+import FoundryEmulator
+import Foundation
+import GRDB
+import Testing
+
+/// The built binary, driven as cron or a user would drive it, against the emulator.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct EndToEndTests {
+    static let key = "e2e-api-key-never-printed"
+    static let secret = "e2e-client-secret-never-printed"
+
+    func emulatorConfiguration(_ change: (inout EmulatorConfiguration) -> Void = { _ in }) -> EmulatorConfiguration {
+        var configuration = EmulatorConfiguration.demo(secret: Self.secret)
+        configuration.apiKeys = [Self.key]
+        change(&configuration)
+        return configuration
+    }
+
+    func job(_ emulator: Emulator, auth: String = "api-key", extra: String = "") -> String {
+        """
+        name: e2e
+        input: in.jsonl
+        endpoint: \(emulator.baseURL)
+        deployment: gpt-5-mini
+        auth: \(auth)
+        limits: {concurrency: 8, timeout: 10}
+        \(extra)
+        """
+    }
+
+    func prompts(_ count: Int) -> String {
+        (1...count).map { "{\"id\": \"r\($0)\", \"prompt\": \"Prompt \($0)\"}" }.joined(separator: "\n") + "\n"
+    }
+
+    /// Checks the results file holds exactly one line per row, each with that row's answer.
+    func expectExactlyOnce(_ cli: CLI, rows: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+        let lines = cli.lines("out/e2e.jsonl")
+        let ids = lines.compactMap { $0["custom_id"] as? String }
+        #expect(ids.count == rows, "\(ids.count) result lines", sourceLocation: sourceLocation)
+        #expect(Set(ids).count == rows, "a row appears twice", sourceLocation: sourceLocation)
+        for line in lines {
+            let id = line["custom_id"] as? String ?? ""
+            let body = (line["response"] as? [String: Any])?["body"] as? [String: Any]
+            let content = ((body?["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String
+            #expect(content == EmulatorAnswer.text(for: "Prompt \(id.dropFirst())"), sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func theDemoJobRunsOutOfTheBoxAndASecondRunHasNothingToDo() async throws {
+        let cli = CLI()
+        try FileManager.default.createDirectory(atPath: cli.path("jobs"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: cli.path("samples"), withIntermediateDirectories: true)
+        for file in ["jobs/demo.yaml", "samples/prompts.jsonl"] {
+            try FileManager.default.copyItem(atPath: CLI.repository + "/" + file, toPath: cli.path(file))
+        }
+        let first = try await cli.run("run", "jobs/demo.yaml", "--json", "--no-progress")
+        #expect(first.status == 1, "one demo prompt trips the content filter: \(first.stderr)")
+        let summary = first.json
+        for key in ["job", "total", "succeeded", "failed", "pending", "requests", "retries", "throttled", "token_requests",
+                    "prompt_tokens", "completion_tokens", "elapsed_seconds", "output", "errors"] {
+            #expect(summary[key] != nil, "--json lacks \(key)")
+        }
+        #expect(summary["succeeded"] as? Int == 39)
+        #expect(summary["failed"] as? Int == 1)
+        #expect((summary["token_requests"] as? Int ?? 0) >= 2, "the demo's short tokens are refreshed")
+        #expect(cli.lines("out/demo.jsonl").count == 39)
+        #expect(cli.lines("out/demo.errors.jsonl").first?["custom_id"] as? String == "filtered-01")
+        let second = try await cli.run("run", "jobs/demo.yaml", "--json", "--no-progress")
+        #expect(second.json["requests"] as? Int == 0)
+        let status = try await cli.run("status", "jobs/demo.yaml", "--json")
+        #expect(status.json["succeeded"] as? Int == 39)
+    }
+
+    @Test func loadStatusRetryExportWorkOnTheQueue() async throws {
+        try await Emulator.withRunning(emulatorConfiguration()) { emulator in
+            let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])
+            cli.write("job.yaml", job(emulator))
+            cli.write("in.jsonl", prompts(5) + "{\"id\": \"x\", \"prompt\": \"BLOCKME\"}\n")
+            #expect(try await cli.run("load", "job.yaml").status == 0)
+            #expect(try await cli.run("load", "job.yaml").status == 0)
+            let pending = try await cli.run("status", "job.yaml", "--json")
+            #expect(pending.json["pending"] as? Int == 6)
+            #expect(pending.json["total"] as? Int == 6)
+
+            cli.write("bad.jsonl", "{\"id\": \"y\", \"prompt\": \"ok\"}\n{broken\n")
+            let bad = try await cli.run("load", "job.yaml", "--input", "bad.jsonl")
+            #expect(bad.status == 2)
+            #expect(bad.stderr.contains("bad.jsonl:2:"))
+            #expect(try await cli.run("status", "job.yaml", "--json").json["total"] as? Int == 6, "nothing half-loaded")
+
+            let run = try await cli.run("run", "job.yaml", "--no-progress")
+            #expect(run.status == 1)
+            let retry = try await cli.run("retry", "job.yaml", "--code", "content_filter")
+            #expect(retry.stdout.contains("1 failed rows queued again"))
+            emulator.update { $0.contentFilterPhrase = nil }
+            let rerun = try await cli.run("run", "job.yaml", "--no-progress", "--json")
+            #expect(rerun.status == 0)
+            #expect(rerun.json["requests"] as? Int == 1)
+            #expect(cli.lines("out/e2e.jsonl").count == 6)
+            #expect(cli.read("out/e2e.errors.jsonl").isEmpty)
+            let export = try await cli.run("export", "job.yaml", "--output", "copy.jsonl")
+            #expect(export.status == 0)
+            #expect(cli.lines("copy.jsonl").count == 6)
+        }
+    }
+
+    @Test func badJobFilesAndMissingInputsExitTwoBeforeSendingAnything() async throws {
+        try await Emulator.withRunning(emulatorConfiguration()) { emulator in
+            let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])
+            cli.write("typo.yaml", job(emulator, extra: "limitz: {}"))
+            let typo = try await cli.run("run", "typo.yaml")
+            #expect(typo.status == 2)
+            #expect(typo.stderr.contains("typo.yaml:7: limitz: unknown key"))
+            #expect(!typo.stderr.contains("Fatal error"), "no stack trace")
+            cli.write("job.yaml", job(emulator))
+            let missing = try await cli.run("run", "job.yaml")
+            #expect(missing.status == 2)
+            #expect(missing.stderr.contains("in.jsonl: cannot open the input: no such file"))
+            let usage = try await cli.run("run", "job.yaml", "--concurrency", "0")
+            #expect(usage.status == 2)
+            #expect(emulator.stats.requests == 0)
+        }
+    }
+
+    @Test func permissionDeniedExitsThreeAndARerunWithTheRoleFinishes() async throws {
+        try await Emulator.withRunning(emulatorConfiguration { $0.clients[0].hasRole = false }) { emulator in
+            let cli = CLI(environment: [
+                "AZURE_TENANT_ID": EmulatorConfiguration.demoTenantID, "AZURE_CLIENT_ID": EmulatorConfiguration.demoClientID,
+                "AZURE_CLIENT_SECRET": Self.secret, "AZURE_AUTHORITY_HOST": emulator.baseURL,
+            ])
+            cli.write("job.yaml", job(emulator, auth: "client-secret"))
+            cli.write("in.jsonl", prompts(30))
+            let denied = try await cli.run("run", "job.yaml", "--no-progress")
+            #expect(denied.status == 3)
+            #expect(denied.stdout.contains("Cognitive Services OpenAI User"))
+            #expect(try await cli.run("status", "job.yaml", "--json").json["pending"] as? Int == 30)
+            emulator.update { $0.clients[0].hasRole = true }
+            #expect(try await cli.run("run", "job.yaml", "--no-progress").status == 0)
+            expectExactlyOnce(cli, rows: 30)
+        }
+    }
+
+    @Test func killNineAtRandomMomentsLosesAndDuplicatesNothing() async throws {
+        try await Emulator.withRunning(emulatorConfiguration { $0.latencyMs = 20; $0.latencyJitterMs = 20 }) { emulator in
+            let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])
+            cli.write("job.yaml", job(emulator))
+            cli.write("in.jsonl", prompts(400))
+            var kills = 0
+            for delay in [0.4, 0.9, 0.6, 1.2] {
+                let (process, out, err) = try cli.start(["run", "job.yaml", "--no-progress"])
+                try await Task.sleep(for: .milliseconds(Int(delay * 1000)))
+                guard process.isRunning else { break }
+                kill(process.processIdentifier, SIGKILL)
+                let result = try await CLI.finish(process, out, err)
+                #expect(result.status == 9 || process.terminationReason == .uncaughtSignal)
+                kills += 1
+            }
+            let final = try await cli.run("run", "job.yaml", "--no-progress", "--json")
+            #expect(final.status == 0, "\(final.stderr)")
+            expectExactlyOnce(cli, rows: 400)
+            let stats = emulator.stats
+            #expect(stats.repeatedAnswers <= kills * 8, "at most the in-flight rows are sent again: \(stats.repeatedAnswers) for \(kills) kills")
+            let database = try DatabaseQueue(path: cli.path(".foundry-batch/e2e.sqlite"))
+            let succeeded = try await database.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM rows WHERE state = 'succeeded'") }
+            #expect(succeeded == 400)
+        }
+    }
+
+    @Test func twoProcessesOnOneJobShareTheWork() async throws {
+        try await Emulator.withRunning(emulatorConfiguration { $0.latencyMs = 10 }) { emulator in
+            let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])
+            cli.write("job.yaml", job(emulator))
+            cli.write("in.jsonl", prompts(300))
+            let a = try cli.start(["run", "job.yaml", "--no-progress", "--json"])
+            let b = try cli.start(["run", "job.yaml", "--no-progress", "--json"])
+            let first = try await CLI.finish(a.0, a.1, a.2)
+            let second = try await CLI.finish(b.0, b.1, b.2)
+            #expect(first.status == 0 && second.status == 0, "\(first.stderr) \(second.stderr)")
+            let sent = (first.json["requests"] as? Int ?? 0) + (second.json["requests"] as? Int ?? 0)
+            #expect(sent == 300)
+            #expect(emulator.stats.repeatedAnswers == 0)
+            expectExactlyOnce(cli, rows: 300)
+        }
+    }
+
+    @Test func sigtermExits130AndARerunFinishes() async throws {
+        try await Emulator.withRunning(emulatorConfiguration { $0.latencyMs = 200 }) { emulator in
+            let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])
+            cli.write("job.yaml", job(emulator))
+            cli.write("in.jsonl", prompts(100))
+            let (process, out, err) = try cli.start(["run", "job.yaml", "--no-progress"])
+            try await Task.sleep(for: .milliseconds(800))
+            kill(process.processIdentifier, SIGTERM)
+            let stopped = try await CLI.finish(process, out, err)
+            #expect(stopped.status == 130, "\(stopped.stdout) \(stopped.stderr)")
+            #expect(stopped.stdout.contains("interrupted"))
+            let status = try await cli.run("status", "job.yaml", "--json")
+            #expect(status.json["running"] as? Int == 0, "in-flight rows were released")
+            let rerun = try await cli.run("run", "job.yaml", "--no-progress")
+            #expect(rerun.status == 0)
+            expectExactlyOnce(cli, rows: 100)
+            #expect(emulator.stats.repeatedAnswers == 0)
+        }
+    }
+
+    @Test func secretsAndTokensReachNoOutputFileOrDatabase() async throws {
+        try await Emulator.withRunning(emulatorConfiguration { $0.tokenTTL = 2 }) { emulator in
+            var environment = [
+                "AZURE_TENANT_ID": EmulatorConfiguration.demoTenantID, "AZURE_CLIENT_ID": EmulatorConfiguration.demoClientID,
+                "AZURE_CLIENT_SECRET": "wrong-secret-also-never-printed", "AZURE_AUTHORITY_HOST": emulator.baseURL,
+                "FOUNDRY_BATCH_LOG_LEVEL": "trace",
+            ]
+            let wrong = CLI(environment: environment)
+            wrong.write("job.yaml", job(emulator, auth: "client-secret"))
+            wrong.write("in.jsonl", prompts(20))
+            let refused = try await wrong.run("run", "job.yaml", "--no-progress")
+            #expect(refused.status == 3)
+            #expect(refused.stdout.contains("AADSTS7000215"))
+            environment["AZURE_CLIENT_SECRET"] = Self.secret
+            let right = CLI(environment: environment)
+            right.write("job.yaml", job(emulator, auth: "client-secret"))
+            right.write("in.jsonl", prompts(20))
+            let done = try await right.run("run", "job.yaml", "--no-progress")
+            #expect(done.status == 0)
+            // Emulator tokens are JWTs whose header encodes as "eyJhbGci".
+            for (cli, result) in [(wrong, refused), (right, done)] {
+                var texts = [result.stdout, result.stderr]
+                for file in ["out/e2e.jsonl", "out/e2e.errors.jsonl", ".foundry-batch/e2e.sqlite", ".foundry-batch/e2e.sqlite-wal"] {
+                    texts.append(String(decoding: (try? Data(contentsOf: URL(fileURLWithPath: cli.path(file)))) ?? Data(), as: UTF8.self))
+                }
+                for text in texts {
+                    #expect(!text.contains(Self.secret))
+                    #expect(!text.contains("wrong-secret-also-never-printed"))
+                    #expect(!text.contains("eyJhbGci"))
+                }
+            }
+        }
+    }
+}

@@ -41,6 +41,14 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Trap signals before anything else, so an early Ctrl-C still releases rows cleanly.
+        let control = RunControl()
+        let signals = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) {
+                await control.stop(.interrupted)
+            }
+        }
+        defer { signals.cancel() }
         let context = try options.open(inputs: inputs, output: output)
         let reports = try context.load()
         if !json {
@@ -54,12 +62,6 @@ struct RunCommand: AsyncParsableCommand {
         runOptions.progress = noProgress ? .none : (Terminal.isInteractive ? .terminal : .log)
 
         let http = HTTPClient.forRun(concurrency: runOptions.concurrency)
-        let control = RunControl()
-        let signals = Task {
-            for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) {
-                await control.stop(.interrupted)
-            }
-        }
         let summary: RunSummary
         do {
             let endpoint = try await ServiceEndpoint.open(job: context.job, http: http)
@@ -71,11 +73,9 @@ struct RunCommand: AsyncParsableCommand {
                 throw error
             }
         } catch {
-            signals.cancel()
             try? await http.shutdown()
             throw error
         }
-        signals.cancel()
         try? await http.shutdown()
         print(json ? summary.json.jsonText : summary.text)
         if summary.exitStatus != .success { throw ExitCode(summary.exitStatus.rawValue) }

@@ -188,7 +188,8 @@ import Testing
             cli.write("job.yaml", job(emulator))
             cli.write("in.jsonl", prompts(100))
             let (process, out, err) = try cli.start(["run", "job.yaml", "--no-progress"])
-            try await Task.sleep(for: .milliseconds(800))
+            let deadline = Date().addingTimeInterval(30)
+            while emulator.stats.requests < 16, Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
             kill(process.processIdentifier, SIGTERM)
             let stopped = try await CLI.finish(process, out, err)
             #expect(stopped.status == 130, "\(stopped.stdout) \(stopped.stderr)")

@@ -69,7 +69,7 @@ import Testing
         clock.advance(60)  // window is 50 s: refresh starts and fails
         #expect(try await provider.token().token == "token-1")
         try await waitUntil { credential.calls == 2 }
-        try await Task.sleep(for: .milliseconds(50))
+        try await waitUntil { await provider.inFlight == nil }
         clock.advance(10)
         #expect(try await provider.token().token == "token-1")
         #expect(credential.calls == 2, "no new attempt inside the 30 s back-off")

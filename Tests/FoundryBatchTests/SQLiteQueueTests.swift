@@ -34,7 +34,7 @@ import Testing
             [
                 Completion(seq: rows[0].seq, owner: "A", outcome: .succeeded(response())),
                 Completion(seq: rows[1].seq, owner: "A", outcome: .failed(error: RowError(code: "content_filter", message: "filtered", statusCode: 400), response: nil)),
-                Completion(seq: rows[2].seq, owner: "A", outcome: .retry(at: now + 30, error: RowError(code: "429", message: "slow down", statusCode: 429), response: nil)),
+                Completion(seq: rows[2].seq, owner: "A", outcome: .retry(at: now + 30, error: RowError(code: "server_error", message: "busy", statusCode: 503), response: nil)),
             ],
             now: now
         )
@@ -46,6 +46,12 @@ import Testing
         let later = try await fixture.queue.claim(owner: "A", limit: 3, leaseUntil: now + 120, now: now + 31)
         #expect(later.map(\.id) == ["r3"])
         #expect(later[0].attempts == 1)
+        // A 429 paces the job; it does not use up the row's attempts.
+        try await fixture.queue.complete(
+            [Completion(seq: later[0].seq, owner: "A", outcome: .retry(at: now + 40, error: RowError(code: "rate_limited", message: "429", statusCode: 429), response: nil))],
+            now: now + 31
+        )
+        #expect(try await fixture.queue.claim(owner: "A", limit: 3, leaseUntil: now + 120, now: now + 41).first?.attempts == 1)
         #expect(try await fixture.queue.activity().nextDue == nil)
         #expect(try await fixture.queue.activity().running == 1)
     }

@@ -142,7 +142,9 @@ import Testing
             var statuses: [Int] = []
             for _ in 0..<3 { statuses.append(try await emulator.wire.json("/openai/v1/chat/completions", chat("x"), headers: key).status) }
             #expect(statuses == [200, 200, 429], "RPM 12 allows 2 per 10 seconds")
-            // A request after the 429 but before its Retry-After is counted as a client misbehaving.
+            // A request after the 429 (past the 50 ms a request may already be on the wire) but
+            // before its Retry-After is counted as a client misbehaving.
+            try await Task.sleep(for: .milliseconds(100))
             _ = try await emulator.wire.json("/openai/v1/chat/completions", chat("x"), headers: key)
             #expect(emulator.stats.requestsInsideRetryAfter == 1)
         }

@@ -158,9 +158,13 @@ public final class SQLiteQueue: RowQueue {
             response = record
             error = rowError
         }
+        // A 429 is the service pacing the whole job, not a fault of the row: it does not
+        // use up the row's attempts (a Retry-After beyond max_retry_wait stops the run instead).
+        var throttled = false
+        if case .retry(_, let rowError, _) = completion.outcome, rowError.statusCode == 429 { throttled = true }
         let statement = try db.cachedStatement(
             sql: """
-                UPDATE rows SET state = ?, attempts = attempts + 1, next_attempt_at = ?,
+                UPDATE rows SET state = ?, attempts = attempts + ?, next_attempt_at = ?,
                     lease_owner = NULL, lease_expires_at = NULL,
                     status_code = ?, request_id = ?, client_request_id = ?, response = ?,
                     prompt_tokens = ?, completion_tokens = ?, total_tokens = ?, latency_ms = ?,
@@ -169,7 +173,7 @@ public final class SQLiteQueue: RowQueue {
                 """
         )
         try statement.execute(arguments: [
-            state.rawValue, nextAttempt,
+            state.rawValue, throttled ? 0 : 1, nextAttempt,
             response?.statusCode ?? error?.statusCode, response?.requestID, response?.clientRequestID, response?.body,
             response?.promptTokens, response?.completionTokens, response?.totalTokens, response?.latencyMs,
             error?.code, error?.message, state == .pending ? nil : stamp,

@@ -169,7 +169,7 @@ public final class Runner: Sendable {
                     )
                 }
                 await state.countRetry(throttled: throttled)
-                if row.attempts + 1 >= options.maxAttempts {
+                if !throttled, row.attempts + 1 >= options.maxAttempts {
                     var final = error
                     final.message = "gave up after \(row.attempts + 1) attempts: \(error.message)"
                     outcome = .failed(error: final, response: record?.response)

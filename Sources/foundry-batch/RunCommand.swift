@@ -35,6 +35,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object with the run's figures on standard output.")
     var json = false
 
+    @Flag(help: "Load and estimate rows, tokens and cost; send nothing.")
+    var dryRun = false
+
     func validate() throws {
         if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
         if let maxAttempts, maxAttempts < 1 { throw ValidationError("--max-attempts must be at least 1") }
@@ -55,6 +58,11 @@ struct RunCommand: AsyncParsableCommand {
             for report in reports where report.inserted > 0 {
                 print("\(report.path): \(report.inserted) rows queued")
             }
+        }
+        if dryRun {
+            let report = try await DryRunReport.read(context)
+            print(json ? report.json.jsonText : report.text)
+            return
         }
         var runOptions = RunOptions(limits: context.job.limits)
         if let concurrency { runOptions.concurrency = concurrency }

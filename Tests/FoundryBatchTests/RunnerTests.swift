@@ -218,4 +218,17 @@ import Testing
             #expect(emulator.stats.repeatedAnswers == 0)
         }
     }
+
+    @Test func aTokenBudgetStopsTheRunBeforeItIsPassed() async throws {
+        let fixture = try Fixture(yaml: "request: {max_tokens: 20}\nlimits: {max_tokens_total: 300}")
+        _ = try fixture.load(prompts(40))
+        try await Emulator.withRunning(configuration()) { emulator in
+            let (summary, _) = try await run(fixture, emulator, concurrency: 2)
+            #expect(summary.exitStatus == .stopped)
+            guard case .fatal(let condition) = summary.stop else { Issue.record("expected a stop"); return }
+            #expect(condition.message.contains("max_tokens_total = 300"))
+            #expect(summary.counts.promptTokens + summary.counts.completionTokens <= 300)
+            #expect(summary.counts.pending > 0)
+        }
+    }
 }

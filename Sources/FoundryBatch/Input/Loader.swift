@@ -100,10 +100,11 @@ public struct Loader: Sendable {
             }
         }
         for (arm, request) in built {
+            let estimate = RequestBuilder.estimatedTokens(request.body)
             let row = NewRow(
                 id: line.id, variant: arm.name, source: source, api: request.api, deployment: request.deployment,
-                body: request.body.jsonText, metadata: metadata, estimatedTokens: RequestBuilder.estimatedTokens(request.body),
-                contentHash: hash
+                body: request.body.jsonText, metadata: metadata, estimatedTokens: estimate.total,
+                estimatedPromptTokens: estimate.prompt, contentHash: hash
             )
             switch try transaction.add(row) {
             case .inserted: report.inserted += 1

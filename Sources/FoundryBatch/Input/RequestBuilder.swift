@@ -88,7 +88,7 @@ struct RequestBuilder {
     }
 
     /// Prompt characters / 4 + the answer's token cap: what Azure reserves against TPM.
-    static func estimatedTokens(_ body: JSONValue) -> Int {
+    static func estimatedTokens(_ body: JSONValue) -> (prompt: Int, total: Int) {
         var characters = 0
         for message in body["messages"]?.arrayValue ?? [] {
             characters += message["content"].map(textLength) ?? 0
@@ -97,7 +97,8 @@ struct RequestBuilder {
             if let value = body[key] { characters += textLength(value) }
         }
         let cap = (body["max_tokens"] ?? body["max_completion_tokens"] ?? body["max_output_tokens"])?.intValue ?? 0
-        return (characters + 3) / 4 + max(cap, 0)
+        let prompt = (characters + 3) / 4
+        return (prompt, prompt + max(cap, 0))
     }
 
     static func textLength(_ value: JSONValue) -> Int {

@@ -1,59 +1,106 @@
+import Foundation
+
 /// The state of a job's queue, for `status` and scripts.
 public struct StatusReport: Sendable, Equatable {
     public var job: String
-    public var counts: QueueCounts
-    public var variants: [QueueCounts]
+    public var report: QueueReport
+    public var prices: JobFile.Prices?
 
-    public init(job: String, counts: QueueCounts, variants: [QueueCounts]) {
+    public init(job: String, report: QueueReport, prices: JobFile.Prices?) {
         self.job = job
-        self.counts = counts
-        self.variants = variants
+        self.report = report
+        self.prices = prices
     }
 
     public static func read(_ context: JobContext) async throws -> StatusReport {
-        let (job, variants) = try await context.queue.counts()
-        return StatusReport(job: context.job.name, counts: job, variants: variants)
+        StatusReport(job: context.job.name, report: try await context.queue.report(), prices: context.job.prices)
     }
 
-    static func fields(_ counts: QueueCounts) -> [(String, JSONValue)] {
-        [
-            ("total", .int(counts.total)), ("pending", .int(counts.pending)), ("running", .int(counts.running)),
-            ("succeeded", .int(counts.succeeded)), ("failed", .int(counts.failed)),
-            ("prompt_tokens", .int(counts.promptTokens)), ("completion_tokens", .int(counts.completionTokens)),
+    public var counts: QueueCounts { report.job.counts }
+
+    func cost(_ counts: QueueCounts) -> Double? {
+        prices.map { Double(counts.promptTokens) / 1000 * $0.promptPer1K + Double(counts.completionTokens) / 1000 * $0.completionPer1K }
+    }
+
+    static func round(_ value: Double, _ places: Double = 10000) -> JSONValue { .double((value * places).rounded() / places) }
+
+    func fields(_ figures: QueueReport.VariantFigures) -> [(String, JSONValue)] {
+        let c = figures.counts
+        var pairs: [(String, JSONValue)] = [
+            ("total", .int(c.total)), ("pending", .int(c.pending)), ("running", .int(c.running)),
+            ("succeeded", .int(c.succeeded)), ("failed", .int(c.failed)),
+            ("prompt_tokens", .int(c.promptTokens)), ("completion_tokens", .int(c.completionTokens)),
+            ("attempts", .int(figures.attempts)),
         ]
+        if let p50 = figures.latencyP50 { pairs.append(("latency_p50_ms", Self.round(p50, 10))) }
+        if let p95 = figures.latencyP95 { pairs.append(("latency_p95_ms", Self.round(p95, 10))) }
+        if let cost = cost(c) { pairs.append(("estimated_cost", Self.round(cost))) }
+        return pairs
     }
 
     /// `status --json`: `job, total, pending, running, succeeded, failed, prompt_tokens,
-    /// completion_tokens`, and `variants` in a sweep.
+    /// completion_tokens`, then attempts, latency, 429s, cost, `variants` and `errors`.
     public var json: JSONValue {
-        var pairs: [(String, JSONValue)] = [("job", .string(job))] + Self.fields(counts)
-        if !variants.isEmpty {
-            pairs.append(("variants", .array(variants.map { .object([("name", .string($0.variant))] + Self.fields($0)) })))
+        var pairs: [(String, JSONValue)] = [("job", .string(job))] + fields(report.job)
+        pairs.append(("throttled", .int(report.throttled)))
+        if !report.variants.isEmpty {
+            pairs.append(("variants", .array(report.variants.map { .object([("name", .string($0.counts.variant))] + fields($0)) })))
         }
+        pairs.append(
+            (
+                "errors",
+                .array(
+                    report.errors.map {
+                        .object([("code", .string($0.code)), ("count", .int($0.count)), ("example_id", .string($0.exampleID)), ("message", .string($0.exampleMessage))])
+                    }
+                )
+            )
+        )
         return .object(pairs)
     }
 
-    /// A table for people.
+    /// Tables for people.
     public var text: String {
-        var rows: [[String]] = [["", "total", "pending", "running", "succeeded", "failed", "prompt tok", "completion tok"]]
-        func row(_ name: String, _ c: QueueCounts) -> [String] {
-            [name, "\(c.total)", "\(c.pending)", "\(c.running)", "\(c.succeeded)", "\(c.failed)", "\(c.promptTokens)", "\(c.completionTokens)"]
+        var rows: [[String]] = [["", "total", "pending", "running", "succeeded", "failed", "attempts", "p50 ms", "p95 ms", "prompt tok", "compl. tok"]]
+        if prices != nil { rows[0].append("cost") }
+        func row(_ name: String, _ f: QueueReport.VariantFigures) -> [String] {
+            let c = f.counts
+            var cells = [
+                name, "\(c.total)", "\(c.pending)", "\(c.running)", "\(c.succeeded)", "\(c.failed)", "\(f.attempts)",
+                f.latencyP50.map { String(Int($0.rounded())) } ?? "-", f.latencyP95.map { String(Int($0.rounded())) } ?? "-",
+                "\(c.promptTokens)", "\(c.completionTokens)",
+            ]
+            if let cost = cost(c) { cells.append(String(format: "%.4f", cost)) }
+            return cells
         }
-        rows.append(row(job, counts))
-        for variant in variants { rows.append(row("  " + variant.variant, variant)) }
-        return TextTable.render(rows)
+        rows.append(row(job, report.job))
+        for variant in report.variants { rows.append(row("  " + variant.counts.variant, variant)) }
+        var text = TextTable.render(rows)
+        text += "\n429 answers so far: \(report.throttled)"
+        if !report.errors.isEmpty {
+            text += "\nmost frequent errors:\n"
+            text += TextTable.render(
+                [["  code", "rows", "example row", "message"]]
+                    + report.errors.map { ["  " + $0.code, "\($0.count)", $0.exampleID, String($0.exampleMessage.prefix(80))] },
+                leftAligned: [0, 2, 3]
+            )
+        }
+        return text
     }
 }
 
-/// Right-aligned columns (the first left-aligned), for terminal tables.
+/// Columns for terminal tables: numbers right-aligned, the named columns left-aligned.
 enum TextTable {
-    static func render(_ rows: [[String]]) -> String {
-        let widths = (0..<(rows.first?.count ?? 0)).map { column in rows.map { $0[column].count }.max() ?? 0 }
+    static func render(_ rows: [[String]], leftAligned: Set<Int> = [0]) -> String {
+        let columns = rows.map(\.count).max() ?? 0
+        let widths = (0..<columns).map { column in rows.map { column < $0.count ? $0[column].count : 0 }.max() ?? 0 }
         return rows.map { row in
-            row.enumerated().map { index, cell in
+            var line = row.enumerated().map { index, cell in
                 let pad = String(repeating: " ", count: widths[index] - cell.count)
-                return index == 0 ? cell + pad : pad + cell
+                return leftAligned.contains(index) ? cell + pad : pad + cell
             }.joined(separator: "  ")
+            while line.last == " " { line.removeLast() }
+            return line
         }.joined(separator: "\n")
     }
 }

@@ -21,6 +21,8 @@ public struct NewRow: Sendable, Equatable {
     public var metadata: String?
     /// Prompt characters / 4 + max tokens: what Azure charges against TPM up front.
     public var estimatedTokens: Int
+    /// The prompt part of the estimate (the rest is the answer's token cap).
+    public var estimatedPromptTokens: Int
     /// A digest of the input line, to tell a reload from a changed row.
     public var contentHash: String
 }
@@ -140,6 +142,36 @@ public struct QueueCounts: Sendable, Equatable {
     public init() {}
 }
 
+/// What `status` shows beyond counts: latency, attempts, throttling and the common errors.
+public struct QueueReport: Sendable, Equatable {
+    public struct VariantFigures: Sendable, Equatable {
+        public var counts: QueueCounts
+        /// Latency of succeeded rows, milliseconds.
+        public var latencyP50: Double?
+        public var latencyP95: Double?
+        /// Tries answered so far, all rows of the variant.
+        public var attempts: Int
+    }
+
+    public struct ErrorFigure: Sendable, Equatable {
+        public var code: String
+        public var count: Int
+        public var exampleID: String
+        public var exampleMessage: String
+    }
+
+    public var job: VariantFigures
+    public var variants: [VariantFigures]
+    /// 429 answers recorded in the attempt history.
+    public var throttled: Int
+    /// Failed rows grouped by error code, most frequent first.
+    public var errors: [ErrorFigure]
+    /// Estimated prompt tokens of the rows not yet done, and their answers' token caps.
+    public var pendingPromptTokens: Int
+    public var pendingCompletionCap: Int
+    public var pendingRows: Int
+}
+
 /// A finished row for the exporter, in input order.
 public struct ExportRow: Sendable {
     public var seq: Int64
@@ -187,6 +219,8 @@ public protocol RowQueue: Sendable {
     func leaseOwners() async throws -> [String]
     /// Counts by state, for the job and for each variant.
     func counts() async throws -> (job: QueueCounts, variants: [QueueCounts])
+    /// Latency percentiles, attempts, 429s and the most frequent errors, for `status`.
+    func report() async throws -> QueueReport
     /// Calls `body` with every finished row in input order, streaming.
     func forEachFinished(_ body: (ExportRow) throws -> Void) throws
 }

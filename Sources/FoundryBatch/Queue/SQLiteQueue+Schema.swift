@@ -28,6 +28,7 @@ extension SQLiteQueue {
                         body TEXT NOT NULL,
                         metadata TEXT,
                         estimated_tokens INTEGER NOT NULL,
+                        estimated_prompt_tokens INTEGER NOT NULL DEFAULT 0,
                         state TEXT NOT NULL DEFAULT 'pending'
                             CHECK (state IN ('pending', 'running', 'succeeded', 'failed')),
                         attempts INTEGER NOT NULL DEFAULT 0,

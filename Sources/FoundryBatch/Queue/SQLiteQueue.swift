@@ -307,6 +307,52 @@ public final class SQLiteQueue: RowQueue {
         }
     }
 
+    public func report() async throws -> QueueReport {
+        let (job, variants) = try await counts()
+        return try await storage {
+            try await pool.read { db in
+                func figures(_ counts: QueueCounts, variant: String?) throws -> QueueReport.VariantFigures {
+                    let filter = variant == nil ? "" : " AND variant = ?"
+                    let arguments: StatementArguments = variant.map { [$0] } ?? []
+                    let succeeded = counts.succeeded
+                    func percentile(_ p: Double) throws -> Double? {
+                        guard succeeded > 0 else { return nil }
+                        let offset = min(succeeded - 1, Int((Double(succeeded) * p).rounded(.down)))
+                        return try Double.fetchOne(
+                            db, sql: "SELECT latency_ms FROM rows WHERE state = 'succeeded'\(filter) ORDER BY latency_ms LIMIT 1 OFFSET \(offset)",
+                            arguments: arguments
+                        )
+                    }
+                    let attempts = try Int.fetchOne(db, sql: "SELECT coalesce(sum(attempts), 0) FROM rows WHERE 1\(filter)", arguments: arguments) ?? 0
+                    return QueueReport.VariantFigures(counts: counts, latencyP50: try percentile(0.5), latencyP95: try percentile(0.95), attempts: attempts)
+                }
+                let errors = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT error_code, count(*) AS n, min(id) AS example, min(error_message) AS message FROM rows
+                        WHERE state = 'failed' GROUP BY error_code ORDER BY n DESC, error_code LIMIT 5
+                        """
+                ).map { row in
+                    QueueReport.ErrorFigure(code: row["error_code"] ?? "unknown", count: row["n"], exampleID: row["example"], exampleMessage: row["message"] ?? "")
+                }
+                let throttled = try Int.fetchOne(db, sql: "SELECT count(*) FROM attempts WHERE status_code = 429") ?? 0
+                let pending = try Row.fetchOne(
+                    db,
+                    sql: """
+                        SELECT count(*) AS n, coalesce(sum(estimated_prompt_tokens), 0) AS p,
+                            coalesce(sum(estimated_tokens - estimated_prompt_tokens), 0) AS c
+                        FROM rows WHERE state IN ('pending', 'running')
+                        """
+                )
+                return QueueReport(
+                    job: try figures(job, variant: nil), variants: try variants.map { try figures($0, variant: $0.variant) },
+                    throttled: throttled, errors: errors, pendingPromptTokens: pending?["p"] ?? 0,
+                    pendingCompletionCap: pending?["c"] ?? 0, pendingRows: pending?["n"] ?? 0
+                )
+            }
+        }
+    }
+
     public func forEachFinished(_ body: (ExportRow) throws -> Void) throws {
         do {
             try pool.read { db in
@@ -347,13 +393,14 @@ struct SQLiteLoadTransaction: LoadTransaction {
     mutating func add(_ row: NewRow) throws -> LoadDisposition {
         let insert = try db.cachedStatement(
             sql: """
-                INSERT INTO rows(id, variant, source, load_id, content_hash, api, deployment, body, metadata, estimated_tokens)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id, variant) DO NOTHING
+                INSERT INTO rows(id, variant, source, load_id, content_hash, api, deployment, body, metadata, estimated_tokens,
+                    estimated_prompt_tokens)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id, variant) DO NOTHING
                 """
         )
         try insert.execute(arguments: [
             row.id, row.variant, row.source, loadID, row.contentHash, row.api.rawValue, row.deployment, row.body,
-            row.metadata, row.estimatedTokens,
+            row.metadata, row.estimatedTokens, row.estimatedPromptTokens,
         ])
         if db.changesCount > 0 {
             inserted += 1

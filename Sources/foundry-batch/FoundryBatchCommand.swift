@@ -15,7 +15,7 @@ struct FoundryBatchCommand: AsyncParsableCommand {
             """,
         subcommands: [
             RunCommand.self, LoadCommand.self, StatusCommand.self, RetryCommand.self, ExportCommand.self,
-            EmulatorCommand.self,
+            AuthCommand.self, EmulatorCommand.self,
         ]
     )
 

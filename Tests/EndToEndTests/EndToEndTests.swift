@@ -236,4 +236,28 @@ import Testing
             }
         }
     }
+
+    @Test func authShowsWhoAnsweredAndNeverTheToken() async throws {
+        try await Emulator.withRunning(emulatorConfiguration()) { emulator in
+            var environment = [
+                "AZURE_TENANT_ID": EmulatorConfiguration.demoTenantID, "AZURE_CLIENT_ID": EmulatorConfiguration.demoClientID,
+                "AZURE_CLIENT_SECRET": Self.secret, "AZURE_AUTHORITY_HOST": emulator.baseURL,
+            ]
+            let cli = CLI(environment: environment)
+            cli.write("job.yaml", job(emulator, auth: "client-secret"))
+            let ok = try await cli.run("auth", "job.yaml")
+            #expect(ok.status == 0)
+            #expect(ok.stdout.contains("credential: client-secret (app \(EmulatorConfiguration.demoClientID)"))
+            #expect(ok.stdout.contains("tenant: \(EmulatorConfiguration.demoTenantID)"))
+            #expect(ok.stdout.contains("token expires:"))
+            #expect(!ok.stdout.contains("eyJhbGci") && !ok.stdout.contains(Self.secret))
+            environment["AZURE_CLIENT_SECRET"] = "expired-one"
+            emulator.update { $0.clients[0].secretExpired = true; $0.clients[0].secret = "expired-one" }
+            let expired = try await CLI(environment: environment).run("auth", cli.path("job.yaml"))
+            #expect(expired.status == 3)
+            #expect(expired.stderr.contains("AADSTS7000222"))
+            #expect(expired.stderr.contains("create a new secret") || expired.stderr.contains("Create a new secret"))
+            #expect(!expired.stderr.contains("expired-one"))
+        }
+    }
 }

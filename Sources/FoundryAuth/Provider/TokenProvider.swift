@@ -18,7 +18,7 @@ import Logging
 /// let token = try await provider.token()
 /// ```
 public actor TokenProvider {
-    public let credential: any TokenCredential
+    public nonisolated let credential: any TokenCredential
     public let scope: String
     let now: @Sendable () -> Date
     let logger: Logger

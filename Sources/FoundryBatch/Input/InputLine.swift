@@ -12,8 +12,8 @@ struct InputLine {
     var payload: Payload
     /// Keys of a simple line other than id and the prompt, in order.
     var metadata: [(String, JSONValue)]
-    /// The parsed line, for the content digest.
-    var value: JSONValue
+    /// The digest of the line's bytes, to tell a reload from an edited line.
+    var contentHash: String = ""
 
     static let batchURLs: [String: JobFile.API] = [
         "/v1/chat/completions": .chat,
@@ -34,10 +34,14 @@ struct InputLine {
         guard case .object(let pairs) = value else {
             return .failure(LineProblem("expected a JSON object, got \(kind(of: value))"))
         }
-        if value["custom_id"] != nil || (value["url"] != nil && value["body"] != nil) {
-            return batchLine(value, pairs: pairs)
+        let parsed =
+            value["custom_id"] != nil || (value["url"] != nil && value["body"] != nil)
+            ? batchLine(value, pairs: pairs) : simpleLine(value, pairs: pairs, defaultID: defaultID)
+        return parsed.map { line in
+            var hashed = line
+            hashed.contentHash = RequestBuilder.contentHash(bytes)
+            return hashed
         }
-        return simpleLine(value, pairs: pairs, defaultID: defaultID)
     }
 
     static func kind(of value: JSONValue) -> String {
@@ -70,7 +74,7 @@ struct InputLine {
             return .failure(LineProblem("custom_id '\(id)': \"body\" must be a JSON object"))
         }
         let known: Set<String> = ["custom_id", "method", "url", "body"]
-        return .success(InputLine(id: id, payload: .batch(api: api, body: body), metadata: pairs.filter { !known.contains($0.0) }, value: value))
+        return .success(InputLine(id: id, payload: .batch(api: api, body: body), metadata: pairs.filter { !known.contains($0.0) }))
     }
 
     static func simpleLine(_ value: JSONValue, pairs: [(String, JSONValue)], defaultID: String) -> Result<InputLine, LineProblem> {
@@ -115,7 +119,7 @@ struct InputLine {
             payload = .input(content)
         }
         let metadata = pairs.filter { $0.0 != "id" && $0.0 != key }
-        return .success(InputLine(id: id, payload: payload, metadata: metadata, value: value))
+        return .success(InputLine(id: id, payload: payload, metadata: metadata))
     }
 }
 

@@ -90,7 +90,7 @@ public struct Loader: Sendable {
         _ line: InputLine, source: String, builder: RequestBuilder, arms: [JobFile.Variant],
         to transaction: inout any LoadTransaction, report: inout FileLoadReport
     ) throws -> String? {
-        let hash = RequestBuilder.contentHash(line.value)
+        let hash = line.contentHash
         let metadata = line.metadata.isEmpty ? nil : JSONValue.object(line.metadata).jsonText
         var built: [(JobFile.Variant, RequestBuilder.Built)] = []
         for arm in arms {

@@ -4,6 +4,17 @@ import Crypto
 /// how `prompt`, `messages`, `input`, the job's `request` and a variant's overrides combine.
 struct RequestBuilder {
     let job: JobFile
+    /// The job's `request` with each variant's overrides, merged once rather than per line.
+    let requests: [String: JSONValue]
+
+    init(job: JobFile) {
+        self.job = job
+        var requests: [String: JSONValue] = [:]
+        for arm in job.variants.isEmpty ? [JobFile.Variant(name: "", deployment: nil, request: [])] : job.variants {
+            requests[arm.name] = JSONValue.object(job.request).merging(arm.request)
+        }
+        self.requests = requests
+    }
 
     struct Built {
         var api: JobFile.API
@@ -28,7 +39,7 @@ struct RequestBuilder {
             guard let deployment = variant.deployment ?? job.deployment else {
                 return .failure(LineProblem("id '\(line.id)': no deployment: set deployment: in the job file (or in each variant)"))
             }
-            var request = JSONValue.object(job.request).merging(variant.request)
+            var request = requests[variant.name] ?? JSONValue.object(job.request).merging(variant.request)
             let system = request["system"]?.stringValue
             request = request.removing("system")
             var pairs: [(String, JSONValue)] = [("model", .string(deployment))]
@@ -110,13 +121,17 @@ struct RequestBuilder {
         }
     }
 
-    /// A digest of the line's content, independent of its spacing and line end.
-    static func contentHash(_ value: JSONValue) -> String {
-        var bytes: [UInt8] = []
-        value.write(to: &bytes)
-        return SHA256.hash(data: bytes).prefix(16).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+    static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// A digest of the line as written (line end and BOM aside): reloading the same file
+    /// matches it, and an edited line does not.
+    static func contentHash(_ line: ArraySlice<UInt8>) -> String {
+        var hex = [UInt8]()
+        hex.reserveCapacity(32)
+        for byte in SHA256.hash(data: line).prefix(16) {
+            hex.append(hexDigits[Int(byte >> 4)])
+            hex.append(hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 }

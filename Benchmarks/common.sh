@@ -1,0 +1,37 @@
+# Shared by the benchmark scripts: the release binary, a scratch folder, timing.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="$ROOT/.build/release/foundry-batch"
+if [ ! -x "$BIN" ] || [ "${REBUILD:-0}" = 1 ]; then
+  (cd "$ROOT" && swift build -c release --product foundry-batch >&2)
+fi
+WORK="$(mktemp -d /tmp/foundry-batch-bench.XXXXXX)"
+trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+# seconds since the epoch, with fractions
+now() { python3 -c 'import time; print(time.time())'; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+
+# gen_prompts N FILE: N simple lines of about 120 bytes
+gen_prompts() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+n, path = int(sys.argv[1]), sys.argv[2]
+with open(path, "w") as f:
+    for i in range(n):
+        f.write('{"id": "row-%d", "prompt": "Summarise item %d of the nightly batch in one short sentence.", "shard": %d}\n' % (i, i, i % 16))
+PY
+}
+
+# start_emulator PORT ARGS...: the emulator in the background, waiting until it answers
+start_emulator() {
+  local port=$1; shift
+  AZURE_OPENAI_API_KEY=bench-key AZURE_CLIENT_SECRET=bench-secret "$BIN" emulator --port "$port" "$@" > "$WORK/emulator-$port.log" 2>&1 &
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/emulator/stats" > /dev/null && return 0
+    sleep 0.1
+  done
+  echo "the emulator did not start" >&2; return 1
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

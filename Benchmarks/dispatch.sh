@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Dispatch figure: requests/s that `foundry-batch run` gets from the emulator (latency 0,
+# concurrency 64), against `wrk` on the same endpoint (the anchor, target >= 50%) and a
+# Python `openai` AsyncAzureOpenAI + asyncio semaphore script (installed into a venv).
+# Usage: Benchmarks/dispatch.sh [ROWS=30000] [PYTHON_ROWS=5000]
+source "$(dirname "$0")/common.sh"
+ROWS=${1:-30000}
+PYROWS=${2:-5000}
+PORT=$(free_port)
+start_emulator "$PORT" --latency-ms 0
+URL="http://127.0.0.1:$PORT"
+
+# Anchor: wrk posting the same chat body with the same key, 64 connections, 10 s.
+cat > "$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model":"gpt-5-mini","messages":[{"role":"user","content":"Summarise item 1 of the nightly batch in one short sentence."}],"max_tokens":64}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["api-key"] = "bench-key"
+LUA
+wrk -t2 -c64 -d10s -s "$WORK/post.lua" "$URL/openai/v1/chat/completions" > "$WORK/wrk.txt"
+WRK=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
+
+# foundry-batch: load + run + export of ROWS rows.
+gen_prompts "$ROWS" "$WORK/in.jsonl"
+cat > "$WORK/job.yaml" <<YAML
+name: bench-dispatch
+input: in.jsonl
+endpoint: $URL
+deployment: gpt-5-mini
+auth: api-key
+request: {max_tokens: 64}
+limits: {concurrency: 64}
+YAML
+"$BIN" load "$WORK/job.yaml" > /dev/null
+AZURE_OPENAI_API_KEY=bench-key "$BIN" run "$WORK/job.yaml" --json --no-progress > "$WORK/run.json"
+OURS=$(python3 -c "import json; d=json.load(open('$WORK/run.json')); print(d['requests']/d['elapsed_seconds'])")
+SUCCEEDED=$(python3 -c "import json; print(json.load(open('$WORK/run.json'))['succeeded'])")
+
+# The script a data team would otherwise write.
+PY="python3"
+if python3 -m venv "$WORK/venv" >/dev/null 2>&1 && "$WORK/venv/bin/pip" install -q openai >/dev/null 2>&1; then
+  PY="$WORK/venv/bin/python"
+  cat > "$WORK/client.py" <<'PYTHON'
+import asyncio, json, sys, time
+from openai import AsyncAzureOpenAI
+url, rows = sys.argv[1], int(sys.argv[2])
+async def main():
+    client = AsyncAzureOpenAI(api_key="bench-key", azure_endpoint=url, api_version="2024-10-21", max_retries=8)
+    gate = asyncio.Semaphore(64)
+    async def one(i):
+        async with gate:
+            r = await client.chat.completions.create(model="gpt-5-mini", max_tokens=64,
+                messages=[{"role": "user", "content": f"Summarise item {i} of the nightly batch in one short sentence."}])
+            return r.choices[0].message.content
+    start = time.time()
+    results = await asyncio.gather(*(one(i) for i in range(rows)))
+    print(json.dumps({"rows": len(results), "seconds": time.time() - start}))
+asyncio.run(main())
+PYTHON
+  "$PY" "$WORK/client.py" "$URL" "$PYROWS" > "$WORK/py.json"
+  PYRATE=$(python3 -c "import json; d=json.load(open('$WORK/py.json')); print(d['rows']/d['seconds'])")
+else
+  PYRATE=""
+fi
+
+printf "wrk (anchor):           %8.0f req/s\n" "$WRK"
+printf "foundry-batch run:      %8.0f req/s  (%s rows succeeded of %s)\n" "$OURS" "$SUCCEEDED" "$ROWS"
+echo "ratio foundry-batch / wrk (target >= 0.50): $(ratio "$OURS" "$WRK")"
+if [ -n "$PYRATE" ]; then
+  printf "python openai asyncio:  %8.0f req/s  (%s rows)\n" "$PYRATE" "$PYROWS"
+  echo "ratio foundry-batch / python: $(ratio "$OURS" "$PYRATE")"
+else
+  echo "python openai: could not install the openai package into a venv; skipped"
+fi

@@ -61,6 +61,10 @@ public struct EmulatorConfiguration: Sendable {
     public var latencyMs: Double = 0
     /// A random 0..<jitter added on top of the latency.
     public var latencyJitterMs: Double = 0
+    /// Share of inference requests answered 429 with a short Retry-After (``throttleSeconds``),
+    /// whatever the buckets say: a noisy neighbour on a shared deployment.
+    public var throttleRate: Double = 0
+    public var throttleSeconds: Double = 0.5
     /// Share of inference requests answered 500 or 503.
     public var faultRate: Double = 0
     /// Share of inference requests whose connection is dropped before an answer.

@@ -35,6 +35,9 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Option(help: "Share of requests answered 500 or 503 (0...1).")
     var faultRate: Double = 0
 
+    @Option(help: "Share of requests answered 429 with a 0.5 s Retry-After (0...1).")
+    var throttleRate: Double = 0
+
     @Option(help: "Share of requests whose connection is dropped (0...1).")
     var dropRate: Double = 0
 
@@ -51,7 +54,7 @@ struct EmulatorCommand: AsyncParsableCommand {
     var seed: UInt64 = 42
 
     func validate() throws {
-        for (name, rate) in [("--fault-rate", faultRate), ("--drop-rate", dropRate), ("--slow-rate", slowRate)] where !(0...1).contains(rate) {
+        for (name, rate) in [("--fault-rate", faultRate), ("--drop-rate", dropRate), ("--slow-rate", slowRate), ("--throttle-rate", throttleRate)] where !(0...1).contains(rate) {
             throw ValidationError("\(name) is a share between 0 and 1")
         }
     }
@@ -68,6 +71,7 @@ struct EmulatorCommand: AsyncParsableCommand {
         configuration.latencyMs = latencyMs
         configuration.latencyJitterMs = latencyJitterMs
         configuration.faultRate = faultRate
+        configuration.throttleRate = throttleRate
         configuration.dropRate = dropRate
         configuration.slowRate = slowRate
         configuration.slowSeconds = slowSeconds

@@ -72,8 +72,6 @@ public final class SQLiteQueue: RowQueue {
     public func withLoad<T>(source: String, _ body: (inout any LoadTransaction) throws -> T) throws -> T {
         do {
             return try pool.write { db in
-                // A large load touches many index pages: give it 64 MiB of cache.
-                try db.execute(sql: "PRAGMA cache_size = -65536")
                 try db.execute(sql: "INSERT INTO loads(source, loaded_at, rows) VALUES (?, ?, 0)", arguments: [source, Date().timeIntervalSince1970])
                 var transaction: any LoadTransaction = SQLiteLoadTransaction(db: db, loadID: db.lastInsertedRowID)
                 let result = try body(&transaction)

@@ -103,6 +103,11 @@ struct FoundryRoutes {
         guard deploymentExists(deployment) else { return finish(404, AzureError.deploymentNotFound) }
 
         switch state.fault() {
+        case .throttle(let seconds):
+            headers[.retryAfter] = String(max(Int(seconds.rounded(.up)), 1))
+            headers[.retryAfterMs] = String(Int((seconds * 1000).rounded(.up)))
+            let rounded = max(Int(seconds.rounded(.up)), 1)
+            return finish(429, AzureError.rateLimited(operation: operation.azureName, apiVersion: apiVersion ?? "v1", tokens: false, seconds: rounded))
         case .drop:
             state.end(route: route, status: 0)
             return Response(status: .ok, headers: headers, body: ResponseBody(contentLength: 256) { _ in throw DroppedConnection() })

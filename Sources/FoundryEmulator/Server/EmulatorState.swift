@@ -90,6 +90,11 @@ final class EmulatorState: Sendable {
     func fault() -> Fault? {
         inner.withLock { state in
             let c = state.configuration
+            if c.throttleRate > 0, state.random.nextUnit() < c.throttleRate {
+                state.stats.throttled += 1
+                state.block(now: Date(), seconds: c.throttleSeconds)
+                return .throttle(c.throttleSeconds)
+            }
             let roll = state.random.nextUnit()
             if roll < c.dropRate { return .drop }
             if roll < c.dropRate + c.slowRate { return .slow(c.slowSeconds) }
@@ -107,6 +112,7 @@ final class EmulatorState: Sendable {
     }
 
     enum Fault: Equatable {
+        case throttle(Double)
         case drop
         case slow(Double)
         case status(Int)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Quota figure: against an emulator TPM limit, the share of the quota used over a minute
+# (target >= 95%) and the share of requests answered 429 (target < 2%), with the job's
+# tokens_per_minute set to the deployment's quota. Usage: Benchmarks/quota.sh [TPM=60000] [SECONDS=60]
+source "$(dirname "$0")/common.sh"
+TPM=${1:-60000}
+SECONDS_RUN=${2:-60}
+PORT=$(free_port)
+start_emulator "$PORT" --tpm "$TPM" --latency-ms 20
+# Each row is estimated at about 16 prompt + 64 max tokens = 80 tokens: enough rows for twice the window.
+ROWS=$(python3 -c "print(int($TPM / 80 * ($SECONDS_RUN / 60) * 2))")
+gen_prompts "$ROWS" "$WORK/in.jsonl"
+cat > "$WORK/job.yaml" <<YAML
+name: quota
+input: in.jsonl
+endpoint: http://127.0.0.1:$PORT
+deployment: gpt-5-mini
+auth: api-key
+request: {max_tokens: 64}
+limits: {concurrency: 32, tokens_per_minute: $TPM}
+YAML
+"$BIN" load "$WORK/job.yaml" > /dev/null
+AZURE_OPENAI_API_KEY=bench-key "$BIN" run "$WORK/job.yaml" --no-progress > /dev/null 2>&1 &
+RUN=$!
+sleep "$SECONDS_RUN"
+curl -s "http://127.0.0.1:$PORT/emulator/stats" > "$WORK/stats.json"
+kill -INT "$RUN"; wait "$RUN" || true
+python3 - "$WORK/stats.json" "$TPM" "$SECONDS_RUN" <<'PY'
+import json, sys
+stats, tpm, seconds = json.load(open(sys.argv[1])), int(sys.argv[2]), float(sys.argv[3])
+# The emulator's bucket starts full (one minute's quota) and refills at TPM/60 per second:
+# over the window the quota available is one bucket plus the refill.
+available = tpm + tpm / 60 * seconds
+used = stats["tokens_charged"]
+requests = stats["requests"]
+throttled = stats["by_status"].get("429", 0)
+print(f"quota available over {seconds:.0f} s: {available:.0f} tokens; charged: {used} ({used / available:.1%})  target >= 95%")
+print(f"requests: {requests}; answered 429: {throttled} ({throttled / max(requests, 1):.2%})  target < 2%")
+PY

@@ -87,6 +87,7 @@ extension EmulatorConfiguration {
         if let value = settings.latencyMs { latencyMs = value }
         if let value = settings.latencyJitterMs { latencyJitterMs = value }
         if let value = settings.faultRate { faultRate = value }
+        if let value = settings.throttleRate { throttleRate = value }
         if let value = settings.dropRate { dropRate = value }
         if let value = settings.slowRate { slowRate = value }
         fixedRetryAfter = settings.retryAfter ?? fixedRetryAfter

@@ -163,6 +163,12 @@ import Testing
             let answer = try await emulator.wire.json("/openai/v1/chat/completions", chat("x"), headers: key)
             #expect([500, 503].contains(answer.status))
         }
+        try await Emulator.withRunning(.testing { $0.throttleRate = 1; $0.throttleSeconds = 0.25 }) { emulator in
+            let answer = try await emulator.wire.json("/openai/v1/chat/completions", chat("x"), headers: key)
+            #expect(answer.status == 429)
+            #expect(answer.headers.first(name: "retry-after-ms") == "250")
+            #expect(answer.headers.first(name: "retry-after") == "1")
+        }
         try await Emulator.withRunning(.testing { $0.dropRate = 1 }) { emulator in
             await #expect(throws: (any Error).self) {
                 _ = try await emulator.wire.json("/openai/v1/chat/completions", chat("x"), headers: key)

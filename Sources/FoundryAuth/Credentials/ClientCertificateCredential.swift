@@ -44,15 +44,9 @@ public struct ClientCertificateCredential: TokenCredential, CustomStringConverti
 
     /// From the environment; `.unavailable` names the missing variables.
     public init(environment: CredentialEnvironment, http: HTTPClient) throws(AuthError) {
-        let names = ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_CERTIFICATE_PATH"]
-        let missing = names.filter { environment[$0] == nil }
-        guard missing.isEmpty, let tenant = environment["AZURE_TENANT_ID"], let clientID = environment["AZURE_CLIENT_ID"],
-            let path = environment["AZURE_CLIENT_CERTIFICATE_PATH"]
-        else {
-            throw AuthError(.unavailable, credential: "certificate", "set \(missing.joined(separator: ", ")) in the environment")
-        }
+        let values = try environment.require(["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_CERTIFICATE_PATH"], for: "certificate")
         try self.init(
-            tenantID: tenant, clientID: clientID, pemPath: path, password: environment["AZURE_CLIENT_CERTIFICATE_PASSWORD"],
+            tenantID: values[0], clientID: values[1], pemPath: values[2], password: environment["AZURE_CLIENT_CERTIFICATE_PASSWORD"],
             authorityHost: environment.authorityHost, http: http
         )
     }

@@ -16,14 +16,8 @@ public struct ClientSecretCredential: TokenCredential, CustomStringConvertible {
 
     /// From the environment; `.unavailable` names the missing variables.
     public init(environment: CredentialEnvironment, http: HTTPClient) throws(AuthError) {
-        let names = ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"]
-        let missing = names.filter { environment[$0] == nil }
-        guard missing.isEmpty, let tenant = environment["AZURE_TENANT_ID"], let clientID = environment["AZURE_CLIENT_ID"],
-            let secret = environment["AZURE_CLIENT_SECRET"]
-        else {
-            throw AuthError(.unavailable, credential: "client-secret", "set \(missing.joined(separator: ", ")) in the environment")
-        }
-        self.init(tenantID: tenant, clientID: clientID, secret: secret, authorityHost: environment.authorityHost, http: http)
+        let values = try environment.require(["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"], for: "client-secret")
+        self.init(tenantID: values[0], clientID: values[1], secret: values[2], authorityHost: environment.authorityHost, http: http)
     }
 
     public func getToken(scope: String) async throws(AuthError) -> AccessToken {

@@ -18,14 +18,8 @@ public struct WorkloadIdentityCredential: TokenCredential, CustomStringConvertib
     }
 
     public init(environment: CredentialEnvironment, http: HTTPClient) throws(AuthError) {
-        let names = ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE"]
-        let missing = names.filter { environment[$0] == nil }
-        guard missing.isEmpty, let tenant = environment["AZURE_TENANT_ID"], let clientID = environment["AZURE_CLIENT_ID"],
-            let file = environment["AZURE_FEDERATED_TOKEN_FILE"]
-        else {
-            throw AuthError(.unavailable, credential: "workload-identity", "set \(missing.joined(separator: ", ")) in the environment")
-        }
-        self.init(tenantID: tenant, clientID: clientID, tokenFile: file, authorityHost: environment.authorityHost, http: http)
+        let values = try environment.require(["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE"], for: "workload-identity")
+        self.init(tenantID: values[0], clientID: values[1], tokenFile: values[2], authorityHost: environment.authorityHost, http: http)
     }
 
     public func getToken(scope: String) async throws(AuthError) -> AccessToken {

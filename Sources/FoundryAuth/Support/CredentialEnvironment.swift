@@ -22,11 +22,17 @@ public struct CredentialEnvironment: Sendable {
         return host
     }
 
+    /// The values of `names`, or `.unavailable` for `credential` naming the missing ones.
+    public func require(_ names: [String], for credential: String) throws(AuthError) -> [String] {
+        let missing = names.filter { self[$0] == nil }
+        guard missing.isEmpty else {
+            throw AuthError(.unavailable, credential: credential, "set \(missing.joined(separator: ", ")) in the environment")
+        }
+        return names.map { self[$0] ?? "" }
+    }
+
     /// Values that must never appear in output: secrets from the environment.
     public var secrets: [String] {
         ["AZURE_CLIENT_SECRET", "AZURE_OPENAI_API_KEY", "IDENTITY_HEADER", "AZURE_CLIENT_CERTIFICATE_PASSWORD"].compactMap { self[$0] }
     }
-
-    /// A short, safe way to name an id in messages: the whole GUID is not secret, so keep it.
-    static func shortID(_ id: String) -> String { id }
 }

@@ -87,6 +87,7 @@ public struct JobFile: Sendable {
         public var latencyMs: Double?
         public var latencyJitterMs: Double?
         public var faultRate: Double?
+        public var throttleRate: Double?
         public var dropRate: Double?
         public var slowRate: Double?
         public var retryAfter: Double?

@@ -19,7 +19,7 @@ struct YAMLReader {
     static let variantKeys: Set<String> = ["name", "deployment", "request"]
     static let priceKeys: Set<String> = ["prompt_per_1k", "completion_per_1k"]
     static let emulatorKeys: Set<String> = [
-        "token_ttl", "rpm", "tpm", "latency_ms", "latency_jitter_ms", "fault_rate", "drop_rate", "slow_rate",
+        "token_ttl", "rpm", "tpm", "latency_ms", "latency_jitter_ms", "fault_rate", "throttle_rate", "drop_rate", "slow_rate",
         "retry_after", "content_filter_phrase", "seed",
     ]
 
@@ -240,11 +240,15 @@ struct YAMLReader {
         if let n = fields["latency_jitter_ms"] { settings.latencyJitterMs = try double(n, "emulator.latency_jitter_ms") }
         if let n = fields["fault_rate"] { settings.faultRate = try double(n, "emulator.fault_rate") }
         if let n = fields["drop_rate"] { settings.dropRate = try double(n, "emulator.drop_rate") }
+        if let n = fields["throttle_rate"] { settings.throttleRate = try double(n, "emulator.throttle_rate") }
         if let n = fields["slow_rate"] { settings.slowRate = try double(n, "emulator.slow_rate") }
         if let n = fields["retry_after"] { settings.retryAfter = try double(n, "emulator.retry_after") }
         if let n = fields["content_filter_phrase"] { settings.contentFilterPhrase = try string(n, "emulator.content_filter_phrase") }
         if let n = fields["seed"] { settings.seed = UInt64(try int(n, "emulator.seed")) }
-        for (key, rate) in [("fault_rate", settings.faultRate), ("drop_rate", settings.dropRate), ("slow_rate", settings.slowRate)] {
+        for (key, rate) in [
+            ("fault_rate", settings.faultRate), ("throttle_rate", settings.throttleRate), ("drop_rate", settings.dropRate),
+            ("slow_rate", settings.slowRate),
+        ] {
             if let rate, rate > 1 { throw error(fields[key], "emulator.\(key)", "is a share between 0 and 1, got \(rate)") }
         }
         return settings

@@ -86,6 +86,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         try? await http.shutdown()
         print(json ? summary.json.jsonText : summary.text)
+        if json, case .fatal(let condition) = summary.stop { Terminal.printError("stopped: \(condition.description)") }
         if summary.exitStatus != .success { throw ExitCode(summary.exitStatus.rawValue) }
     }
 }

@@ -192,7 +192,7 @@ import Testing
         try await Emulator.withRunning(configuration { $0.latencyMs = 300 }) { emulator in
             let control = RunControl()
             Task {
-                try await Task.sleep(for: .milliseconds(700))
+                while emulator.stats.requests < 4 { try await Task.sleep(for: .milliseconds(10)) }
                 await control.stop(.interrupted)
             }
             let (summary, _) = try await run(fixture, emulator, concurrency: 4, control: control)

@@ -4,7 +4,8 @@ import Logging
 /// One token cache shared by every worker of a run.
 ///
 /// - Callers get the cached token at once while it is valid; they wait only when there is
-///   no valid token.
+///   no valid token. A token in the last quarter of its lifetime (at most 30 s) no longer
+///   counts as valid, so a request never leaves with a token about to expire.
 /// - Inside the refresh window (min(300 s, half the lifetime) before expiry) one
 ///   background refresh starts; callers keep the still-valid token meanwhile.
 /// - Single flight: any number of concurrent callers cause one token request.
@@ -51,7 +52,7 @@ public actor TokenProvider {
     /// - Throws: ``AuthError`` only when there is no valid token and fetching one failed.
     public func token() async throws(AuthError) -> AccessToken {
         let current = now()
-        if let cached, cached.expiresOn > current {
+        if let cached, current < usableUntil(cached) {
             if current >= refreshTime(for: cached), inFlight == nil, current >= (notBefore ?? .distantPast) {
                 startFetch(background: true)
             }
@@ -76,6 +77,13 @@ public actor TokenProvider {
         logger.info("token refused by the service; fetching a new one")
         cached = nil
         notBefore = nil
+    }
+
+    /// The last moment a token is handed out: a request must still reach the service before
+    /// it expires, so the final quarter of its lifetime (at most 30 s) does not count.
+    func usableUntil(_ token: AccessToken) -> Date {
+        let lifetime = token.expiresOn.timeIntervalSince(obtainedAt ?? token.expiresOn)
+        return token.expiresOn.addingTimeInterval(-min(30, max(lifetime, 0) / 4))
     }
 
     /// The moment to start refreshing: the issuer's `refresh_in`, else the window before expiry.

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 
 /// The SQLite implementation of ``RowQueue``: one database file per job, in WAL mode.
 ///
@@ -398,10 +399,30 @@ struct SQLiteLoadTransaction: LoadTransaction {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id, variant) DO NOTHING
                 """
         )
-        try insert.execute(arguments: [
-            row.id, row.variant, row.source, loadID, row.contentHash, row.api.rawValue, row.deployment, row.body,
-            row.metadata, row.estimatedTokens, row.estimatedPromptTokens,
-        ])
+        // A million-line load spends a tenth of its time boxing GRDB arguments: bind through
+        // SQLite's C API instead. The statement is used nowhere else, inside GRDB's transaction.
+        let handle = insert.sqliteStatement
+        sqlite3_reset(handle)
+        let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+        for (index, text) in [row.id, row.variant, row.source].enumerated() {
+            sqlite3_bind_text(handle, Int32(index + 1), text, -1, transient)
+        }
+        sqlite3_bind_int64(handle, 4, loadID)
+        for (index, text) in [row.contentHash, row.api.rawValue, row.deployment, row.body].enumerated() {
+            sqlite3_bind_text(handle, Int32(index + 5), text, -1, transient)
+        }
+        if let metadata = row.metadata {
+            sqlite3_bind_text(handle, 9, metadata, -1, transient)
+        } else {
+            sqlite3_bind_null(handle, 9)
+        }
+        sqlite3_bind_int64(handle, 10, Int64(row.estimatedTokens))
+        sqlite3_bind_int64(handle, 11, Int64(row.estimatedPromptTokens))
+        let code = sqlite3_step(handle)
+        sqlite3_reset(handle)
+        guard code == SQLITE_DONE else {
+            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+        }
         if db.changesCount > 0 {
             inserted += 1
             return .inserted

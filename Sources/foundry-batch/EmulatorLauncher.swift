@@ -22,8 +22,7 @@ final class ServiceEndpoint {
 
     static func open(job: JobFile, http: HTTPClient) async throws -> ServiceEndpoint {
         let environment = CredentialEnvironment()
-        guard job.endpoint == .emulator else {
-            guard case .url(let base) = job.endpoint else { fatalError("unreachable") }
+        if case .url(let base) = job.endpoint {
             return ServiceEndpoint(target: try ServiceTarget.resolve(job: job, baseURL: base, environment: environment, http: http), emulator: nil, temporaryFiles: [])
         }
         let secret = UUID().uuidString

@@ -1,0 +1,40 @@
+import Foundation
+import Testing
+@testable import FoundryBatch
+
+@Suite struct RateGateTests {
+    @Test func aThrottleHalvesTheLimitAndSuccessesClimbBackToTheCeiling() async throws {
+        let gate = RateGate(concurrency: 16, requestsPerMinute: nil, tokensPerMinute: nil)
+        try await gate.enter(tokens: 1)
+        await gate.leave(.throttled(retryAfter: 0))
+        #expect(await gate.currentLimit == 8)
+        for _ in 0..<200 {
+            try await gate.enter(tokens: 1)
+            await gate.leave(.success(remainingRequests: nil, remainingTokens: nil, estimate: 1))
+        }
+        #expect(await gate.currentLimit == 16, "climbs back, never above limits.concurrency")
+        try await gate.enter(tokens: 1)
+        await gate.leave(.success(remainingRequests: nil, remainingTokens: 5, estimate: 50))
+        #expect(await gate.currentLimit == 14, "eases off when the service's remaining tokens run low")
+    }
+
+    @Test func aPauseHoldsEveryWorker() async throws {
+        let gate = RateGate(concurrency: 4, requestsPerMinute: nil, tokensPerMinute: nil)
+        await gate.pause(for: 0.3)
+        let started = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 { group.addTask { try await gate.enter(tokens: 1) } }
+            try await group.waitForAll()
+        }
+        #expect(ContinuousClock.now - started >= .milliseconds(290))
+    }
+
+    @Test func bucketsHoldAMinuteAndALargeRequestStillFits() {
+        let start = Date(timeIntervalSince1970: 0)
+        var bucket = PacingBucket(perMinute: 600, start: start)
+        #expect(bucket.wait(for: 600, now: start) == 0, "starts full")
+        bucket.take(600, now: start)
+        #expect(bucket.wait(for: 100, now: start) == 10, "refills 10 tokens a second")
+        #expect(bucket.wait(for: 5000, now: start) == 60, "larger than a minute's budget: waits for a full bucket, never forever")
+    }
+}

@@ -260,4 +260,17 @@ import Testing
             #expect(!expired.stderr.contains("expired-one"))
         }
     }
+
+    /// Overlapping cron runs of a `{date}` job open a brand-new state file at the same moment.
+    @Test func processesOpeningANewStateFileTogetherAllSucceed() async throws {
+        for round in 0..<6 {
+            let cli = CLI()
+            cli.write("job.yaml", "name: fresh\ninput: in.jsonl\nendpoint: emulator\ndeployment: gpt-5-mini\n")
+            let started = try (0..<6).map { _ in try cli.start(["status", "job.yaml", "--json"]) }
+            for (process, out, err) in started {
+                let result = try await CLI.finish(process, out, err)
+                #expect(result.status == 0, "round \(round): \(result.stderr)")
+            }
+        }
+    }
 }

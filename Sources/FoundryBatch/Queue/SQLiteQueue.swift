@@ -34,7 +34,7 @@ public final class SQLiteQueue: RowQueue {
         }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(pool)
+            try Self.migrate(pool)
             try pool.write { db in
                 try db.execute(sql: "INSERT OR IGNORE INTO job(key, value) VALUES ('name', ?)", arguments: [jobName])
                 let stored = try String.fetchOne(db, sql: "SELECT value FROM job WHERE key = 'name'")
@@ -49,6 +49,24 @@ public final class SQLiteQueue: RowQueue {
             throw error
         } catch {
             throw StorageError(path: path, message: "cannot open the state database: \(Self.describe(error))")
+        }
+    }
+
+    /// Applies the migrations, safe against another process doing the same at the same moment.
+    ///
+    /// Two runs that open a new state file together (overlapping cron runs of a `{date}`
+    /// job) both see it unmigrated; the second to commit fails. It then finds the migrations
+    /// done by the other and goes on.
+    static func migrate(_ pool: DatabasePool) throws {
+        for attempt in 1...20 {
+            do {
+                try migrator.migrate(pool)
+                return
+            } catch {
+                if try pool.read({ try migrator.hasCompletedMigrations($0) }) { return }
+                if attempt == 20 { throw error }
+                usleep(50_000)
+            }
         }
     }
 

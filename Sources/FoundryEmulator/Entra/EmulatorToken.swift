@@ -29,7 +29,8 @@ struct EmulatorTokenIssuer: Sendable {
             "iss": "https://sts.windows.net/\(claims.tenantID)/",
             "iat": Int(now.timeIntervalSince1970),
             "nbf": Int(now.timeIntervalSince1970),
-            "exp": Int(claims.expires.timeIntervalSince1970),
+            // Rounded up: a token lives at least as long as the expires_in it was issued with.
+            "exp": Int(claims.expires.timeIntervalSince1970.rounded(.up)),
             "appid": claims.appID,
             "oid": claims.subject,
             "sub": claims.subject,

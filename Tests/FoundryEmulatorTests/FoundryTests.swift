@@ -99,7 +99,8 @@ import Testing
         try await Emulator.withRunning(.testing { $0.tokenTTL = 1 }) { emulator in
             let token = try await emulator.demoToken()
             #expect(try await emulator.wire.json("/openai/v1/chat/completions", chat("hi"), headers: [("Authorization", "Bearer \(token)")]).status == 200)
-            try await Task.sleep(for: .milliseconds(1100))
+            // exp is whole seconds rounded up, so a 1 s token lives up to 2 s.
+            try await Task.sleep(for: .milliseconds(2100))
             let late = try await emulator.wire.json("/openai/v1/chat/completions", chat("hi"), headers: [("Authorization", "Bearer \(token)")])
             #expect(late.status == 401)
         }

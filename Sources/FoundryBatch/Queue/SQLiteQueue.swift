@@ -33,8 +33,7 @@ public final class SQLiteQueue: RowQueue {
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
         do {
-            pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrate(pool)
+            pool = try Self.open(path: path, configuration: configuration)
             try pool.write { db in
                 try db.execute(sql: "INSERT OR IGNORE INTO job(key, value) VALUES ('name', ?)", arguments: [jobName])
                 let stored = try String.fetchOne(db, sql: "SELECT value FROM job WHERE key = 'name'")
@@ -52,22 +51,30 @@ public final class SQLiteQueue: RowQueue {
         }
     }
 
-    /// Applies the migrations, safe against another process doing the same at the same moment.
+    /// Opens the pool and applies the migrations, safe against another process doing the
+    /// same at the same moment.
     ///
     /// Two runs that open a new state file together (overlapping cron runs of a `{date}`
-    /// job) both see it unmigrated; the second to commit fails. It then finds the migrations
-    /// done by the other and goes on.
-    static func migrate(_ pool: DatabasePool) throws {
-        for attempt in 1...20 {
+    /// job) both see it unmigrated, and the second to commit fails; or one finds the file
+    /// locked while the other switches it to WAL. The loser waits a little and finds the
+    /// work done by the other.
+    static func open(path: String, configuration: Configuration) throws -> DatabasePool {
+        let attempts = 100
+        for attempt in 1...attempts {
             do {
-                try migrator.migrate(pool)
-                return
+                let pool = try DatabasePool(path: path, configuration: configuration)
+                do {
+                    try migrator.migrate(pool)
+                } catch {
+                    guard (try? pool.read({ try migrator.hasCompletedMigrations($0) })) == true else { throw error }
+                }
+                return pool
             } catch {
-                if try pool.read({ try migrator.hasCompletedMigrations($0) }) { return }
-                if attempt == 20 { throw error }
+                if attempt == attempts { throw error }
                 usleep(50_000)
             }
         }
+        throw StorageError(path: path, message: "cannot open the state database")
     }
 
     static func describe(_ error: any Error) -> String {

@@ -48,7 +48,7 @@ import Testing
         #expect(later[0].attempts == 1)
         // A 429 paces the job; it does not use up the row's attempts.
         try await fixture.queue.complete(
-            [Completion(seq: later[0].seq, owner: "A", outcome: .retry(at: now + 40, error: RowError(code: "rate_limited", message: "429", statusCode: 429), response: nil))],
+            [Completion(seq: later[0].seq, owner: "A", outcome: .retry(at: now + 40, error: RowError(code: "rate_limited", message: "429", statusCode: 429), response: nil, countsAsAttempt: false))],
             now: now + 31
         )
         #expect(try await fixture.queue.claim(owner: "A", limit: 3, leaseUntil: now + 120, now: now + 41).first?.attempts == 1)

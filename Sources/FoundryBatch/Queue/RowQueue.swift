@@ -102,7 +102,9 @@ public struct ResponseRecord: Sendable, Equatable {
 public enum RowOutcome: Sendable, Equatable {
     case succeeded(ResponseRecord)
     /// Try again no earlier than `at`; the error is kept as the row's last error.
-    case retry(at: Date, error: RowError, response: ResponseRecord?)
+    /// `countsAsAttempt` is false when the service only paced the job (a 429), so the row
+    /// keeps its attempts for real failures.
+    case retry(at: Date, error: RowError, response: ResponseRecord?, countsAsAttempt: Bool = true)
     case failed(error: RowError, response: ResponseRecord?)
 }
 

@@ -166,6 +166,7 @@ public final class SQLiteQueue: RowQueue {
     static func apply(_ completion: Completion, db: Database, now: Date) throws -> Bool {
         let stamp = now.timeIntervalSince1970
         let state: RowState
+        var countsAsAttempt = true
         var nextAttempt: Double = 0
         let response: ResponseRecord?
         let error: RowError?
@@ -174,8 +175,9 @@ public final class SQLiteQueue: RowQueue {
             state = .succeeded
             response = record
             error = nil
-        case .retry(let at, let rowError, let record):
+        case .retry(let at, let rowError, let record, let counts):
             state = .pending
+            countsAsAttempt = counts
             nextAttempt = at.timeIntervalSince1970
             response = record
             error = rowError
@@ -184,10 +186,6 @@ public final class SQLiteQueue: RowQueue {
             response = record
             error = rowError
         }
-        // A 429 is the service pacing the whole job, not a fault of the row: it does not
-        // use up the row's attempts (a Retry-After beyond max_retry_wait stops the run instead).
-        var throttled = false
-        if case .retry(_, let rowError, _) = completion.outcome, rowError.statusCode == 429 { throttled = true }
         let statement = try db.cachedStatement(
             sql: """
                 UPDATE rows SET state = ?, attempts = attempts + ?, next_attempt_at = ?,
@@ -199,7 +197,7 @@ public final class SQLiteQueue: RowQueue {
                 """
         )
         try statement.execute(arguments: [
-            state.rawValue, throttled ? 0 : 1, nextAttempt,
+            state.rawValue, countsAsAttempt ? 1 : 0, nextAttempt,
             response?.statusCode ?? error?.statusCode, response?.requestID, response?.clientRequestID, response?.body,
             response?.promptTokens, response?.completionTokens, response?.totalTokens, response?.latencyMs,
             error?.code, error?.message, state == .pending ? nil : stamp,

@@ -174,7 +174,9 @@ public final class Runner: Sendable {
                     final.message = "gave up after \(row.attempts + 1) attempts: \(error.message)"
                     outcome = .failed(error: final, response: record?.response)
                 } else {
-                    outcome = .retry(at: now.addingTimeInterval(wait), error: error, response: record?.response)
+                    // A 429 paces the whole job, not this row: it does not use up the row's
+                    // attempts (a Retry-After beyond max_retry_wait stops the run instead).
+                    outcome = .retry(at: now.addingTimeInterval(wait), error: error, response: record?.response, countsAsAttempt: !throttled)
                 }
             case .permanent(let error):
                 await gate.leave(.other)

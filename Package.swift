@@ -70,6 +70,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Test doubles shared by the test targets: a scripted HTTP server for hostile answers.
+        .target(
+            name: "FoundryTestSupport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "foundry-batch",
             dependencies: [
@@ -86,7 +95,7 @@ let package = Package(
         .testTarget(
             name: "FoundryAuthTests",
             dependencies: [
-                "FoundryAuth", "FoundryEmulator",
+                "FoundryAuth", "FoundryEmulator", "FoundryTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -94,7 +103,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FoundryBatchTests",
-            dependencies: ["FoundryBatch", "FoundryEmulator", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["FoundryBatch", "FoundryEmulator", "FoundryTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -112,7 +121,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["FoundryEmulator", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["FoundryEmulator", "FoundryTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
     ]

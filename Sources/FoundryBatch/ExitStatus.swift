@@ -8,6 +8,10 @@ public enum ExitStatus: Int32, Sendable, CustomStringConvertible {
     case badInput = 2
     /// Stopped by a condition every row would hit; rows stay pending for a later run.
     case stopped = 3
+    /// Requests were sent, then the state database or an output file could not be written.
+    /// Answers already committed are safe in the state database; fix the disk or folder and
+    /// run again (or `export`).
+    case storageFailed = 4
     /// Interrupted by SIGINT or SIGTERM; in-flight rows were released.
     case interrupted = 130
 
@@ -17,6 +21,7 @@ public enum ExitStatus: Int32, Sendable, CustomStringConvertible {
         case .rowsFailed: "some rows failed"
         case .badInput: "bad usage, job file or input"
         case .stopped: "stopped"
+        case .storageFailed: "storage failed after sending"
         case .interrupted: "interrupted"
         }
     }
@@ -72,14 +77,26 @@ public struct InputError: UserFacingError, Equatable {
 }
 
 /// A problem with the state database or an output file: which file, and what to do.
-public struct StorageError: UserFacingError {
+///
+/// Before anything is sent it is bad input (exit 2); once requests went out it is
+/// ``ExitStatus/storageFailed`` (exit 4), see ``afterSending()``.
+public struct StorageError: UserFacingError, Equatable {
     public var path: String
     public var message: String
-    public var exitStatus: ExitStatus { .badInput }
+    public private(set) var exitStatus: ExitStatus = .badInput
 
     public init(path: String, message: String) {
         self.path = path
         self.message = message
+    }
+
+    /// The same failure met after requests were sent: exit 4, with what is safe and what to do.
+    public func afterSending() -> StorageError {
+        guard exitStatus != .storageFailed else { return self }
+        var error = self
+        error.exitStatus = .storageFailed
+        error.message += "\nRequests were sent before this failed; every answer committed is safe in the state database. Fix the disk or folder, then run the job again (or foundry-batch export)."
+        return error
     }
 
     public var description: String { "\(path): \(message)" }

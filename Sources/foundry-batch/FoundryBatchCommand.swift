@@ -59,10 +59,11 @@ struct JobOptions: ParsableArguments {
     var state: String?
 
     func open(inputs: [String] = [], output: String? = nil, errors: String? = nil) throws -> JobContext {
-        try JobContext.open(
-            jobPath: job,
-            overrides: .init(date: date, inputs: inputs, output: output, errors: errors, state: state)
-        )
+        try open(job: JobFile.load(path: job), inputs: inputs, output: output, errors: errors)
+    }
+
+    func open(job: JobFile, inputs: [String] = [], output: String? = nil, errors: String? = nil) throws -> JobContext {
+        try JobContext.open(job: job, overrides: .init(date: date, inputs: inputs, output: output, errors: errors, state: state))
     }
 }
 

@@ -39,8 +39,12 @@ struct RunCommand: AsyncParsableCommand {
     var dryRun = false
 
     func validate() throws {
-        if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
-        if let maxAttempts, maxAttempts < 1 { throw ValidationError("--max-attempts must be at least 1") }
+        if let concurrency, !(1...JobFile.Limits.maxConcurrency).contains(concurrency) {
+            throw ValidationError("--concurrency must be from 1 to \(JobFile.Limits.maxConcurrency)")
+        }
+        if let maxAttempts, !(1...JobFile.Limits.maxAttempts).contains(maxAttempts) {
+            throw ValidationError("--max-attempts must be from 1 to \(JobFile.Limits.maxAttempts)")
+        }
     }
 
     func run() async throws {
@@ -52,7 +56,28 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
         defer { signals.cancel() }
-        let context = try options.open(inputs: inputs, output: output)
+        let job = try JobFile.load(path: options.job)
+        let started = Date()
+        var opened: JobContext?
+        let summary: RunSummary
+        do {
+            let context = try options.open(job: job, inputs: inputs, output: output)
+            opened = context
+            guard let ran = try await send(context, control: control) else { return }
+            summary = ran
+        } catch let error as any UserFacingError {
+            // Once the job file was read, --json always prints one object, so a cron parser
+            // gets one on every exit.
+            guard json else { throw error }
+            summary = await RunSummary.stopped(job: job, context: opened, error: error, elapsed: Date().timeIntervalSince(started))
+        }
+        print(json ? summary.json.jsonText : summary.text)
+        if json, let stop = summary.stop, stop != .interrupted { Terminal.printError("stopped: \(stop.message)") }
+        if summary.exitStatus != .success { throw ExitCode(summary.exitStatus.rawValue) }
+    }
+
+    /// Loads, then (unless a dry run) sends every pending row and exports; nil after a dry run.
+    func send(_ context: JobContext, control: RunControl) async throws -> RunSummary? {
         let reports = try context.load()
         if !json {
             for report in reports where report.inserted > 0 {
@@ -62,7 +87,7 @@ struct RunCommand: AsyncParsableCommand {
         if dryRun {
             let report = try await DryRunReport.read(context)
             print(json ? report.json.jsonText : report.text)
-            return
+            return nil
         }
         var runOptions = RunOptions(limits: context.job.limits)
         if let concurrency { runOptions.concurrency = concurrency }
@@ -85,8 +110,6 @@ struct RunCommand: AsyncParsableCommand {
             throw error
         }
         try? await http.shutdown()
-        print(json ? summary.json.jsonText : summary.text)
-        if json, case .fatal(let condition) = summary.stop { Terminal.printError("stopped: \(condition.description)") }
-        if summary.exitStatus != .success { throw ExitCode(summary.exitStatus.rawValue) }
+        return summary
     }
 }

@@ -47,8 +47,8 @@ public struct AzureCLICredential: TokenCredential, CustomStringConvertible {
         else {
             throw AuthError(.network, credential: name, "az account get-access-token printed no accessToken")
         }
-        if let epoch = HTTPJSON.number(object["expires_on"]) {
-            return AccessToken(token: token, expiresOn: Date(timeIntervalSince1970: epoch))
+        if let expiry = HTTPJSON.expiry(epoch: object["expires_on"]) {
+            return AccessToken(token: token, expiresOn: expiry)
         }
         // Older CLIs print only expiresOn, in local time: "2026-11-22 11:32:45.000000".
         if let local = object["expiresOn"] as? String, let date = Self.parseLocal(local) {

@@ -50,16 +50,32 @@ public final class DefaultAzureCredential: TokenCredential, CustomStringConverti
         }
     }
 
+    /// Failures the Azure SDKs' chain takes as "not available here" beyond `.unavailable`:
+    /// any failure of IMDS (no identity assigned answers 400; a host without IMDS times
+    /// out or refuses), and any failure of the Azure CLI, the last link. A rejected secret
+    /// or certificate, or an App Service endpoint's refusal, still stops the chain.
+    static func passesOver(_ link: Link, _ credential: (any TokenCredential)?, _ error: AuthError) -> Bool {
+        switch link {
+        case .managedIdentity:
+            if let identity = credential as? ManagedIdentityCredential, case .imds = identity.source { return true }
+            return false
+        case .azureCLI: return error.kind != .misconfigured
+        case .environment, .workloadIdentity: return false
+        }
+    }
+
     public func getToken(scope: String) async throws(AuthError) -> AccessToken {
         if let kept = chosen.withLock({ $0 }) { return try await kept.getToken(scope: scope) }
         var reasons: [String] = []
         for link in Link.allCases {
+            var made: (any TokenCredential)?
             do throws(AuthError) {
                 let credential = try make(link)
+                made = credential
                 let token = try await credential.getToken(scope: scope)
                 chosen.withLock { $0 = credential }
                 return token
-            } catch where error.kind == .unavailable {
+            } catch where error.kind == .unavailable || Self.passesOver(link, made, error) {
                 reasons.append("- \(error.description)")
             }
         }

@@ -32,13 +32,13 @@ struct EntraTokenClient: Sendable {
         request.body = .bytes(ByteBuffer(string: body))
         let (status, object) = try await HTTPJSON.send(request, http: http, timeout: timeout, credential: credential, target: "Entra ID at \(authorityHost)")
         guard status == 200 else { throw explain(status: status, object) }
-        guard let token = object["access_token"] as? String, let expiresIn = HTTPJSON.number(object["expires_in"]) else {
-            throw AuthError(.network, credential: credential, "Entra ID answered 200 without access_token/expires_in")
+        guard let token = object["access_token"] as? String, !token.isEmpty, let expiresIn = HTTPJSON.lifetime(object["expires_in"]) else {
+            throw AuthError(.network, credential: credential, "Entra ID answered 200 without a usable access_token and expires_in")
         }
         let received = Date()
         return AccessToken(
             token: token, expiresOn: received.addingTimeInterval(expiresIn),
-            refreshOn: HTTPJSON.number(object["refresh_in"]).map { received.addingTimeInterval($0) }
+            refreshOn: HTTPJSON.lifetime(object["refresh_in"]).flatMap { $0 < expiresIn ? received.addingTimeInterval($0) : nil }
         )
     }
 
@@ -97,15 +97,23 @@ enum HTTPJSON {
     static func send(
         _ request: HTTPClientRequest, http: HTTPClient, timeout: TimeAmount, credential: String, target: String
     ) async throws(AuthError) -> (Int, [String: Any]) {
+        let answer: (status: Int, location: String?, data: Data)
         do {
-            let response = try await http.execute(request, timeout: timeout)
-            let body = try await response.body.collect(upTo: 1 << 20)
-            let data = Data(body.readableBytesView)
-            let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-            return (Int(response.status.code), object)
+            // One deadline for the head and the body: a server that stalls after its
+            // headers must not hold the run.
+            answer = try await withDeadline(seconds: Double(timeout.nanoseconds) / 1e9) {
+                let response = try await http.execute(request, timeout: timeout)
+                let body = try await response.body.collect(upTo: 1 << 20)
+                return (Int(response.status.code), response.headers.first(name: "location"), Data(body.readableBytesView))
+            }
         } catch {
             throw AuthError(.network, credential: credential, "cannot reach \(target): \(describe(error)). Check the network, proxy and firewall.")
         }
+        if (300..<400).contains(answer.status) {
+            throw AuthError(.misconfigured, credential: credential, TransportSecurity.redirectRefusal(status: answer.status, location: answer.location, what: target))
+        }
+        let object = (try? JSONSerialization.jsonObject(with: answer.data)) as? [String: Any] ?? [:]
+        return (answer.status, object)
     }
 
     /// A short reason for a transport error, without request contents.
@@ -117,18 +125,36 @@ enum HTTPJSON {
             default: return "\(client)"
             }
         }
+        if error is DeadlineExceeded { return "timed out" }
         let text = "\(error)"
         if text.contains("connectionRefused") || text.contains("Connection refused") { return "connection refused" }
         return text
     }
 
-    /// A number sent as a number or as a string (IMDS sends strings).
+    /// A number sent as a number or as a string (IMDS sends strings); nil unless finite.
     static func number(_ value: Any?) -> Double? {
-        switch value {
-        case let number as Int: Double(number)
-        case let number as Double: number
-        case let text as String: Double(text)
-        default: nil
-        }
+        let number: Double? =
+            switch value {
+            case let number as Int: Double(number)
+            case let number as Double: number
+            case let text as String: Double(text.trimmingCharacters(in: .whitespaces))
+            default: nil
+            }
+        guard let number, number.isFinite else { return nil }
+        return number
+    }
+
+    /// An `expires_on` epoch as a date, no later than a day from now (see ``lifetime(_:)``).
+    static func expiry(epoch value: Any?, now: Date = Date()) -> Date? {
+        guard let epoch = number(value) else { return nil }
+        return Date(timeIntervalSince1970: min(epoch, now.timeIntervalSince1970 + 86_400))
+    }
+
+    /// A token lifetime in seconds as the issuer sent it: finite and positive, else nil.
+    /// A lifetime beyond a day is cut to a day: no Entra token lives that long, and the
+    /// provider must refresh some time.
+    static func lifetime(_ value: Any?) -> Double? {
+        guard let seconds = number(value), seconds > 0 else { return nil }
+        return min(seconds, 86_400)
     }
 }

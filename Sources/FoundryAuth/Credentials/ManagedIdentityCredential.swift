@@ -90,6 +90,16 @@ public struct ManagedIdentityCredential: TokenCredential, CustomStringConvertibl
                     throw AuthError(.unavailable, credential: "managed-identity", "no managed identity endpoint answered at \(host) (not running on Azure, or no identity assigned)")
                 }
                 if status == 200 { return try token(from: object) }
+                // IMDS answers 400 when this machine has no identity, or not the one asked
+                // for: the Azure SDKs take that as "not available here", and the default
+                // chain goes on to the Azure CLI.
+                if status == 400 {
+                    let detail = object["error_description"] as? String ?? "identity not found"
+                    throw AuthError(
+                        .unavailable, credential: "managed-identity",
+                        "IMDS at \(host) has no managed identity for this machine\(clientID.map { " with client id \($0)" } ?? "") (400: \(detail)). Assign one to the VM, or use another credential."
+                    )
+                }
                 // IMDS documents these as passing: identity not yet ready (404, 410), throttled (429), 5xx.
                 let passing = status == 404 || status == 410 || status == 429 || status >= 500
                 if !passing || attempt == retryAttempts {
@@ -111,9 +121,9 @@ public struct ManagedIdentityCredential: TokenCredential, CustomStringConvertibl
             throw AuthError(.network, credential: "managed-identity", "the identity endpoint answered without access_token")
         }
         let expires: Date
-        if let epoch = HTTPJSON.number(object["expires_on"]) {
-            expires = Date(timeIntervalSince1970: epoch)
-        } else if let seconds = HTTPJSON.number(object["expires_in"]) {
+        if let expiry = HTTPJSON.expiry(epoch: object["expires_on"]) {
+            expires = expiry
+        } else if let seconds = HTTPJSON.lifetime(object["expires_in"]) {
             expires = Date().addingTimeInterval(seconds)
         } else {
             throw AuthError(.network, credential: "managed-identity", "the identity endpoint answered without expires_on")

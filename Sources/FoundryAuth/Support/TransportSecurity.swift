@@ -19,3 +19,23 @@ public enum TransportSecurity {
         }
     }
 }
+
+extension TransportSecurity {
+    /// The origin (`scheme://host[:port]`) of a redirect's `Location`, for messages: never
+    /// its path or query, which may carry codes or signatures.
+    public static func origin(ofLocation location: String?) -> String {
+        guard let location, let components = URLComponents(string: location), let host = components.host, !host.isEmpty else {
+            return location == nil ? "no Location" : "a relative Location on the same server"
+        }
+        var origin = "\(components.scheme ?? "?")://\(host)"
+        if let port = components.port { origin += ":\(port)" }
+        return origin
+    }
+
+    /// What to say about a 3xx answer: redirects are never followed, because the request
+    /// carries a credential (an `api-key`, a bearer token, or a client secret in the body)
+    /// that must not reach another server.
+    public static func redirectRefusal(status: Int, location: String?, what: String) -> String {
+        "\(what) answered HTTP \(status), a redirect to \(origin(ofLocation: location)); redirects are not followed, since the request carries a credential. Point the job at the final address instead."
+    }
+}

@@ -15,6 +15,17 @@ struct InputLine {
     /// The digest of the line's bytes, to tell a reload from an edited line.
     var contentHash: String = ""
 
+    var isBatch: Bool {
+        if case .batch = payload { return true }
+        return false
+    }
+
+    /// Whether `text` is free of control characters (NUL, line breaks, escapes): an id or a
+    /// model name with one would be cut or mangled in the state database, a URL or a terminal.
+    static func isPrintable(_ text: String) -> Bool {
+        !text.unicodeScalars.contains { $0.properties.generalCategory == .control }
+    }
+
     static let batchURLs: [String: JobFile.API] = [
         "/v1/chat/completions": .chat,
         "/chat/completions": .chat,
@@ -37,6 +48,9 @@ struct InputLine {
         let parsed =
             value["custom_id"] != nil || (value["url"] != nil && value["body"] != nil)
             ? batchLine(value, pairs: pairs) : simpleLine(value, pairs: pairs, defaultID: defaultID)
+        if case .success(let line) = parsed, !isPrintable(line.id) {
+            return .failure(LineProblem("the id \(JSONValue.string(line.id).jsonText) holds control characters (such as \\u0000 or a line break); use printable text"))
+        }
         return parsed.map { line in
             var hashed = line
             hashed.contentHash = RequestBuilder.contentHash(bytes)

@@ -13,6 +13,9 @@ struct LineReader: ~Copyable {
     let fd: Int32
     var buffer: [UInt8] = []
     var start = 0
+    /// Where the search for the next line end goes on: a line longer than a chunk is
+    /// scanned once, not again from its start after every chunk.
+    var scanned = 0
     var atEOF = false
     var firstLine = true
     /// The 1-based number of the line last returned.
@@ -37,11 +40,13 @@ struct LineReader: ~Copyable {
     /// The next line without its line end, or `nil` at the end of the file.
     mutating func next() -> ArraySlice<UInt8>? {
         while true {
-            if let newline = buffer[start...].firstIndex(of: 0x0A) {
+            if let newline = buffer[max(start, scanned)...].firstIndex(of: 0x0A) {
                 var line = buffer[start..<newline]
                 start = newline + 1
+                scanned = start
                 return finish(&line)
             }
+            scanned = buffer.count
             if atEOF {
                 guard start < buffer.count else { return nil }
                 var line = buffer[start...]
@@ -65,10 +70,12 @@ struct LineReader: ~Copyable {
     private mutating func fill() {
         if start > 0 {
             buffer.removeSubrange(0..<start)
+            scanned -= start
             start = 0
         }
         let old = buffer.count
-        buffer.reserveCapacity(old + Self.chunkSize)
+        // No reserveCapacity(old + chunk) here: reserving exactly that much on every chunk
+        // defeats the array's doubling and copies a long line once per chunk.
         buffer.append(contentsOf: repeatElement(0, count: Self.chunkSize))
         let got = buffer.withUnsafeMutableBytes { raw in
             read(fd, raw.baseAddress! + old, Self.chunkSize)

@@ -48,12 +48,13 @@ public struct Loader: Sendable {
 
     func load(file: String, rejects: inout RejectsWriter?) throws -> FileLoadReport {
         var reader = try LineReader(path: file)
-        let name = (file as NSString).lastPathComponent
+        // Default ids name the file by its path from the job's folder, so that a/data.jsonl
+        // and b/data.jsonl in one job do not collide.
+        let name = FilePaths.relative(file, to: job.directory)
         let builder = RequestBuilder(job: job)
         let arms = builder.arms
         let skipping = rejects != nil
         var report = FileLoadReport(path: file)
-        var rejected: [(line: Int, message: String, text: ArraySlice<UInt8>)] = []
 
         try queue.withLoad(source: file) { transaction in
             while let bytes = reader.next() {
@@ -69,13 +70,12 @@ public struct Loader: Sendable {
                 }
                 if let problem {
                     guard skipping else { throw InputError(file: file, line: number, message: problem) }
-                    rejected.append((number, problem, bytes))
+                    // Written at once: holding rejects would keep each line's bytes (and the
+                    // reader's buffer under them) until the end of the file.
+                    rejects?.write(source: "\(file):\(number)", error: problem, line: bytes)
                     report.rejected += 1
                 }
             }
-        }
-        for reject in rejected {
-            rejects?.write(source: "\(file):\(reject.line)", error: reject.message, line: reject.text)
         }
         logger.info(
             "loaded input",

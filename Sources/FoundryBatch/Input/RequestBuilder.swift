@@ -1,4 +1,5 @@
 import Crypto
+import FoundryAuth
 
 /// Turns an input line into the request body of each variant: the one place that decides
 /// how `prompt`, `messages`, `input`, the job's `request` and a variant's overrides combine.
@@ -27,7 +28,41 @@ struct RequestBuilder {
         job.variants.isEmpty ? [JobFile.Variant(name: "", deployment: nil, request: [])] : job.variants
     }
 
+    /// The largest answer cap a request may ask for: no model comes near it, and estimates
+    /// and budgets built from a larger one would overflow.
+    static let maxTokenCap = 100_000_000
+    static let tokenCapKeys = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+
+    /// What is wrong with a request body for a batch, or nil.
+    ///
+    /// `stream: true` is refused: a batch stores whole answers, and a stream's events would
+    /// be kept as text with no usage. A token cap must be a whole number in `0...maxTokenCap`.
+    static func problem(in body: JSONValue) -> String? {
+        if case .bool(true) = body["stream"] {
+            return "\"stream\": true is not supported: a batch keeps whole answers; remove it (or set it to false)"
+        }
+        for key in tokenCapKeys {
+            guard let value = body[key], case .number(let text) = value else { continue }
+            guard let cap = value.intValue, (0...maxTokenCap).contains(cap) else {
+                return "\"\(key)\": \(text) is not a whole number from 0 to \(maxTokenCap)"
+            }
+        }
+        return nil
+    }
+
     func build(_ line: InputLine, variant: JobFile.Variant) -> Result<Built, LineProblem> {
+        let built = assemble(line, variant: variant)
+        if case .success(let request) = built {
+            let label = line.isBatch ? "custom_id" : "id"
+            if let problem = Self.problem(in: request.body) { return .failure(LineProblem("\(label) '\(line.id)': \(problem)")) }
+            if !InputLine.isPrintable(request.deployment) {
+                return .failure(LineProblem("\(label) '\(line.id)': the model name holds control characters"))
+            }
+        }
+        return built
+    }
+
+    func assemble(_ line: InputLine, variant: JobFile.Variant) -> Result<Built, LineProblem> {
         switch line.payload {
         case .batch(let api, let body):
             guard let deployment = variant.deployment ?? body["model"]?.stringValue ?? job.deployment else {
@@ -108,8 +143,8 @@ struct RequestBuilder {
             if let value = body[key] { characters += textLength(value) }
         }
         let cap = (body["max_tokens"] ?? body["max_completion_tokens"] ?? body["max_output_tokens"])?.intValue ?? 0
-        let prompt = (characters + 3) / 4
-        return (prompt, prompt + max(cap, 0))
+        let prompt = characters / 4 + (characters % 4 == 0 ? 0 : 1)
+        return (prompt, Bounded.add(prompt, min(max(cap, 0), maxTokenCap)))
     }
 
     static func textLength(_ value: JSONValue) -> Int {

@@ -25,7 +25,14 @@ public struct JobContext: Sendable {
     /// Reads the job file, applies overrides (relative to the working directory, as a shell
     /// user expects) and opens the state database.
     public static func open(jobPath: String, overrides: Overrides = Overrides()) throws -> JobContext {
-        let job = try JobFile.load(path: jobPath)
+        try open(job: try JobFile.load(path: jobPath), overrides: overrides)
+    }
+
+    /// Like ``open(jobPath:overrides:)``, for a job file already read.
+    ///
+    /// - Throws: ``UsageError`` when two roles name one file (exit 2), ``StorageError``
+    ///   when the state database cannot be opened.
+    public static func open(job: JobFile, overrides: Overrides = Overrides()) throws -> JobContext {
         var paths = try job.resolve(date: overrides.date)
         let cwd = FileManager.default.currentDirectoryPath
         if !overrides.inputs.isEmpty { paths.inputs = overrides.inputs.map { FilePaths.absolute($0, relativeTo: cwd) } }
@@ -37,6 +44,7 @@ public struct JobContext: Sendable {
         }
         if let errors = overrides.errors { paths.errors = FilePaths.absolute(errors, relativeTo: cwd) }
         if let state = overrides.state { paths.state = FilePaths.absolute(state, relativeTo: cwd) }
+        try paths.checkDistinct(job: job.path)
         let queue = try SQLiteQueue(path: paths.state, jobName: job.name)
         return JobContext(job: job, paths: paths, queue: queue)
     }

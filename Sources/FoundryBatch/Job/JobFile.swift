@@ -59,6 +59,16 @@ public struct JobFile: Sendable {
         /// Stop cleanly (exit 3) before the job's total tokens would pass this.
         public var maxTokensTotal: Int?
         public init() {}
+
+        /// The largest values the job file accepts: beyond them a limit is a typo, and
+        /// durations and sums built from it would overflow.
+        public static let maxConcurrency = 10_000
+        public static let maxPerMinute = 1_000_000_000_000
+        public static let maxAttempts = 1_000
+        /// A day, in seconds.
+        public static let maxTimeout: Double = 86_400
+        /// A week, in seconds.
+        public static let maxRetryWait: Double = 604_800
     }
 
     /// One arm of an evaluation sweep: every row runs once per variant.

@@ -12,6 +12,40 @@ public struct JobPaths: Sendable, Equatable {
     public var date: String
 }
 
+extension JobPaths {
+    /// Refuses two roles for one file: `errors:` equal to `output:` would make the two
+    /// exports overwrite each other, and an input equal to an output would be replaced by
+    /// the results.
+    ///
+    /// - Throws: ``UsageError`` (exit 2) naming both roles.
+    public func checkDistinct(job: String) throws(UsageError) {
+        var roles: [(String, String)] = [("output", output), ("errors", errors), ("state", state)]
+        roles += [("the rejects file", rejects)]
+        roles += inputs.map { ("input", $0) }
+        var seen: [String: String] = [:]
+        for (role, path) in roles {
+            let key = (path as NSString).resolvingSymlinksInPath
+            if let earlier = seen[key] {
+                if earlier == "input", role == "input" { continue }
+                throw UsageError("\(job): \(earlier) and \(role) are the same file (\(path)); give each its own path")
+            }
+            seen[key] = role
+        }
+    }
+
+    /// Creates the folders of the results and errors files and checks that files can be
+    /// written there, before anything is sent: a run must not spend its requests and then
+    /// find it cannot write the answers out.
+    ///
+    /// - Throws: ``StorageError`` (exit 2, nothing was sent) naming the folder.
+    public func checkWritable() throws(StorageError) {
+        for path in [output, errors] {
+            try FilePaths.ensureParent(of: path)
+            try AtomicFileWriter.probe(folderOf: path)
+        }
+    }
+}
+
 extension JobFile {
     /// Expands `{date}` and `{name}` and resolves every path against the job file's folder.
     ///
@@ -65,6 +99,16 @@ public enum FilePaths {
         let expanded = (path as NSString).expandingTildeInPath
         let joined = expanded.hasPrefix("/") ? expanded : (base as NSString).appendingPathComponent(expanded)
         return (joined as NSString).standardizingPath
+    }
+
+    /// `path` relative to the folder `base` (`a/data.jsonl`, `../in/data.jsonl`), both absolute.
+    public static func relative(_ path: String, to base: String) -> String {
+        let target = (path as NSString).standardizingPath.split(separator: "/", omittingEmptySubsequences: true)
+        let from = (base as NSString).standardizingPath.split(separator: "/", omittingEmptySubsequences: true)
+        var common = 0
+        while common < min(target.count, from.count), target[common] == from[common] { common += 1 }
+        let parts = Array(repeating: "..", count: from.count - common) + target[common...].map(String.init)
+        return parts.isEmpty ? (path as NSString).lastPathComponent : parts.joined(separator: "/")
     }
 
     /// Creates the parent folder of `path` when it is missing.

@@ -77,6 +77,7 @@ struct YAMLReader {
         }
         if let node = fields["request"] {
             job.request = try jsonObject(node, "request")
+            try checkRequest(job.request, node, "request")
         }
         if let node = fields["limits"] { job.limits = try limits(node) }
         if let node = fields["variants"] { job.variants = try variants(node) }
@@ -179,25 +180,40 @@ struct YAMLReader {
         return number
     }
 
-    func double(_ node: Node, _ key: String, min: Double = 0) throws(JobFileError) -> Double {
+    func int(_ node: Node, _ key: String, min: Int = 0, max: Int) throws(JobFileError) -> Int {
+        let number = try int(node, key, min: min)
+        guard number <= max else { throw error(node, key, "must be at most \(max), got \(number)") }
+        return number
+    }
+
+    /// A finite number in `min...max`: `1e300` or `.inf` would overflow every duration built from it.
+    func double(_ node: Node, _ key: String, min: Double = 0, max: Double) throws(JobFileError) -> Double {
         let value = try scalar(node, key, "a number")
-        guard tagName(node) == .int || tagName(node) == .float, let number = Double(value.string) else {
-            throw error(node, key, "expected a number, got '\(value.string)'")
+        guard tagName(node) == .int || tagName(node) == .float, let number = Double(value.string.replacingOccurrences(of: "_", with: "")),
+            number.isFinite
+        else {
+            throw error(node, key, "expected a finite number, got '\(value.string)'")
         }
         guard number >= min else { throw error(node, key, "must be at least \(min), got \(value.string)") }
+        guard number <= max else { throw error(node, key, "must be at most \(Self.plain(max)), got \(value.string)") }
         return number
+    }
+
+    static func plain(_ number: Double) -> String {
+        number.rounded() == number && abs(number) < 1e15 ? String(Int(number)) : String(number)
     }
 
     func limits(_ node: Node) throws(JobFileError) -> JobFile.Limits {
         guard case .mapping(let map) = node else { throw error(node, "limits", "expected a mapping, got a \(kind(node))") }
         let fields = try mapping(map, allowed: Self.limitKeys, prefix: "limits.")
         var limits = JobFile.Limits()
-        if let n = fields["concurrency"] { limits.concurrency = try int(n, "limits.concurrency", min: 1) }
-        if let n = fields["requests_per_minute"] { limits.requestsPerMinute = try int(n, "limits.requests_per_minute", min: 1) }
-        if let n = fields["tokens_per_minute"] { limits.tokensPerMinute = try int(n, "limits.tokens_per_minute", min: 1) }
-        if let n = fields["max_attempts"] { limits.maxAttempts = try int(n, "limits.max_attempts", min: 1) }
-        if let n = fields["timeout"] { limits.timeout = try double(n, "limits.timeout", min: 0.001) }
-        if let n = fields["max_retry_wait"] { limits.maxRetryWait = try double(n, "limits.max_retry_wait") }
+        typealias Bound = JobFile.Limits
+        if let n = fields["concurrency"] { limits.concurrency = try int(n, "limits.concurrency", min: 1, max: Bound.maxConcurrency) }
+        if let n = fields["requests_per_minute"] { limits.requestsPerMinute = try int(n, "limits.requests_per_minute", min: 1, max: Bound.maxPerMinute) }
+        if let n = fields["tokens_per_minute"] { limits.tokensPerMinute = try int(n, "limits.tokens_per_minute", min: 1, max: Bound.maxPerMinute) }
+        if let n = fields["max_attempts"] { limits.maxAttempts = try int(n, "limits.max_attempts", min: 1, max: Bound.maxAttempts) }
+        if let n = fields["timeout"] { limits.timeout = try double(n, "limits.timeout", min: 0.001, max: Bound.maxTimeout) }
+        if let n = fields["max_retry_wait"] { limits.maxRetryWait = try double(n, "limits.max_retry_wait", max: Bound.maxRetryWait) }
         if let n = fields["max_tokens_total"] { limits.maxTokensTotal = try int(n, "limits.max_tokens_total", min: 1) }
         return limits
     }
@@ -211,10 +227,13 @@ struct YAMLReader {
             let fields = try mapping(map, allowed: Self.variantKeys, prefix: key + ".")
             guard let nameNode = fields["name"] else { throw error(item, key + ".name", "missing required key") }
             let name = try string(nameNode, key + ".name")
-            guard !name.isEmpty, !name.contains("#") else { throw error(nameNode, key + ".name", "must be non-empty and without '#'") }
+            guard !name.isEmpty, !name.contains("#"), !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw error(nameNode, key + ".name", "must be non-empty, without '#' or control characters")
+            }
             guard !result.contains(where: { $0.name == name }) else { throw error(nameNode, key + ".name", "'\(name)' is used twice") }
             let deployment = try fields["deployment"].map { n throws(JobFileError) in try string(n, key + ".deployment") }
             let request = try fields["request"].map { n throws(JobFileError) in try jsonObject(n, key + ".request") } ?? []
+            if let node = fields["request"] { try checkRequest(request, node, key + ".request") }
             result.append(JobFile.Variant(name: name, deployment: deployment, request: request))
         }
         return result
@@ -224,8 +243,8 @@ struct YAMLReader {
         guard case .mapping(let map) = node else { throw error(node, "prices", "expected a mapping, got a \(kind(node))") }
         let fields = try mapping(map, allowed: Self.priceKeys, prefix: "prices.")
         var prices = JobFile.Prices()
-        if let n = fields["prompt_per_1k"] { prices.promptPer1K = try double(n, "prices.prompt_per_1k") }
-        if let n = fields["completion_per_1k"] { prices.completionPer1K = try double(n, "prices.completion_per_1k") }
+        if let n = fields["prompt_per_1k"] { prices.promptPer1K = try double(n, "prices.prompt_per_1k", max: 1e6) }
+        if let n = fields["completion_per_1k"] { prices.completionPer1K = try double(n, "prices.completion_per_1k", max: 1e6) }
         return prices
     }
 
@@ -233,25 +252,25 @@ struct YAMLReader {
         guard case .mapping(let map) = node else { throw error(node, "emulator", "expected a mapping, got a \(kind(node))") }
         let fields = try mapping(map, allowed: Self.emulatorKeys, prefix: "emulator.")
         var settings = JobFile.EmulatorSettings()
-        if let n = fields["token_ttl"] { settings.tokenTTL = try double(n, "emulator.token_ttl", min: 1) }
-        if let n = fields["rpm"] { settings.rpm = try int(n, "emulator.rpm", min: 1) }
-        if let n = fields["tpm"] { settings.tpm = try int(n, "emulator.tpm", min: 1) }
-        if let n = fields["latency_ms"] { settings.latencyMs = try double(n, "emulator.latency_ms") }
-        if let n = fields["latency_jitter_ms"] { settings.latencyJitterMs = try double(n, "emulator.latency_jitter_ms") }
-        if let n = fields["fault_rate"] { settings.faultRate = try double(n, "emulator.fault_rate") }
-        if let n = fields["drop_rate"] { settings.dropRate = try double(n, "emulator.drop_rate") }
-        if let n = fields["throttle_rate"] { settings.throttleRate = try double(n, "emulator.throttle_rate") }
-        if let n = fields["slow_rate"] { settings.slowRate = try double(n, "emulator.slow_rate") }
-        if let n = fields["retry_after"] { settings.retryAfter = try double(n, "emulator.retry_after") }
+        if let n = fields["token_ttl"] { settings.tokenTTL = try double(n, "emulator.token_ttl", min: 1, max: 86_400) }
+        if let n = fields["rpm"] { settings.rpm = try int(n, "emulator.rpm", min: 1, max: JobFile.Limits.maxPerMinute) }
+        if let n = fields["tpm"] { settings.tpm = try int(n, "emulator.tpm", min: 1, max: JobFile.Limits.maxPerMinute) }
+        if let n = fields["latency_ms"] { settings.latencyMs = try double(n, "emulator.latency_ms", max: 600_000) }
+        if let n = fields["latency_jitter_ms"] { settings.latencyJitterMs = try double(n, "emulator.latency_jitter_ms", max: 600_000) }
+        if let n = fields["fault_rate"] { settings.faultRate = try double(n, "emulator.fault_rate", max: 1) }
+        if let n = fields["drop_rate"] { settings.dropRate = try double(n, "emulator.drop_rate", max: 1) }
+        if let n = fields["throttle_rate"] { settings.throttleRate = try double(n, "emulator.throttle_rate", max: 1) }
+        if let n = fields["slow_rate"] { settings.slowRate = try double(n, "emulator.slow_rate", max: 1) }
+        if let n = fields["retry_after"] { settings.retryAfter = try double(n, "emulator.retry_after", max: 86_400) }
         if let n = fields["content_filter_phrase"] { settings.contentFilterPhrase = try string(n, "emulator.content_filter_phrase") }
         if let n = fields["seed"] { settings.seed = UInt64(try int(n, "emulator.seed")) }
-        for (key, rate) in [
-            ("fault_rate", settings.faultRate), ("throttle_rate", settings.throttleRate), ("drop_rate", settings.dropRate),
-            ("slow_rate", settings.slowRate),
-        ] {
-            if let rate, rate > 1 { throw error(fields[key], "emulator.\(key)", "is a share between 0 and 1, got \(rate)") }
-        }
         return settings
+    }
+
+    /// A `request:` block must not ask for what a batch cannot use (a stream) or promise
+    /// an absurd answer length.
+    func checkRequest(_ pairs: [(String, JSONValue)], _ node: Node, _ key: String) throws(JobFileError) {
+        if let problem = RequestBuilder.problem(in: .object(pairs)) { throw error(node, key, problem) }
     }
 
     /// Converts a YAML mapping to JSON pairs, typing scalars as YAML resolved them.

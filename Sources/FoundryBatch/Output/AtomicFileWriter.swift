@@ -1,8 +1,10 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+private let systemWrite = Glibc.write
 #elseif canImport(Darwin)
 import Darwin
+private let systemWrite = Darwin.write
 #endif
 
 /// Writes a file under a temporary name and renames it into place on ``commit()``.
@@ -22,14 +24,36 @@ public final class AtomicFileWriter {
     public init(path: String) throws(StorageError) {
         self.path = path
         try FilePaths.ensureParent(of: path)
-        let folder = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
-        temporaryPath = (folder as NSString).appendingPathComponent(".\(name).\(getpid()).tmp")
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        // mkstemp: a name no other writer (another file of this run, another process) has.
+        let (fd, temporaryPath) = Self.makeTemporary(beside: path)
         guard fd >= 0 else {
             throw StorageError(path: path, message: "cannot write: \(String(cString: strerror(errno)))")
         }
+        self.fd = fd
+        self.temporaryPath = temporaryPath
+        fchmod(fd, 0o644)
         buffer.reserveCapacity(Self.flushSize + 4096)
+    }
+
+    /// Opens a new, uniquely named file in the folder of `path`.
+    static func makeTemporary(beside path: String) -> (Int32, String) {
+        let folder = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        var template = Array((folder as NSString).appendingPathComponent(".\(name).XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        let made = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        return (fd, made)
+    }
+
+    /// Checks that a file can be created in the folder of `path`, leaving nothing behind.
+    public static func probe(folderOf path: String) throws(StorageError) {
+        let (fd, temporary) = makeTemporary(beside: path)
+        guard fd >= 0 else {
+            let folder = (path as NSString).deletingLastPathComponent
+            throw StorageError(path: folder, message: "cannot write files in this folder: \(String(cString: strerror(errno))); fix its permissions or choose another output: path")
+        }
+        close(fd)
+        unlink(temporary)
     }
 
     deinit {
@@ -47,7 +71,7 @@ public final class AtomicFileWriter {
         var offset = 0
         while offset < buffer.count {
             let written = buffer.withUnsafeBytes { raw in
-                Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+                systemWrite(fd, raw.baseAddress! + offset, raw.count - offset)
             }
             if written < 0 {
                 if errno == EINTR { continue }
@@ -59,7 +83,8 @@ public final class AtomicFileWriter {
         buffer.removeAll(keepingCapacity: true)
     }
 
-    /// Flushes, syncs and renames the file into place.
+    /// Flushes, syncs and renames the file into place, then syncs the folder, so that after
+    /// a power cut the file is either the old one or the whole new one.
     public func commit() throws(StorageError) {
         flush()
         if failure == nil, fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
@@ -70,5 +95,14 @@ public final class AtomicFileWriter {
             throw StorageError(path: path, message: "cannot move the finished file into place: \(String(cString: strerror(errno)))")
         }
         committed = true
+        let folder = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
+        if folder >= 0 {
+            let code = fsync(folder) == 0 ? 0 : errno
+            close(folder)
+            // EINVAL: a file system that cannot sync folders; the rename stands all the same.
+            if code != 0, code != EINVAL {
+                throw StorageError(path: path, message: "cannot sync the folder after writing: \(String(cString: strerror(code)))")
+            }
+        }
     }
 }

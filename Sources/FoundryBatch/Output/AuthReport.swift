@@ -23,7 +23,7 @@ public enum AuthReport {
             formatter.timeZone = .current
             var lines = [
                 "credential: \(provider.credential.name)",
-                "token expires: \(formatter.string(from: token.expiresOn)) (in \(Int(token.expiresOn.timeIntervalSinceNow)) s)",
+                "token expires: \(formatter.string(from: token.expiresOn)) (in \(Bounded.int(token.expiresOn.timeIntervalSinceNow)) s)",
             ]
             if let claims = token.claims {
                 if let tenant = claims.tenantID { lines.append("tenant: \(tenant)") }

@@ -113,11 +113,15 @@ public struct Completion: Sendable, Equatable {
     public var seq: Int64
     public var owner: String
     public var outcome: RowOutcome
+    /// The `x-ms-client-request-id` of the try, kept even when no answer came (a timeout),
+    /// since the request may have reached the service.
+    public var clientRequestID: String?
 
-    public init(seq: Int64, owner: String, outcome: RowOutcome) {
+    public init(seq: Int64, owner: String, outcome: RowOutcome, clientRequestID: String? = nil) {
         self.seq = seq
         self.owner = owner
         self.outcome = outcome
+        self.clientRequestID = clientRequestID
     }
 }
 

@@ -196,9 +196,10 @@ public final class SQLiteQueue: RowQueue {
                 WHERE seq = ? AND lease_owner = ? AND state = 'running'
                 """
         )
+        let clientRequestID = response?.clientRequestID ?? completion.clientRequestID
         try statement.execute(arguments: [
             state.rawValue, countsAsAttempt ? 1 : 0, nextAttempt,
-            response?.statusCode ?? error?.statusCode, response?.requestID, response?.clientRequestID, response?.body,
+            response?.statusCode ?? error?.statusCode, response?.requestID, clientRequestID, response?.body,
             response?.promptTokens, response?.completionTokens, response?.totalTokens, response?.latencyMs,
             error?.code, error?.message, state == .pending ? nil : stamp,
             completion.seq, completion.owner,
@@ -213,7 +214,7 @@ public final class SQLiteQueue: RowQueue {
             )
             try history.execute(arguments: [
                 stamp, response?.statusCode ?? error.statusCode, error.code, error.message, response?.requestID,
-                response?.clientRequestID, completion.seq,
+                clientRequestID, completion.seq,
             ])
         }
         return true

@@ -50,10 +50,18 @@ public enum BatchRun {
         logger: Logger = Logger(label: "foundry-batch.run")
     ) async throws -> RunSummary {
         let started = Date()
+        try context.paths.checkWritable()
         let runner = Runner(job: context.job, queue: context.queue, http: http, target: target, options: options, control: control, logger: logger)
-        let (counters, stop) = try await runner.run()
-        let export = try context.export()
-        let (counts, _) = try await context.queue.counts()
+        let (counters, stop): (RunCounters, StopReason?)
+        let export: ExportReport
+        let counts: QueueCounts
+        do {
+            (counters, stop) = try await runner.run()
+            export = try context.export()
+            counts = try await context.queue.counts().job
+        } catch let error as StorageError {
+            throw error.afterSending()
+        }
         return RunSummary(
             job: context.job.name, counts: counts, counters: counters, tokenRequests: await target.tokenRequests,
             elapsed: Date().timeIntervalSince(started), export: export, stop: stop, prices: context.job.prices

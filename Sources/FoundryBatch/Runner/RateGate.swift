@@ -1,3 +1,4 @@
+import FoundryAuth
 import Foundation
 
 /// Paces the workers: the pool-wide 429 pause, the job's RPM and TPM budgets, and the
@@ -15,6 +16,13 @@ public actor RateGate {
     var requests: PacingBucket?
     var tokens: PacingBucket?
     let now: @Sendable () -> Date
+    /// Closed when the run stops: nobody waiting here sends again.
+    var closed = false
+    /// 429 rounds since the last success: a 429 that arrives while no pause is in force
+    /// starts a new round. Back-off without a Retry-After grows with them.
+    var throttleRounds = 0
+    /// The first 429 since the last success.
+    var throttledSince: Date?
 
     public init(concurrency: Int, requestsPerMinute: Int?, tokensPerMinute: Int?, now: @escaping @Sendable () -> Date = { Date() }) {
         maximum = concurrency
@@ -27,9 +35,12 @@ public actor RateGate {
     }
 
     /// Waits until this worker may send a request estimated at `tokens`.
+    ///
+    /// - Throws: `CancellationError` when the task is cancelled or the gate was closed.
     public func enter(tokens cost: Int) async throws {
         while true {
             try Task.checkCancellation()
+            if closed { throw CancellationError() }
             let current = now()
             var wait = pausedUntil.timeIntervalSince(current)
             if wait <= 0, active >= Int(limit.rounded(.down)) { wait = 0.01 }
@@ -44,7 +55,8 @@ public actor RateGate {
                 active += 1
                 return
             }
-            try await Task.sleep(for: .milliseconds(max(1, Int(min(wait, 1) * 1000))))
+            // Short naps, so a closed gate lets its waiters go at once.
+            try await Task.sleep(for: .milliseconds(max(1, Int(min(wait, 0.2) * 1000))))
         }
     }
 
@@ -61,6 +73,8 @@ public actor RateGate {
         case .success(let remainingRequests, let remainingTokens, let estimate):
             // Near the service's own limit: stop climbing and ease off before it says 429.
             let nearLimit = remainingRequests.map { $0 < 1 } == true || remainingTokens.map { $0 < estimate } == true
+            throttleRounds = 0
+            throttledSince = nil
             if nearLimit {
                 limit = max(1, limit * 0.9)
             } else {
@@ -76,7 +90,30 @@ public actor RateGate {
 
     /// Stops every worker from sending for `seconds`.
     public func pause(for seconds: TimeInterval) {
-        pausedUntil = max(pausedUntil, now().addingTimeInterval(seconds))
+        pausedUntil = max(pausedUntil, now().addingTimeInterval(Bounded.seconds(seconds) ?? 0))
+    }
+
+    /// How long to wait after a 429, and how long the service has answered only 429s.
+    public struct Throttle: Sendable, Equatable {
+        /// The service's Retry-After, else a back-off that grows with each 429 round.
+        public var wait: TimeInterval
+        /// Seconds since the first 429 after the last success.
+        public var throttledFor: TimeInterval
+    }
+
+    /// Judges a 429 before the worker leaves: nothing is paused yet, so a wait the run will
+    /// not take (beyond `limits.max_retry_wait`) never holds the pool.
+    public func throttle(serverDelay: TimeInterval?, now current: Date) -> Throttle {
+        if current >= pausedUntil { throttleRounds += 1 }
+        let since = throttledSince ?? current
+        throttledSince = since
+        let wait = serverDelay ?? RetryPolicy.backoff(attempt: throttleRounds)
+        return Throttle(wait: wait, throttledFor: current.timeIntervalSince(since))
+    }
+
+    /// Lets every waiting worker go with `CancellationError`, now and from now on.
+    public func close() {
+        closed = true
     }
 
     /// The current concurrency limit (for progress and tests).

@@ -1,3 +1,6 @@
+import FoundryAuth
+import Foundation
+
 /// Stops a run from outside (signals) or inside (a fatal condition), once.
 public actor RunControl {
     public private(set) var reason: StopReason?
@@ -8,8 +11,14 @@ public actor RunControl {
     public init() {}
 
     /// Asks the run to stop; the first reason wins.
+    ///
+    /// A signal after a stop (a second Ctrl-C, or one after a fatal stop) cancels what is
+    /// still in flight at once: the user wants the process gone now.
     public func stop(_ reason: StopReason) {
-        guard self.reason == nil else { return }
+        guard self.reason == nil else {
+            if reason == .interrupted { cancelWorkers() }
+            return
+        }
         self.reason = reason
         for waiter in waiters { waiter.resume() }
         waiters = []
@@ -44,27 +53,42 @@ actor RunState {
         self.spent = spent
     }
 
+    /// When each row throttled in this run got its first 429 since its last other answer.
+    var throttledSince: [Int64: Date] = [:]
+
     /// Reserves a request's estimate; returns the budget when it would be passed.
+    ///
+    /// Sums saturate: an estimate or a usage count near `Int.max` (a service's numbers are
+    /// input too) stops at the budget instead of overflowing.
     func reserve(_ estimate: Int) -> Int? {
-        if let budget, spent + reserved + estimate > budget { return budget }
-        reserved += estimate
+        if let budget, Bounded.add(Bounded.add(spent, reserved), estimate) > budget { return budget }
+        reserved = Bounded.add(reserved, estimate)
         return nil
     }
 
-    func release(_ estimate: Int) { reserved -= estimate }
+    func release(_ estimate: Int) { reserved = max(0, reserved - estimate) }
 
-    func settle(_ estimate: Int, outcome: RowOutcome) {
-        reserved -= estimate
+    /// Seconds `seq` has been throttled without another answer in between.
+    func throttled(_ seq: Int64, now: Date) -> TimeInterval {
+        let first = throttledSince[seq] ?? now
+        throttledSince[seq] = first
+        return now.timeIntervalSince(first)
+    }
+
+    func settle(_ estimate: Int, seq: Int64, outcome: RowOutcome) {
+        release(estimate)
         switch outcome {
         case .succeeded(let response):
+            throttledSince[seq] = nil
             counters.succeeded += 1
-            counters.promptTokens += response.promptTokens ?? 0
-            counters.completionTokens += response.completionTokens ?? 0
-            spent += (response.promptTokens ?? 0) + (response.completionTokens ?? 0)
+            counters.promptTokens = Bounded.add(counters.promptTokens, response.promptTokens ?? 0)
+            counters.completionTokens = Bounded.add(counters.completionTokens, response.completionTokens ?? 0)
+            spent = Bounded.add(spent, Bounded.add(response.promptTokens ?? 0, response.completionTokens ?? 0))
         case .failed:
+            throttledSince[seq] = nil
             counters.failed += 1
-        case .retry:
-            break
+        case .retry(_, _, _, let countsAsAttempt):
+            if countsAsAttempt { throttledSince[seq] = nil }
         }
     }
 

@@ -6,6 +6,20 @@ public enum StopReason: Sendable, Equatable {
     case fatal(FatalCondition)
     /// SIGINT or SIGTERM (exit 130).
     case interrupted
+    /// The state database or an output file failed after requests were sent (exit 4).
+    case storageFailed(StorageError)
+    /// The run stopped before sending anything (a bad input, a missing credential).
+    case notStarted(message: String, exitStatus: ExitStatus)
+
+    /// What the user reads about the stop.
+    public var message: String {
+        switch self {
+        case .fatal(let condition): condition.description
+        case .interrupted: "interrupted: in-flight rows were released; run the job again to resume"
+        case .storageFailed(let error): error.description
+        case .notStarted(let message, _): message
+        }
+    }
 }
 
 /// Counters of one run, for the summary, `--json` and progress.
@@ -35,6 +49,8 @@ public struct RunSummary: Sendable {
         switch stop {
         case .fatal: .stopped
         case .interrupted: .interrupted
+        case .storageFailed: .storageFailed
+        case .notStarted(_, let status): status
         case nil: counts.failed > 0 ? .rowsFailed : .success
         }
     }
@@ -56,6 +72,7 @@ public struct RunSummary: Sendable {
         ]
         if let cost { pairs.append(("estimated_cost", .double((cost * 10000).rounded() / 10000))) }
         pairs.append(("exit_code", .int(Int(exitStatus.rawValue))))
+        if let stop { pairs.append(("error", .string(stop.message))) }
         return .object(pairs)
     }
 
@@ -72,10 +89,29 @@ public struct RunSummary: Sendable {
         if export.failed > 0 { lines.append("  errors:  \(export.errors) (\(Self.lines(export.failed)))") }
         lines.append(String(format: "  %.1f s", elapsed))
         switch stop {
-        case .fatal(let condition): lines.append("stopped: \(condition.description)")
-        case .interrupted: lines.append("interrupted: in-flight rows were released; run the job again to resume")
+        case .fatal, .storageFailed, .notStarted: lines.append("stopped: \(stop?.message ?? "")")
+        case .interrupted: lines.append(stop?.message ?? "")
         case nil: break
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+extension RunSummary {
+    /// The summary of a run that stopped on `error` before or while sending, so that
+    /// `--json` prints one object on every exit once the job file was read.
+    public static func stopped(
+        job: JobFile, context: JobContext?, error: any UserFacingError, elapsed: TimeInterval
+    ) async -> RunSummary {
+        let counts = (try? await context?.queue.counts().job) ?? QueueCounts()
+        let paths = context?.paths ?? (try? job.resolve())
+        let stop: StopReason =
+            if let storage = error as? StorageError, storage.exitStatus == .storageFailed { .storageFailed(storage) } else {
+                .notStarted(message: error.description, exitStatus: error.exitStatus)
+            }
+        return RunSummary(
+            job: job.name, counts: counts, counters: RunCounters(), tokenRequests: 0, elapsed: elapsed,
+            export: ExportReport(output: paths?.output ?? "", errors: paths?.errors ?? ""), stop: stop, prices: job.prices
+        )
     }
 }

@@ -65,7 +65,7 @@ public final class Runner: Sendable {
         await progress.start()
 
         let heartbeat = Task { await self.heartbeat() }
-        let stopWatcher = Task { await self.watchStop(source: source) }
+        let stopWatcher = Task { await self.watchStop(source: source, gate: gate) }
         let concurrency = options.concurrency
         let workers = Task {
             await withTaskGroup(of: Void.self) { group in
@@ -99,7 +99,7 @@ public final class Runner: Sendable {
                     let (nextDue, running) = try await queue.activity()
                     if nextDue == nil, running == 0 { return }
                     let wait = nextDue.map { min(max($0.timeIntervalSinceNow, 0.02), 0.5) } ?? 0.2
-                    try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
+                    try await Task.sleep(for: Bounded.duration(seconds: wait))
                     continue
                 }
                 try await process(row, gate: gate, writer: writer, state: state)
@@ -107,10 +107,20 @@ public final class Runner: Sendable {
                 return
             } catch let error as FatalCondition {
                 await control.stop(.fatal(error))
+            } catch let error as StorageError {
+                await control.stop(.storageFailed(error.afterSending()))
             } catch {
                 await control.stop(.fatal(FatalCondition("the run failed: \(error)")))
             }
         }
+    }
+
+    /// What one try of a row came to, once its answer was judged.
+    enum Step {
+        /// Commit this outcome; `clientRequestID` is the try's, kept even without an answer.
+        case commit(RowOutcome, clientRequestID: String)
+        /// The token was refused once: drop it and try again with a new one.
+        case refresh
     }
 
     func process(_ row: ClaimedRow, gate: RateGate, writer: CompletionWriter, state: RunState) async throws {
@@ -121,92 +131,125 @@ public final class Runner: Sendable {
                     "the token budget limits.max_tokens_total = \(budget) would be passed by the next request; raise it to go on"
                 )
             }
+            let step: Step
             do {
-                try await gate.enter(tokens: row.estimatedTokens)
+                step = try await attempt(row, gate: gate, state: state, refreshed: refreshed)
             } catch {
                 await state.release(row.estimatedTokens)
                 throw error
             }
-            // The token is taken after the gate: a worker may wait there through a long 429
-            // pause, and must not then send a token that expired meanwhile.
-            var bearer: AccessToken?
-            if case .bearer(let provider) = target.authorization {
-                do {
-                    bearer = try await provider.token()
-                } catch {
-                    await gate.leave(.other)
-                    await state.release(row.estimatedTokens)
-                    throw FatalCondition("cannot get an Entra ID token: \(error.description)")
-                }
-            }
-            let (answer, clientRequestID) = await transport.send(row, bearer: bearer?.token)
-            if Task.isCancelled {
-                await gate.leave(.other)
+            switch step {
+            case .refresh:
                 await state.release(row.estimatedTokens)
-                throw CancellationError()
+                refreshed = true
+            case .commit(let outcome, let clientRequestID):
+                await state.settle(row.estimatedTokens, seq: row.seq, outcome: outcome)
+                _ = try await writer.commit(Completion(seq: row.seq, owner: owner, outcome: outcome, clientRequestID: clientRequestID))
+                return
             }
-            await state.countRequest()
-            let url = target.url(api: row.api, deployment: row.deployment)
-            let verdict = RetryPolicy.classify(answer, deployment: row.deployment, url: url)
-            let record = Self.record(answer, clientRequestID: clientRequestID)
-            let now = Date()
-            var outcome: RowOutcome?
-            switch verdict {
-            case .success:
-                await gate.leave(
-                    .success(
-                        remainingRequests: record?.remaining.requests, remainingTokens: record?.remaining.tokens, estimate: row.estimatedTokens
-                    )
-                )
-                if let record { outcome = .succeeded(record.response) }
-            case .retry(let delay, let error, let throttled):
-                let wait = delay ?? RetryPolicy.backoff(attempt: row.attempts + 1)
-                await gate.leave(throttled ? .throttled(retryAfter: wait) : .other)
-                if throttled, wait > job.limits.maxRetryWait {
-                    await state.release(row.estimatedTokens)
-                    throw FatalCondition(
-                        "the service asks to wait \(Int(wait)) s before the next request (\(error.message)), more than limits.max_retry_wait (\(Int(job.limits.maxRetryWait)) s): the quota is exhausted. Run the job again after \(Self.clockTime(now.addingTimeInterval(wait)))."
-                    )
-                }
-                await state.countRetry(throttled: throttled)
-                if !throttled, row.attempts + 1 >= options.maxAttempts {
-                    var final = error
-                    final.message = "gave up after \(row.attempts + 1) attempts: \(error.message)"
-                    outcome = .failed(error: final, response: record?.response)
-                } else {
-                    // A 429 paces the whole job, not this row: it does not use up the row's
-                    // attempts (a Retry-After beyond max_retry_wait stops the run instead).
-                    outcome = .retry(at: now.addingTimeInterval(wait), error: error, response: record?.response, countsAsAttempt: !throttled)
-                }
-            case .permanent(let error):
-                await gate.leave(.other)
-                outcome = .failed(error: error, response: record?.response)
-            case .unauthorized(let error):
-                await gate.leave(.other)
-                await state.release(row.estimatedTokens)
-                if case .bearer(let provider) = target.authorization, let bearer, !refreshed {
-                    await provider.invalidate(bearer)
-                    refreshed = true
-                    continue
-                }
-                let hint =
-                    switch target.authorization {
-                    case .apiKey: "check AZURE_OPENAI_API_KEY (a key of this resource, not another's)"
-                    case .bearer: "the token was refused even after a refresh; check the credential's tenant and that the endpoint belongs to it"
-                    case .none: "this endpoint needs a credential: set auth: in the job file"
-                    }
-                throw FatalCondition("the service rejected the credentials (HTTP 401): \(error.message)\nFix: \(hint).")
-            case .fatal(let condition):
-                await gate.leave(.other)
-                await state.release(row.estimatedTokens)
-                throw condition
-            }
-            guard let outcome else { return }
-            await state.settle(row.estimatedTokens, outcome: outcome)
-            _ = try await writer.commit(Completion(seq: row.seq, owner: owner, outcome: outcome))
-            return
         }
     }
+
+    /// One try of `row`: through the gate, on the wire, and judged. The gate is left exactly
+    /// once on every path, with what the answer says about the service's limits.
+    func attempt(_ row: ClaimedRow, gate: RateGate, state: RunState, refreshed: Bool) async throws -> Step {
+        try await gate.enter(tokens: row.estimatedTokens)
+        do {
+            let (step, left) = try await judge(row, gate: gate, state: state, refreshed: refreshed)
+            await gate.leave(left)
+            return step
+        } catch {
+            await gate.leave(.other)
+            throw error
+        }
+    }
+
+    func judge(_ row: ClaimedRow, gate: RateGate, state: RunState, refreshed: Bool) async throws -> (Step, RateGate.Outcome) {
+        // The token is taken after the gate: a worker may wait there through a long 429
+        // pause, and must not then send a token that expired meanwhile.
+        var bearer: AccessToken?
+        if case .bearer(let provider) = target.authorization {
+            do {
+                bearer = try await provider.token()
+            } catch {
+                throw FatalCondition("cannot get an Entra ID token: \(error.description)")
+            }
+        }
+        let (answer, clientRequestID) = await transport.send(row, bearer: bearer?.token)
+        if Task.isCancelled { throw CancellationError() }
+        await state.countRequest()
+        let url = target.url(api: row.api, deployment: row.deployment)
+        let verdict = RetryPolicy.classify(answer, deployment: row.deployment, url: url)
+        let record = Self.record(answer, clientRequestID: clientRequestID)
+        let now = Date()
+        let maxWait = job.limits.maxRetryWait
+        func commit(_ outcome: RowOutcome) -> Step { .commit(outcome, clientRequestID: clientRequestID) }
+        switch verdict {
+        case .success:
+            guard let record else { throw FatalCondition("internal error: a success without an answer for row \(row.id)") }
+            let left = RateGate.Outcome.success(
+                remainingRequests: record.remaining.requests, remainingTokens: record.remaining.tokens, estimate: row.estimatedTokens
+            )
+            return (commit(.succeeded(record.response)), left)
+        case .retry(let delay, let error, throttled: true):
+            let throttle = await gate.throttle(serverDelay: delay, now: now)
+            if throttle.wait > maxWait {
+                throw FatalCondition(
+                    "the service asks to wait \(Bounded.int(throttle.wait)) s before the next request (HTTP 429: \(error.message)), more than limits.max_retry_wait (\(Bounded.int(maxWait)) s): the quota is exhausted. Run the job again after \(Self.clockTime(now.addingTimeInterval(throttle.wait)))."
+                )
+            }
+            if throttle.throttledFor > maxWait {
+                throw FatalCondition(
+                    "the service has answered nothing but 429 (\(error.code)) for \(Bounded.int(throttle.throttledFor)) s, longer than limits.max_retry_wait (\(Bounded.int(maxWait)) s): its quota is used up or it is overloaded. Run the job again later."
+                )
+            }
+            let rowThrottled = await state.throttled(row.seq, now: now)
+            if rowThrottled > Self.rowThrottleFactor * maxWait {
+                var final = error
+                final.message =
+                    "throttled (HTTP 429) for \(Bounded.int(rowThrottled)) s without an answer, longer than \(Int(Self.rowThrottleFactor)) x limits.max_retry_wait: \(error.message)"
+                return (commit(.failed(error: final, response: record?.response)), .throttled(retryAfter: throttle.wait))
+            }
+            await state.countRetry(throttled: true)
+            // A 429 paces the whole job, not this row: it does not use up the row's attempts.
+            let outcome = RowOutcome.retry(at: now.addingTimeInterval(throttle.wait), error: error, response: record?.response, countsAsAttempt: false)
+            return (commit(outcome), .throttled(retryAfter: throttle.wait))
+        case .retry(let delay, let error, throttled: false):
+            if let delay, delay > maxWait {
+                throw FatalCondition(
+                    "the service asks to wait \(Bounded.int(delay)) s before trying again (\(error.statusCode.map { "HTTP \($0)" } ?? error.code): \(error.message)), more than limits.max_retry_wait (\(Bounded.int(maxWait)) s). Run the job again after \(Self.clockTime(now.addingTimeInterval(delay)))."
+                )
+            }
+            if row.attempts + 1 >= options.maxAttempts {
+                var final = error
+                final.message = "gave up after \(row.attempts + 1) attempts: \(error.message)"
+                return (commit(.failed(error: final, response: record?.response)), .other)
+            }
+            await state.countRetry(throttled: false)
+            let wait = delay ?? RetryPolicy.backoff(attempt: row.attempts + 1)
+            return (commit(.retry(at: now.addingTimeInterval(wait), error: error, response: record?.response)), .other)
+        case .permanent(let error):
+            return (commit(.failed(error: error, response: record?.response)), .other)
+        case .unauthorized(let error):
+            if case .bearer(let provider) = target.authorization, let bearer, !refreshed {
+                await provider.invalidate(bearer)
+                return (.refresh, .other)
+            }
+            let hint =
+                switch target.authorization {
+                case .apiKey: "check AZURE_OPENAI_API_KEY (a key of this resource, not another's)"
+                case .bearer: "the token was refused even after a refresh; check the credential's tenant and that the endpoint belongs to it"
+                case .none: "this endpoint needs a credential: set auth: in the job file"
+                }
+            throw FatalCondition("the service rejected the credentials (HTTP 401): \(error.message)\nFix: \(hint).")
+        case .fatal(let condition):
+            throw condition
+        }
+    }
+
+    /// A row throttled for longer than this many times `limits.max_retry_wait`, while the
+    /// service answers other rows, fails with its 429 code instead of waiting for ever.
+    static let rowThrottleFactor: Double = 4
 
     struct Recorded {
         var response: ResponseRecord
@@ -216,19 +259,17 @@ public final class Runner: Sendable {
     /// Keeps an answer with its row: the body as valid JSON, usage, ids and rate headers.
     static func record(_ answer: ServiceAnswer, clientRequestID: String) -> Recorded? {
         guard case .response(let status, let headers, let bytes, let latency) = answer else { return nil }
-        func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name }?.1 }
+        func header(_ name: String) -> String? { headers.value(of: name) }
         let decoded = ServiceBody.decode(bytes)
-        let body = decoded != nil ? String(decoding: bytes, as: UTF8.self) : JSONValue.string(String(decoding: bytes.prefix(65536), as: UTF8.self)).jsonText
+        let body = decoded != nil ? ServiceBody.compactText(bytes) : JSONValue.string(String(decoding: bytes.prefix(65536), as: UTF8.self)).jsonText
         let usage = decoded?.usage
         let response = ResponseRecord(
             statusCode: status, requestID: header("apim-request-id") ?? header("x-request-id"), clientRequestID: clientRequestID,
             body: body, promptTokens: usage?.promptTokens, completionTokens: usage?.completionTokens,
-            totalTokens: usage?.totalTokens ?? usage.map { ($0.promptTokens ?? 0) + ($0.completionTokens ?? 0) }, latencyMs: latency
+            totalTokens: usage?.totalTokens ?? usage.map { Bounded.add($0.promptTokens ?? 0, $0.completionTokens ?? 0) }, latencyMs: latency
         )
-        return Recorded(
-            response: response,
-            remaining: (header("x-ratelimit-remaining-requests").flatMap(Int.init), header("x-ratelimit-remaining-tokens").flatMap(Int.init))
-        )
+        func count(_ name: String) -> Int? { header(name).flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+        return Recorded(response: response, remaining: (count("x-ratelimit-remaining-requests"), count("x-ratelimit-remaining-tokens")))
     }
 
     static func clockTime(_ date: Date) -> String {
@@ -241,7 +282,7 @@ public final class Runner: Sendable {
     func heartbeat() async {
         let interval = options.leaseDuration / 3
         while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+            try? await Task.sleep(for: Bounded.duration(seconds: interval))
             if Task.isCancelled { return }
             do {
                 try await queue.extendLeases(owner: owner, until: Date().addingTimeInterval(options.leaseDuration))
@@ -263,25 +304,44 @@ public final class Runner: Sendable {
     }
 
     /// On an interrupt, stops claiming at once and cancels what is still in flight after the grace period.
-    func watchStop(source: RowSource) async {
+    ///
+    /// A stop of any kind closes the gate at once, so no worker waiting there (through a
+    /// long 429 pause, say) sends another request; requests already on the wire get the
+    /// grace period to finish and are then cancelled.
+    func watchStop(source: RowSource, gate: RateGate) async {
         await control.waitForStop()
         await source.close()
-        guard await control.reason == .interrupted else { return }
-        try? await Task.sleep(for: .milliseconds(Int(options.gracePeriod * 1000)))
+        await gate.close()
+        try? await Task.sleep(for: Bounded.duration(seconds: options.gracePeriod))
+        if Task.isCancelled { return }
         await control.cancelWorkers()
     }
 }
 
-/// The run's lease owner id: `host/pid/nonce`, so a later run on the same machine can tell
-/// that the owner died.
+/// The run's lease owner id: `host/pid/nonce/space`, so a later run on the same machine
+/// can tell that the owner died.
+///
+/// `space` names the process-id space: the kernel's boot id and the pid namespace. Two
+/// containers that share a hostname but not a pid namespace have different spaces, so
+/// neither takes the other's pid for its own and releases live rows; their rows return
+/// when the leases expire.
 enum LeaseOwner {
     static func make() -> String {
-        "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(UUID().uuidString.prefix(8))"
+        "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(UUID().uuidString.prefix(8))/\(space)"
     }
+
+    static let space: String = {
+        let boot = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? ""
+        let namespace = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid")) ?? ""
+        guard !boot.isEmpty || !namespace.isEmpty else { return "unknown" }
+        return RequestBuilder.contentHash(Array((boot.trimmingCharacters(in: .whitespacesAndNewlines) + "|" + namespace).utf8)[...]).prefix(12).description
+    }()
 
     static func isDeadLocal(_ owner: String) -> Bool {
         let parts = owner.split(separator: "/")
-        guard parts.count == 3, parts[0] == ProcessInfo.processInfo.hostName, let pid = Int32(parts[1]) else { return false }
+        guard parts.count == 4, parts[0] == ProcessInfo.processInfo.hostName, parts[3] == space, space != "unknown",
+            let pid = Int32(parts[1])
+        else { return false }
         return kill(pid, 0) != 0 && errno == ESRCH
     }
 }

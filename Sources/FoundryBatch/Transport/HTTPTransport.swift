@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import FoundryAuth
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -21,10 +22,17 @@ public struct HTTPTransport: Sendable {
 
     /// Sends `row`, with `bearer` when the target uses Entra tokens.
     ///
+    /// One deadline (`limits.timeout`) covers the whole exchange, body included. Redirects
+    /// are never followed (the client is built with them off): a 3xx comes back as an
+    /// answer, for ``RetryPolicy`` to refuse.
+    ///
     /// - Returns: the answer and the `x-ms-client-request-id` it carried.
     public func send(_ row: ClaimedRow, bearer: String?) async -> (answer: ServiceAnswer, clientRequestID: String) {
         let clientRequestID = UUID().uuidString.lowercased()
         let url = target.url(api: row.api, deployment: row.deployment)
+        if target.authorization.carriesSecret, !(URL(string: url).map(TransportSecurity.maySendSecret) ?? false) {
+            return (.refused(reason: "refusing to send a credential to \(TransportSecurity.origin(ofLocation: url)) over plain http: use https (plain http is allowed only to this machine)"), clientRequestID)
+        }
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -42,11 +50,16 @@ public struct HTTPTransport: Sendable {
             let duration = ContinuousClock.now - started
             return Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
         }
+        let http = self.http, timeout = self.timeout, prepared = request
         do {
-            let response = try await http.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
-            let body = try await response.body.collect(upTo: Self.maxResponseBytes)
-            let headers = response.headers.map { ($0.name, $0.value) }
-            return (.response(status: Int(response.status.code), headers: headers, body: Array(body.readableBytesView), latencyMs: elapsed()), clientRequestID)
+            let (status, headers, body) = try await withDeadline(seconds: timeout) {
+                let response = try await http.execute(prepared, timeout: Bounded.timeAmount(seconds: timeout))
+                let body = try await response.body.collect(upTo: Self.maxResponseBytes)
+                return (Int(response.status.code), response.headers.map { ($0.name, $0.value) }, Array(body.readableBytesView))
+            }
+            return (.response(status: status, headers: headers, body: body, latencyMs: elapsed()), clientRequestID)
+        } catch is DeadlineExceeded {
+            return (.timedOut(latencyMs: elapsed()), clientRequestID)
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             return (.timedOut(latencyMs: elapsed()), clientRequestID)
         } catch is NIOTooManyBytesError {
@@ -76,6 +89,9 @@ extension HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.httpVersion = .automatic
         configuration.timeout = .init(connect: .seconds(15))
+        // Every request carries a credential (an api-key, a bearer token, a client secret in
+        // a token request's body); a redirect would hand it to whatever server it names.
+        configuration.redirectConfiguration = .disallow
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(concurrency, 8))
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }

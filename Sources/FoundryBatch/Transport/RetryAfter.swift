@@ -1,20 +1,23 @@
+import FoundryAuth
 import Foundation
 
 /// How long the service asked us to wait, from every place Azure and OpenAI put it.
 ///
 /// In order: `retry-after-ms`, `x-ms-retry-after-ms`, `retry-after` (seconds or an
 /// HTTP-date), then the "Please retry after N seconds" text of Azure's 429 body.
+///
+/// A value is used only when it is a finite, non-negative number: `inf`, `nan`, `-1` or
+/// text are ignored as if absent, and a huge value is clamped (``Bounded/maxSeconds``), so
+/// the caller can compare it with `limits.max_retry_wait` and never overflows.
 public enum RetryAfter {
     public static func delay(headers: [(String, String)], body: String?, now: Date = Date()) -> TimeInterval? {
-        func header(_ name: String) -> String? {
-            headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1.trimmingCharacters(in: .whitespaces)
-        }
+        func header(_ name: String) -> String? { headers.value(of: name)?.trimmingCharacters(in: .whitespaces) }
         for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
-            if let value = header(name).flatMap(Double.init), value >= 0 { return value / 1000 }
+            if let value = Bounded.seconds(header(name).flatMap(Double.init)) { return value / 1000 }
         }
         if let value = header("retry-after") {
-            if let seconds = Double(value), seconds >= 0 { return seconds }
-            if let date = httpDate(value) { return max(0, date.timeIntervalSince(now)) }
+            if let seconds = Bounded.seconds(Double(value)) { return seconds }
+            if let date = httpDate(value) { return Bounded.seconds(max(0, date.timeIntervalSince(now))) }
         }
         if let body { return bodyDelay(body) }
         return nil
@@ -27,7 +30,7 @@ public enum RetryAfter {
             guard let range = lower.range(of: marker) else { continue }
             let rest = lower[range.upperBound...]
             let number = rest.prefix { $0.isNumber || $0 == "." }
-            guard let value = Double(number), value >= 0 else { continue }
+            guard let value = Bounded.seconds(Double(number)) else { continue }
             let unit = rest.dropFirst(number.count).trimmingCharacters(in: .whitespaces)
             if unit.hasPrefix("ms") || unit.hasPrefix("millisecond") { return value / 1000 }
             return value

@@ -1,3 +1,4 @@
+import FoundryAuth
 import Foundation
 
 /// A condition every row would hit: the run stops, rows stay pending (exit 3).
@@ -29,15 +30,21 @@ public enum RetryPolicy {
             return .retry(delay: nil, error: RowError(code: "timeout", message: "no answer within limits.timeout"), throttled: false)
         case .connectionFailed(let reason, _):
             return .retry(delay: nil, error: RowError(code: "connection_error", message: reason), throttled: false)
+        case .refused(let reason):
+            return .fatal(FatalCondition("\(reason)\nCheck endpoint: in the job file."))
         case .response(let status, let headers, let bytes, _):
             if (200..<300).contains(status) { return .success }
+            if (300..<400).contains(status) {
+                let message = TransportSecurity.redirectRefusal(status: status, location: headers.value(of: "location"), what: "the service")
+                return .permanent(RowError(code: "redirected", message: message, statusCode: status))
+            }
             let body = ServiceBody.decode(bytes)
             let text = String(decoding: bytes.prefix(4096), as: UTF8.self)
             let detail = body?.error
             let message = detail?.message ?? (text.isEmpty ? "HTTP \(status)" : String(text.prefix(500)))
             let code = detail?.code
             let delay = RetryAfter.delay(headers: headers, body: detail?.message ?? text, now: now)
-            let shouldRetry = headers.first { $0.0.lowercased() == "x-should-retry" }?.1.lowercased()
+            let shouldRetry = headers.value(of: "x-should-retry")?.lowercased()
 
             if status == 401 {
                 if code == "PermissionDenied" {
@@ -60,6 +67,13 @@ public enum RetryPolicy {
                 }
                 return .fatal(FatalCondition("the endpoint answered 404 for \(url): \(message)\nCheck endpoint: and api_version: in the job file."))
             }
+            if status == 429, code == "insufficient_quota" || detail?.type == "insufficient_quota" {
+                return .fatal(
+                    FatalCondition(
+                        "the service has no quota left for this account (HTTP 429 insufficient_quota): \(message)\nThis is not a rate limit that passes: check the plan, billing or quota of the account, then run the job again."
+                    )
+                )
+            }
             let error = RowError(code: rowCode(status: status, code: code), message: message, statusCode: status)
             if shouldRetry == "false" { return .permanent(error) }
             if shouldRetry == "true" || status == 408 || status == 409 || status == 429 || status >= 500 {
@@ -72,7 +86,7 @@ public enum RetryPolicy {
     /// A stable error code for `retry --code`: the service's own when it gives one.
     static func rowCode(status: Int, code: String?) -> String {
         switch status {
-        case 429: return "rate_limited"
+        case 429: return code.flatMap { $0.first?.isLetter == true ? $0 : nil } ?? "rate_limited"
         case 408: return "timeout"
         case 500...: return code.flatMap { $0.first?.isLetter == true ? $0 : nil } ?? "server_error"
         default:
@@ -82,7 +96,17 @@ public enum RetryPolicy {
     }
 
     /// Exponential back-off with jitter: about 1, 2, 4 ... s, at most 60 s.
+    ///
+    /// - Parameter attempt: the row's try (for a failure), or the pool's consecutive 429
+    ///   rounds (for a 429 without Retry-After).
     public static func backoff(attempt: Int, random: Double = Double.random(in: 0.5...1)) -> TimeInterval {
-        min(60, pow(2, Double(max(attempt - 1, 0)))) * random
+        min(60, pow(2, Double(min(max(attempt - 1, 0), 16)))) * random
+    }
+}
+
+extension Array where Element == (String, String) {
+    /// The first value of the header `name`, case-insensitively.
+    func value(of name: String) -> String? {
+        first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
     }
 }

@@ -6,6 +6,8 @@ public enum ServiceAnswer: Sendable {
     case timedOut(latencyMs: Double)
     /// The connection failed or dropped before a whole answer arrived.
     case connectionFailed(reason: String, latencyMs: Double)
+    /// Not sent: the request would have carried a credential where none may go.
+    case refused(reason: String)
 }
 
 /// The `usage` block of a chat, responses or embeddings answer.
@@ -22,12 +24,21 @@ public struct ServiceUsage: Decodable, Sendable, Equatable {
         case inputTokens = "input_tokens", outputTokens = "output_tokens"
     }
 
+    /// Counts beyond this are not believed: no request uses a trillion tokens, and the
+    /// queue's sums must not overflow.
+    static let maxCount = 1_000_000_000_000
+
+    /// A count the service sent, or nil when it is absent, not a whole number, negative or absurd.
+    static func count(_ container: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) -> Int? {
+        guard let value = try? container.decodeIfPresent(Int.self, forKey: key), (0...maxCount).contains(value) else { return nil }
+        return value
+    }
+
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        promptTokens = try container.decodeIfPresent(Int.self, forKey: .promptTokens) ?? container.decodeIfPresent(Int.self, forKey: .inputTokens)
-        completionTokens =
-            try container.decodeIfPresent(Int.self, forKey: .completionTokens) ?? container.decodeIfPresent(Int.self, forKey: .outputTokens)
-        totalTokens = try container.decodeIfPresent(Int.self, forKey: .totalTokens)
+        promptTokens = Self.count(container, .promptTokens) ?? Self.count(container, .inputTokens)
+        completionTokens = Self.count(container, .completionTokens) ?? Self.count(container, .outputTokens)
+        totalTokens = Self.count(container, .totalTokens)
     }
 }
 
@@ -56,8 +67,29 @@ public struct ServiceBody: Decodable, Sendable {
     public var usage: ServiceUsage?
     public var error: ErrorDetail?
 
+    enum CodingKeys: String, CodingKey { case usage, error }
+
+    /// A body of any JSON object: a `usage` or `error` of an odd shape is left out, not a
+    /// reason to treat the whole body as text.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        usage = try? container.decodeIfPresent(ServiceUsage.self, forKey: .usage)
+        error = try? container.decodeIfPresent(ErrorDetail.self, forKey: .error)
+    }
+
     /// Decodes a body; `nil` when it is not a JSON object.
     public static func decode(_ bytes: [UInt8]) -> ServiceBody? {
         try? JSONDecoder().decode(ServiceBody.self, from: Data(bytes))
+    }
+
+    /// A JSON body as one line of text, for the results file: a pretty-printed answer
+    /// (OpenAI's API indents its JSON) would otherwise split an output line in many.
+    ///
+    /// JSON strings cannot hold a raw line break, so a body without one is kept byte for
+    /// byte; one with line breaks is parsed and written compact, key order and number text kept.
+    public static func compactText(_ bytes: [UInt8]) -> String {
+        guard bytes.contains(0x0A) || bytes.contains(0x0D) else { return String(decoding: bytes, as: UTF8.self) }
+        if let value = try? JSONParser.parse(bytes[...]) { return value.jsonText }
+        return JSONValue.string(String(decoding: bytes.prefix(65536), as: UTF8.self)).jsonText
     }
 }

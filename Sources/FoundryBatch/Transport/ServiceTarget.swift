@@ -8,6 +8,12 @@ public enum RequestAuthorization: Sendable {
     /// `Authorization: Bearer <token>` from the run's shared token provider.
     case bearer(TokenProvider)
     case none
+
+    /// Whether requests carry a key or a token, which may travel only over https or to loopback.
+    var carriesSecret: Bool {
+        if case .none = self { return false }
+        return true
+    }
 }
 
 /// Where a run sends its requests: the endpoint, the API style, and the authorization.
@@ -33,12 +39,31 @@ public struct ServiceTarget: Sendable {
     }
 
     /// The URL a row of `api` for `deployment` is posted to.
+    ///
+    /// With `api_version`, always Azure's deployment route under the base, whatever path the
+    /// base has (an API Management gateway: `https://apim.example/aoai/openai/deployments/...`).
+    /// Without: `{base}/{api}` when the base names its own API root, else `{base}/openai/v1/{api}`.
     public func url(api: JobFile.API, deployment: String) -> String {
-        if hasOwnPath { return "\(baseURL)/\(api.path)" }
-        guard let apiVersion else { return "\(baseURL)/openai/v1/\(api.path)" }
-        let version = apiVersion.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? apiVersion
+        guard let apiVersion else {
+            return hasOwnPath ? "\(baseURL)/\(api.path)" : "\(baseURL)/openai/v1/\(api.path)"
+        }
+        let version = apiVersion.addingPercentEncoding(withAllowedCharacters: Self.queryValueAllowed) ?? apiVersion
         if api == .responses { return "\(baseURL)/openai/responses?api-version=\(version)" }
-        let name = deployment.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? deployment
+        let name = deployment.addingPercentEncoding(withAllowedCharacters: Self.pathSegmentAllowed) ?? deployment
         return "\(baseURL)/openai/deployments/\(name)/\(api.path)?api-version=\(version)"
     }
+
+    /// Characters left as they are in one path segment: a `/` or `?` in a deployment name
+    /// must not change the route.
+    static let pathSegmentAllowed: CharacterSet = {
+        var set = CharacterSet.urlPathAllowed
+        set.remove(charactersIn: "/?#;")
+        return set
+    }()
+
+    static let queryValueAllowed: CharacterSet = {
+        var set = CharacterSet.urlQueryAllowed
+        set.remove(charactersIn: "&=+#")
+        return set
+    }()
 }

@@ -1,0 +1,275 @@
+import AsyncHTTPClient
+import FoundryAuth
+import FoundryTestSupport
+import Foundation
+import GRDB
+import Testing
+@testable import FoundryBatch
+
+/// The runner against a service that misbehaves: each test scripts a small server on
+/// loopback the way a hostile or odd endpoint answers, and checks that no secret leaks, no
+/// number crashes the run, nothing hangs past the job's limits, and no row is lost.
+@Suite(.timeLimit(.minutes(1))) struct HostileServiceTests {
+    static let key = "hostile-test-key"
+
+    static let ok = #"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"fine"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#
+
+    func prompts(_ count: Int) -> String {
+        (1...count).map { "{\"id\": \"p\($0)\", \"prompt\": \"Question \($0)\"}" }.joined(separator: "\n")
+    }
+
+    /// Runs `fixture` against `baseURL` with an api-key and returns the summary.
+    func run(
+        _ fixture: Fixture, baseURL: String, concurrency: Int = 4, maxAttempts: Int? = nil, apiVersion: String? = nil,
+        control: RunControl = RunControl()
+    ) async throws -> RunSummary {
+        let http = HTTPClient.forRun(concurrency: concurrency)
+        let target = ServiceTarget(baseURL: baseURL, apiVersion: apiVersion, authorization: .apiKey(Self.key))
+        var options = RunOptions(limits: fixture.job.limits)
+        options.concurrency = concurrency
+        if let maxAttempts { options.maxAttempts = maxAttempts }
+        options.progress = .none
+        options.gracePeriod = 1
+        let context = JobContext(job: fixture.job, paths: try fixture.job.resolve(), queue: fixture.queue)
+        do {
+            let summary = try await BatchRun.execute(context: context, target: target, http: http, options: options, control: control)
+            try await http.shutdown()
+            return summary
+        } catch {
+            try await http.shutdown()
+            throw error
+        }
+    }
+
+    // MARK: Security
+
+    @Test func aRedirectIsNotFollowedAndTheKeyStaysHome() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(3))
+        try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.json(Self.ok))] }) { elsewhere in
+            try await ScriptedServer.withRunning({ _, _ in
+                [.send(ScriptedServer.response(status: 307, headers: [("Location", "\(elsewhere.baseURL)/steal?sig=topsecret")]))]
+            }) { server in
+                let summary = try await run(fixture, baseURL: server.baseURL)
+                #expect(summary.exitStatus == .rowsFailed)
+                #expect(summary.counts.failed == 3)
+                #expect(elsewhere.requests.isEmpty, "nothing, and so no api-key, reached the redirect's target")
+                let errors = fixture.directory.jsonLines("out/test.errors.jsonl")
+                let message = errors.first?["error"]?["message"]?.stringValue ?? ""
+                #expect(errors.first?["error"]?["code"]?.stringValue == "redirected")
+                #expect(message.contains(elsewhere.baseURL), "names the Location's origin")
+                #expect(!message.contains("topsecret"), "but not its query")
+            }
+        }
+    }
+
+    @Test func aCredentialIsNeverSentOverPlainHTTPToAnotherMachine() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(2))
+        // 192.0.2.1 (TEST-NET-1) is never contacted: the request is refused before it is built.
+        let summary = try await run(fixture, baseURL: "http://192.0.2.1:9")
+        #expect(summary.exitStatus == .stopped)
+        #expect(summary.stop?.message.contains("plain http") == true)
+        #expect(summary.counts.pending == 2)
+    }
+
+    // MARK: A service's numbers
+
+    @Test(arguments: [
+        ("retry-after", "inf"), ("retry-after", "nan"), ("retry-after", "-5"), ("retry-after-ms", "-1e300"), ("retry-after", "soon"),
+    ])
+    func unusableRetryAfterValuesAreIgnored(header: String, value: String) async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(1))
+        try await ScriptedServer.withRunning({ _, index in
+            index == 0
+                ? [.send(ScriptedServer.json(status: 429, headers: [(header, value)], #"{"error":{"code":"429","message":"slow down"}}"#))]
+                : [.send(ScriptedServer.json(Self.ok))]
+        }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL)
+            #expect(summary.exitStatus == .success)
+            #expect(server.requests.count == 2)
+        }
+    }
+
+    @Test(arguments: [("retry-after", "99999999999999999999"), ("retry-after-ms", "1e300"), ("x-ms-retry-after-ms", "1e30")])
+    func hugeRetryAfterValuesStopTheRunInsteadOfCrashing(header: String, value: String) async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(6))
+        try await ScriptedServer.withRunning({ _, _ in
+            [.send(ScriptedServer.json(status: 429, headers: [(header, value)], #"{"error":{"code":"429","message":"quota"}}"#))]
+        }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL)
+            #expect(summary.exitStatus == .stopped)
+            #expect(summary.stop?.message.contains("limits.max_retry_wait") == true)
+            #expect(summary.counts.pending == 6, "no row is left running or lost")
+        }
+    }
+
+    @Test func aFatalRetryAfterNeitherHoldsThePoolNorSendsAgain() async throws {
+        // Without the fix the gate stayed paused for the 400 s, the run waited it out, and a
+        // worker sent again afterwards: the suite's time limit would catch the first.
+        let fixture = try Fixture(yaml: "limits: {max_retry_wait: 30}")
+        _ = try fixture.load(prompts(40))
+        try await ScriptedServer.withRunning({ _, _ in
+            [.pause(seconds: 0.05), .send(ScriptedServer.json(status: 429, headers: [("retry-after", "400")], #"{"error":{"code":"429","message":"quota"}}"#))]
+        }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL, concurrency: 8)
+            #expect(summary.exitStatus == .stopped)
+            #expect(server.requests.count <= 8, "only the first wave went out")
+            #expect(summary.counts.pending == 40)
+        }
+    }
+
+    @Test func aSignalAfterAFatalStopEndsInFlightRequestsAtOnce() async throws {
+        let fixture = try Fixture(yaml: "limits: {max_retry_wait: 1, timeout: 50}")
+        _ = try fixture.load(prompts(3))
+        let control = RunControl()
+        try await ScriptedServer.withRunning({ _, index in
+            index == 0
+                ? [.send(ScriptedServer.json(status: 429, headers: [("retry-after", "400")], #"{"error":{"code":"429","message":"quota"}}"#))]
+                : [.pause(seconds: 40)]
+        }) { server in
+            async let summary = run(fixture, baseURL: server.baseURL, concurrency: 3, control: control)
+            while await control.reason == nil { try await Task.sleep(for: .milliseconds(10)) }
+            await control.stop(.interrupted)
+            let result = try await summary
+            #expect(result.exitStatus == .stopped)
+            #expect(result.counts.pending == 3)
+        }
+    }
+
+    @Test func aStalledBodyTimesOutAndKeepsTheClientRequestID() async throws {
+        let fixture = try Fixture(yaml: "limits: {timeout: 0.5}")
+        _ = try fixture.load(prompts(1))
+        try await ScriptedServer.withRunning({ _, _ in
+            [.send(ScriptedServer.head(status: 200, headers: [("Content-Length", "500"), ("Content-Type", "application/json")])), .send(Array("{\"id\":".utf8)), .pause(seconds: 30)]
+        }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL, maxAttempts: 2)
+            #expect(summary.exitStatus == .rowsFailed)
+            #expect(summary.counters.requests == 2)
+            #expect(summary.counters.retries == 1, "the last try that gave up is not a retry")
+            let errors = fixture.directory.jsonLines("out/test.errors.jsonl")
+            #expect(errors.first?["error"]?["code"]?.stringValue == "timeout")
+            let sent = server.requests.last?.header("x-ms-client-request-id") ?? "-"
+            #expect(errors.first?["id"]?.stringValue == "batch_req_" + sent, "the output names the try that reached the service")
+            let history = try await fixture.queue.pool.read { db in
+                try String.fetchAll(db, sql: "SELECT client_request_id FROM attempts ORDER BY attempt")
+            }
+            #expect(history == server.requests.compactMap { $0.header("x-ms-client-request-id") })
+        }
+    }
+
+    @Test func aLongRetryAfterOnAServerErrorStopsTheRun() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(2))
+        try await ScriptedServer.withRunning({ _, _ in
+            [.send(ScriptedServer.json(status: 503, headers: [("retry-after", "100000")], #"{"error":{"code":"ServiceUnavailable","message":"busy"}}"#))]
+        }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL)
+            #expect(summary.exitStatus == .stopped)
+            #expect(summary.stop?.message.contains("HTTP 503") == true)
+            #expect(summary.counts.pending == 2)
+        }
+    }
+
+    @Test func aNeverEnding429BacksOffAndStopsWithinMaxRetryWait() async throws {
+        // LiteLLM's 429 carries no Retry-After: the pool backs off 1, 2, 4 ... s and stops once
+        // it has seen nothing but 429s for longer than max_retry_wait.
+        let fixture = try Fixture(yaml: "limits: {max_retry_wait: 3}")
+        _ = try fixture.load(prompts(5))
+        try await ScriptedServer.withRunning({ _, _ in
+            [.send(ScriptedServer.json(status: 429, #"{"error":{"message":"No deployments available for selected model","type":"None","code":"429"}}"#))]
+        }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL, concurrency: 5)
+            #expect(summary.exitStatus == .stopped)
+            #expect(summary.stop?.message.contains("nothing but 429") == true)
+            #expect(server.requests.count <= 20, "backs off instead of looping once a second (\(server.requests.count) requests)")
+            #expect(summary.counts.pending == 5)
+        }
+    }
+
+    @Test func insufficientQuotaIsFatalAndNotARateLimit() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(4))
+        try await ScriptedServer.withRunning({ _, _ in
+            [.send(ScriptedServer.json(status: 429, #"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#))]
+        }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL, concurrency: 2)
+            #expect(summary.exitStatus == .stopped)
+            #expect(summary.stop?.message.contains("insufficient_quota") == true)
+            #expect(server.requests.count <= 2)
+        }
+    }
+
+    @Test func a429KeepsTheServicesOwnCode() {
+        #expect(RetryPolicy.rowCode(status: 429, code: "tokens_exceeded") == "tokens_exceeded")
+        #expect(RetryPolicy.rowCode(status: 429, code: "429") == "rate_limited")
+        #expect(RetryPolicy.rowCode(status: 429, code: nil) == "rate_limited")
+    }
+
+    @Test func absurdUsageCountsDoNotOverflowTheBudget() async throws {
+        let fixture = try Fixture(yaml: "limits: {max_tokens_total: 1000000}")
+        _ = try fixture.load(prompts(3))
+        let huge = #"{"id":"c","choices":[],"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":9223372036854775807,"total_tokens":1e30}}"#
+        try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.json(huge))] }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL, concurrency: 1)
+            #expect(summary.counts.total == 3)
+            #expect(summary.counts.succeeded + summary.counts.pending == 3)
+        }
+    }
+
+    // MARK: Bodies
+
+    @Test func aPrettyPrintedAnswerIsWrittenOnOneLine() async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(2))
+        let pretty = """
+            {
+              "id": "c",
+              "choices": [
+                {"message": {"role": "assistant", "content": "two\\nlines"}}
+              ],
+              "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+            }
+            """
+        try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.json(pretty))] }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL)
+            #expect(summary.exitStatus == .success)
+            let text = fixture.directory.read("out/test.jsonl")
+            #expect(text.split(separator: "\n").count == 2, "one physical line per row")
+            let lines = fixture.directory.jsonLines("out/test.jsonl")
+            #expect(lines.count == 2)
+            #expect(lines.first?["response"]?["body"]?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue == "two\nlines")
+            #expect(summary.counts.promptTokens == 6)
+        }
+    }
+
+    @Test func anOddUsageBlockDoesNotTurnTheBodyIntoText() {
+        let body = ServiceBody.decode(Array(#"{"choices":[],"usage":{"prompt_tokens":1.5,"completion_tokens":"x"}}"#.utf8))
+        #expect(body != nil)
+        #expect(body?.usage?.promptTokens == nil)
+    }
+
+    // MARK: Routes
+
+    @Test func anEndpointWithAPathKeepsTheAPIVersionAndTheDeployment() {
+        let gateway = ServiceTarget(baseURL: "https://apim.example/aoai", apiVersion: "2024-10-21", authorization: .none)
+        #expect(gateway.url(api: .chat, deployment: "gpt-5-mini") == "https://apim.example/aoai/openai/deployments/gpt-5-mini/chat/completions?api-version=2024-10-21")
+        let compatible = ServiceTarget(baseURL: "http://localhost:8000/v1", apiVersion: nil, authorization: .none)
+        #expect(compatible.url(api: .chat, deployment: "m") == "http://localhost:8000/v1/chat/completions")
+        let odd = ServiceTarget(baseURL: "https://r.example", apiVersion: "x&y=1", authorization: .none)
+        #expect(odd.url(api: .embeddings, deployment: "a/b?c") == "https://r.example/openai/deployments/a%2Fb%3Fc/embeddings?api-version=x%26y%3D1")
+    }
+
+    // MARK: Leases
+
+    @Test func aLeaseOfAnotherPidSpaceIsNeverTakenForDead() {
+        let host = ProcessInfo.processInfo.hostName
+        // pid 2^30 does not exist here; only an owner of this pid space may be judged by it.
+        #expect(LeaseOwner.isDeadLocal("\(host)/1073741824/abcd1234/\(LeaseOwner.space)"))
+        #expect(!LeaseOwner.isDeadLocal("\(host)/1073741824/abcd1234/otherspace00"))
+        #expect(!LeaseOwner.isDeadLocal("\(host)/1073741824/abcd1234"), "an owner without a space waits for its lease")
+        #expect(LeaseOwner.make().split(separator: "/").count == 4)
+    }
+}

@@ -144,17 +144,16 @@ enum HTTPJSON {
         return number
     }
 
-    /// An `expires_on` epoch as a date, no later than a day from now (see ``lifetime(_:)``).
+    /// An `expires_on` epoch as a date, clamped like ``lifetime(_:)``.
     static func expiry(epoch value: Any?, now: Date = Date()) -> Date? {
         guard let epoch = number(value) else { return nil }
-        return Date(timeIntervalSince1970: min(epoch, now.timeIntervalSince1970 + 86_400))
+        return Date(timeIntervalSince1970: min(epoch, now.timeIntervalSince1970 + Bounded.maxSeconds))
     }
 
-    /// A token lifetime in seconds as the issuer sent it: finite and positive, else nil.
-    /// A lifetime beyond a day is cut to a day: no Entra token lives that long, and the
-    /// provider must refresh some time.
+    /// A token lifetime in seconds as the issuer sent it: finite and positive, else nil;
+    /// an absurd one is clamped (``Bounded/maxSeconds``) so that dates built from it hold.
     static func lifetime(_ value: Any?) -> Double? {
         guard let seconds = number(value), seconds > 0 else { return nil }
-        return min(seconds, 86_400)
+        return min(seconds, Bounded.maxSeconds)
     }
 }

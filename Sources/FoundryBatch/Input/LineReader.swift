@@ -16,6 +16,8 @@ struct LineReader: ~Copyable {
     /// Where the search for the next line end goes on: a line longer than a chunk is
     /// scanned once, not again from its start after every chunk.
     var scanned = 0
+    /// Bytes searched for line ends so far: about the file's size, however long its lines.
+    private(set) var examined = 0
     var atEOF = false
     var firstLine = true
     /// The 1-based number of the line last returned.
@@ -40,12 +42,15 @@ struct LineReader: ~Copyable {
     /// The next line without its line end, or `nil` at the end of the file.
     mutating func next() -> ArraySlice<UInt8>? {
         while true {
-            if let newline = buffer[max(start, scanned)...].firstIndex(of: 0x0A) {
+            let from = max(start, scanned)
+            if let newline = buffer[from...].firstIndex(of: 0x0A) {
+                examined += newline + 1 - from
                 var line = buffer[start..<newline]
                 start = newline + 1
                 scanned = start
                 return finish(&line)
             }
+            examined += buffer.count - from
             scanned = buffer.count
             if atEOF {
                 guard start < buffer.count else { return nil }

@@ -192,8 +192,8 @@ public final class Runner: Sendable {
             )
             return (commit(.succeeded(record.response)), left)
         case .retry(let delay, let error, throttled: true):
-            let throttle = await gate.throttle(serverDelay: delay, now: now)
-            if throttle.wait > maxWait {
+            var throttle = await gate.throttle(serverDelay: delay, now: now)
+            if delay != nil, throttle.wait > maxWait {
                 throw FatalCondition(
                     "the service asks to wait \(Bounded.int(throttle.wait)) s before the next request (HTTP 429: \(error.message)), more than limits.max_retry_wait (\(Bounded.int(maxWait)) s): the quota is exhausted. Run the job again after \(Self.clockTime(now.addingTimeInterval(throttle.wait)))."
                 )
@@ -203,6 +203,8 @@ public final class Runner: Sendable {
                     "the service has answered nothing but 429 (\(error.code)) for \(Bounded.int(throttle.throttledFor)) s, longer than limits.max_retry_wait (\(Bounded.int(maxWait)) s): its quota is used up or it is overloaded. Run the job again later."
                 )
             }
+            // Our own back-off never waits longer than the job allows; the clock above ends it.
+            throttle.wait = min(throttle.wait, maxWait)
             let rowThrottled = await state.throttled(row.seq, now: now)
             if rowThrottled > Self.rowThrottleFactor * maxWait {
                 var final = error

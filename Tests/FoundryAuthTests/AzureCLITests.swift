@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import FoundryTestSupport
 import Foundation
 import Testing
 @testable import FoundryAuth
@@ -81,6 +82,24 @@ import Testing
             for link in ["environment:", "workload-identity:", "managed-identity:", "azure-cli:"] {
                 #expect(error.message.contains(link), "\(link) missing from \(error.message)")
             }
+        }
+    }
+
+    @Test(arguments: [400, 403])
+    func anIMDSWithoutAnIdentityPassesToTheAzureCLI(status: Int) async throws {
+        // IMDS answers 400 "Identity not found" on a VM without an identity: the SDKs' chain
+        // takes any IMDS failure as "not available here" and asks the Azure CLI next.
+        let folder = try AzureCLITests().fakeAZ(#"echo '{"accessToken": "cli-token", "expires_on": 1900000000}'"#)
+        try await ScriptedServer.withRunning({ _, _ in
+            [.send(ScriptedServer.json(status: status, #"{"error":"invalid_request","error_description":"Identity not found"}"#))]
+        }) { imds in
+            let chain = DefaultAzureCredential(
+                environment: CredentialEnvironment(["PATH": folder, "AZURE_POD_IDENTITY_AUTHORITY_HOST": imds.baseURL]), http: .shared
+            )
+            let token = try await chain.getToken(scope: cognitiveServicesScope)
+            #expect(token.token == "cli-token")
+            #expect(chain.name == "default -> azure-cli")
+            #expect(imds.requests.count >= 1)
         }
     }
 

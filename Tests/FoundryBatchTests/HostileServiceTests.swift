@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import FoundryAuth
+@testable import FoundryAuth
 import FoundryTestSupport
 import Foundation
 import GRDB
@@ -271,5 +271,72 @@ import Testing
         #expect(!LeaseOwner.isDeadLocal("\(host)/1073741824/abcd1234/otherspace00"))
         #expect(!LeaseOwner.isDeadLocal("\(host)/1073741824/abcd1234"), "an owner without a space waits for its lease")
         #expect(LeaseOwner.make().split(separator: "/").count == 4)
+    }
+
+    // MARK: Entra
+
+    func withClient(_ body: (HTTPClient) async throws -> Void) async throws {
+        let http = HTTPClient.forRun(concurrency: 1)
+        do {
+            try await body(http)
+            try await http.shutdown()
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+    }
+
+    func tokenClient(_ base: String, timeout: Int64 = 30, http: HTTPClient) -> EntraTokenClient {
+        EntraTokenClient(http: http, authorityHost: base, tenantID: "t", clientID: "c", credential: "client-secret", timeout: Bounded.timeAmount(seconds: Double(timeout)))
+    }
+
+    @Test func aTokenEndpointRedirectNeverReceivesTheSecret() async throws {
+        try await withClient { http in
+        try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.json(#"{"access_token":"x","expires_in":60}"#))] }) { elsewhere in
+            try await ScriptedServer.withRunning({ _, _ in
+                [.send(ScriptedServer.response(status: 307, headers: [("Location", "\(elsewhere.baseURL)/t/oauth2/v2.0/token?code=hush")]))]
+            }) { server in
+                do throws(AuthError) {
+                    _ = try await tokenClient(server.baseURL, http: http).requestToken(scope: "s", authentication: [("client_secret", "very-secret")])
+                    Issue.record("a redirect was followed")
+                } catch {
+                    #expect(error.kind == .misconfigured)
+                    #expect(error.message.contains(elsewhere.baseURL) && !error.message.contains("hush"))
+                }
+                #expect(elsewhere.requests.isEmpty, "the re-sent POST with client_secret never left")
+            }
+        }
+        }
+    }
+
+    @Test func aStalledTokenAnswerTimesOut() async throws {
+        try await withClient { http in
+        try await ScriptedServer.withRunning({ _, _ in
+            [.send(ScriptedServer.head(status: 200, headers: [("Content-Length", "100")])), .send(Array("{".utf8)), .pause(seconds: 30)]
+        }) { server in
+            do throws(AuthError) {
+                _ = try await tokenClient(server.baseURL, timeout: 1, http: http).requestToken(scope: "s", authentication: [])
+                Issue.record("a stalled answer gave a token")
+            } catch {
+                #expect(error.kind == .network)
+                #expect(error.message.contains("timed out"))
+            }
+        }
+        }
+    }
+
+    @Test(arguments: [#"{"access_token":"x","expires_in":"inf"}"#, #"{"access_token":"x","expires_in":-5}"#, #"{"access_token":"","expires_in":60}"#])
+    func anUnusableTokenAnswerIsAnErrorNotACrash(body: String) async throws {
+        try await withClient { http in
+        try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.json(body))] }) { server in
+            await #expect(throws: AuthError.self) {
+                _ = try await tokenClient(server.baseURL, http: http).requestToken(scope: "s", authentication: [])
+            }
+        }
+        let huge = try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.json(#"{"access_token":"x","expires_in":1e300}"#))] }) { server in
+            try await tokenClient(server.baseURL, http: http).requestToken(scope: "s", authentication: [])
+        }
+        #expect(Bounded.int(huge.expiresOn.timeIntervalSinceNow) > 0, "a huge lifetime is clamped, and dates built from it hold")
+        }
     }
 }

@@ -1,0 +1,81 @@
+import FoundryEmulator
+import Foundation
+import Testing
+
+/// Exit codes and `--json` on the paths where a run cannot start or cannot finish writing.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct ExitCodeTests {
+    static let key = "exit-code-test-key"
+
+    func job(_ base: String, extra: String = "") -> String {
+        "name: e2e\ninput: in.jsonl\nendpoint: \(base)\ndeployment: gpt-5-mini\nauth: api-key\nlimits: {concurrency: 2, timeout: 10}\n\(extra)\n"
+    }
+
+    func configuration() -> EmulatorConfiguration {
+        var configuration = EmulatorConfiguration.demo(secret: "unused")
+        configuration.apiKeys = [Self.key]
+        return configuration
+    }
+
+    @Test func aMissingCredentialStillPrintsOneJSONObject() async throws {
+        let cli = CLI()
+        cli.write("job.yaml", job("https://my-foundry.openai.azure.com").replacingOccurrences(of: "auth: api-key", with: "auth: client-secret"))
+        cli.write("in.jsonl", "{\"id\": \"a\", \"prompt\": \"hi\"}\n")
+        let result = try await cli.run("run", "job.yaml", "--json", "--no-progress")
+        #expect(result.status == 3, "\(result.stderr)")
+        #expect(result.json["job"] as? String == "e2e")
+        #expect(result.json["exit_code"] as? Int == 3)
+        #expect(result.json["pending"] as? Int == 1)
+        #expect((result.json["error"] as? String)?.contains("AZURE_CLIENT_SECRET") == true)
+    }
+
+    @Test func badInputAfterTheJobFileWasReadPrintsOneJSONObject() async throws {
+        let cli = CLI()
+        cli.write("job.yaml", job("https://my-foundry.openai.azure.com"))
+        let result = try await cli.run("run", "job.yaml", "--json", "--no-progress")
+        #expect(result.status == 2)
+        #expect(result.json["exit_code"] as? Int == 2)
+        #expect((result.json["error"] as? String)?.contains("in.jsonl") == true)
+    }
+
+    @Test func anOutputFolderThatCannotBeWrittenStopsBeforeSending() async throws {
+        try await Emulator.withRunning(configuration()) { emulator in
+            let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])
+            cli.write("blocker", "a file where the output folder should be")
+            cli.write("job.yaml", job(emulator.baseURL, extra: "output: blocker/results.jsonl"))
+            cli.write("in.jsonl", "{\"id\": \"a\", \"prompt\": \"hi\"}\n")
+            let result = try await cli.run("run", "job.yaml", "--no-progress")
+            #expect(result.status == 2, "\(result.stderr)")
+            #expect(result.stderr.contains("blocker"))
+            #expect(emulator.stats.requests == 0, "nothing was sent")
+        }
+    }
+
+    @Test func aStorageFailureAfterSendingHasItsOwnCode() async throws {
+        try await Emulator.withRunning(configuration()) { emulator in
+            let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])
+            // The folder is writable, but the results file's name is taken by a folder: the
+            // final rename fails after the answers came back.
+            try FileManager.default.createDirectory(atPath: cli.path("out/e2e.jsonl/inside"), withIntermediateDirectories: true)
+            cli.write("job.yaml", job(emulator.baseURL))
+            cli.write("in.jsonl", "{\"id\": \"a\", \"prompt\": \"hi\"}\n")
+            let result = try await cli.run("run", "job.yaml", "--no-progress", "--json")
+            #expect(result.status == 4, "\(result.stderr)")
+            #expect(result.json["exit_code"] as? Int == 4)
+            #expect(emulator.stats.requests == 1)
+            #expect(result.stderr.contains("safe in the state database"))
+            try FileManager.default.removeItem(atPath: cli.path("out/e2e.jsonl"))
+            let export = try await cli.run("export", "job.yaml")
+            #expect(export.status == 0)
+            #expect(cli.lines("out/e2e.jsonl").count == 1, "the answer was kept")
+        }
+    }
+
+    @Test func errorsEqualToOutputIsRefused() async throws {
+        let cli = CLI()
+        cli.write("job.yaml", job("https://my-foundry.openai.azure.com", extra: "output: out/r.jsonl\nerrors: out/r.jsonl"))
+        cli.write("in.jsonl", "{\"id\": \"a\", \"prompt\": \"hi\"}\n")
+        let result = try await cli.run("run", "job.yaml", "--no-progress")
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("output and errors are the same file"))
+    }
+}

@@ -1,3 +1,4 @@
+import FoundryTestSupport
 import Foundation
 import Testing
 @testable import FoundryBatch
@@ -5,16 +6,7 @@ import Testing
 /// Mutated and random inputs: nothing crashes or hangs, and every rejection is a clear
 /// message, never a raw decoding error. Seeded, so a failure repeats.
 @Suite struct FuzzTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    typealias Generator = SeededRandom
 
     static let seeds: [String] = [
         #"{"id": "a", "prompt": "Hello \u00e9 world", "meta": {"x": [1, 2.5e3, null, true]}}"#,
@@ -46,7 +38,7 @@ import Testing
     }
 
     @Test func mutatedInputLinesAreAcceptedOrRejectedClearly() {
-        var random = Generator(state: 2026)
+        var random = Generator(seed: 2026)
         var accepted = 0, rejected = 0
         for index in 0..<4000 {
             let seed = Array(Self.seeds[index % Self.seeds.count].utf8)
@@ -64,7 +56,7 @@ import Testing
     }
 
     @Test func randomBytesNeverCrashTheParser() {
-        var random = Generator(state: 7)
+        var random = Generator(seed: 7)
         for _ in 0..<3000 {
             let count = Int.random(in: 0..<64, using: &random)
             let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) }
@@ -75,7 +67,7 @@ import Testing
     }
 
     @Test func aMutatedFileLoadsWholeOrNotAtAll() async throws {
-        var random = Generator(state: 99)
+        var random = Generator(seed: 99)
         for round in 0..<30 {
             let fixture = try Fixture()
             var lines: [[UInt8]] = (0..<20).map { Array("{\"id\": \"r\($0)\", \"prompt\": \"p\($0)\"}".utf8) }
@@ -104,7 +96,7 @@ import Testing
             variants:
               - {name: a, deployment: d1}
             """
-        var random = Generator(state: 11)
+        var random = Generator(seed: 11)
         var rejected = 0
         for _ in 0..<1500 {
             let mutated = String(decoding: Self.mutate(Array(valid.utf8), &random), as: UTF8.self)

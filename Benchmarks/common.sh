@@ -35,3 +35,13 @@ start_emulator() {
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# need COMMAND PACKAGE: installs Debian's PACKAGE when COMMAND is missing (as root), else
+# says in one line what is missing and stops.
+need() {
+  command -v "$1" > /dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    (export DEBIAN_FRONTEND=noninteractive; apt-get update -q > /dev/null && apt-get install -y -q "$2" > /dev/null) || true
+  fi
+  command -v "$1" > /dev/null || { echo "missing: $1 (install the Debian package $2)" >&2; exit 1; }
+}

@@ -17,6 +17,7 @@ wrk.body = '{"model":"gpt-5-mini","messages":[{"role":"user","content":"Summaris
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["api-key"] = "bench-key"
 LUA
+need wrk wrk
 wrk -t2 -c64 -d10s -s "$WORK/post.lua" "$URL/openai/v1/chat/completions" > "$WORK/wrk.txt"
 WRK=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
 

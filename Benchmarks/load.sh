@@ -2,6 +2,7 @@
 # Load figure: `foundry-batch load` of N generated lines vs the sqlite3 shell importing the
 # same lines into a one-column table. Target: within 2x. Usage: Benchmarks/load.sh [N=1000000]
 source "$(dirname "$0")/common.sh"
+need sqlite3 sqlite3
 N=${1:-1000000}
 gen_prompts "$N" "$WORK/in.jsonl"
 cat > "$WORK/job.yaml" <<YAML

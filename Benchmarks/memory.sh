@@ -2,6 +2,7 @@
 # Memory figure: peak RSS of `load` and of `run` (against the emulator, latency 0) at each
 # size; target: flat, the largest within 1.5x of the smallest. Usage: Benchmarks/memory.sh [SIZES="10000 100000 1000000"]
 source "$(dirname "$0")/common.sh"
+need /usr/bin/time time
 SIZES=${1:-"10000 100000 1000000"}
 PORT=$(free_port)
 start_emulator "$PORT" --latency-ms 0

@@ -57,6 +57,13 @@ struct EmulatorCommand: AsyncParsableCommand {
         for (name, rate) in [("--fault-rate", faultRate), ("--drop-rate", dropRate), ("--slow-rate", slowRate), ("--throttle-rate", throttleRate)] where !(0...1).contains(rate) {
             throw ValidationError("\(name) is a share between 0 and 1")
         }
+        let durations: [(String, Double?, Double)] = [
+            ("--token-ttl", tokenTtl, 86_400), ("--latency-ms", latencyMs, 600_000), ("--latency-jitter-ms", latencyJitterMs, 600_000),
+            ("--slow-seconds", slowSeconds, 86_400), ("--retry-after", retryAfter, 86_400),
+        ]
+        for (name, value, maximum) in durations {
+            if let value, !(0...maximum).contains(value) { throw ValidationError("\(name) must be a number from 0 to \(Int(maximum))") }
+        }
     }
 
     func run() async throws {

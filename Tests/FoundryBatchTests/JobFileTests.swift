@@ -1,3 +1,4 @@
+import FoundryAuth
 import Foundation
 import Testing
 @testable import FoundryBatch

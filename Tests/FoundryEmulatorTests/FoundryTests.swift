@@ -27,6 +27,16 @@ import Testing
         }
     }
 
+    @Test func listingDeploymentsKeepsTheInFlightCountRight() async throws {
+        try await Emulator.withRunning(.testing()) { emulator in
+            let key = [("api-key", "test-key")]
+            for _ in 0..<3 { _ = try await emulator.wire.send(.GET, "/openai/deployments?api-version=2022-12-01", headers: key) }
+            _ = try await emulator.wire.json("/openai/v1/chat/completions", chat("one at a time"), headers: key)
+            #expect(emulator.stats.peakConcurrency == 1, "a listing ended a request it never began")
+            #expect(emulator.stats.requests == 4)
+        }
+    }
+
     @Test func differentPromptsGetDifferentAnswers() {
         #expect(EmulatorAnswer.text(for: "a") != EmulatorAnswer.text(for: "b"))
         #expect(EmulatorAnswer.text(for: "a") == EmulatorAnswer.text(for: "a"))

@@ -38,9 +38,9 @@ public struct JobContext: Sendable {
         if !overrides.inputs.isEmpty { paths.inputs = overrides.inputs.map { FilePaths.absolute($0, relativeTo: cwd) } }
         if let output = overrides.output {
             paths.output = FilePaths.absolute(output, relativeTo: cwd)
-            let stem = paths.output.hasSuffix(".jsonl") ? String(paths.output.dropLast(6)) : paths.output
-            if job.errors == nil { paths.errors = stem + ".errors.jsonl" }
-            paths.rejects = stem + ".rejects.jsonl"
+            let companions = JobPaths.companions(of: paths.output)
+            if job.errors == nil { paths.errors = companions.errors }
+            paths.rejects = companions.rejects
         }
         if let errors = overrides.errors { paths.errors = FilePaths.absolute(errors, relativeTo: cwd) }
         if let state = overrides.state { paths.state = FilePaths.absolute(state, relativeTo: cwd) }

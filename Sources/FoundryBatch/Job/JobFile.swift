@@ -1,3 +1,4 @@
+import FoundryAuth
 import Foundation
 
 /// A job file as the user wrote it: what to send, where, with which credential and limits.
@@ -33,17 +34,8 @@ public struct JobFile: Sendable {
         case url(String)
     }
 
-    /// The credential kinds of the contract's `auth:` key.
-    public enum AuthKind: String, Sendable, CaseIterable {
-        case `default`
-        case apiKey = "api-key"
-        case clientSecret = "client-secret"
-        case certificate
-        case workloadIdentity = "workload-identity"
-        case managedIdentity = "managed-identity"
-        case azureCLI = "azure-cli"
-        case none
-    }
+    /// The credential kinds of the contract's `auth:` key, owned by FoundryAuth.
+    public typealias AuthKind = CredentialKind
 
     /// The `limits:` block, with the contract's defaults.
     public struct Limits: Sendable, Equatable {
@@ -87,6 +79,12 @@ public struct JobFile: Sendable {
     public struct Prices: Sendable, Equatable {
         public var promptPer1K: Double = 0
         public var completionPer1K: Double = 0
+
+        /// The cost of `prompt` and `completion` tokens at these prices: the one formula
+        /// behind `status`, the run summary and `--dry-run`.
+        public func cost(prompt: Int, completion: Int) -> Double {
+            Double(prompt) / 1000 * promptPer1K + Double(completion) / 1000 * completionPer1K
+        }
     }
 
     /// Knobs of the in-process emulator, for `endpoint: emulator`.

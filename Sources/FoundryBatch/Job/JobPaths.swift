@@ -13,6 +13,13 @@ public struct JobPaths: Sendable, Equatable {
 }
 
 extension JobPaths {
+    /// The errors and rejects files that go with a results file: `out/r.jsonl` ->
+    /// `out/r.errors.jsonl`, `out/r.rejects.jsonl`. The one place these names are made.
+    public static func companions(of output: String) -> (errors: String, rejects: String) {
+        let stem = output.hasSuffix(".jsonl") ? String(output.dropLast(6)) : output
+        return (stem + ".errors.jsonl", stem + ".rejects.jsonl")
+    }
+
     /// Refuses two roles for one file: `errors:` equal to `output:` would make the two
     /// exports overwrite each other, and an input equal to an output would be replaced by
     /// the results.
@@ -57,13 +64,13 @@ extension JobFile {
             return FilePaths.absolute(text, relativeTo: directory)
         }
         let output = expand(self.output ?? "out/{name}.jsonl")
-        let stem = output.hasSuffix(".jsonl") ? String(output.dropLast(6)) : output
+        let companions = JobPaths.companions(of: output)
         return JobPaths(
             inputs: inputs.map(expand),
             output: output,
-            errors: self.errors.map(expand) ?? stem + ".errors.jsonl",
+            errors: self.errors.map(expand) ?? companions.errors,
             state: expand(self.state ?? ".foundry-batch/{name}.sqlite"),
-            rejects: stem + ".rejects.jsonl",
+            rejects: companions.rejects,
             date: day
         )
     }

@@ -19,7 +19,7 @@ public struct DryRunReport: Sendable, Equatable {
 
     /// Prompt cost plus the cost of every answer reaching its cap: an upper bound.
     public var maximumCost: Double? {
-        prices.map { Double(promptTokens) / 1000 * $0.promptPer1K + Double(completionCap) / 1000 * $0.completionPer1K }
+        prices?.cost(prompt: promptTokens, completion: completionCap)
     }
 
     public var json: JSONValue {

@@ -19,7 +19,7 @@ public struct StatusReport: Sendable, Equatable {
     public var counts: QueueCounts { report.job.counts }
 
     func cost(_ counts: QueueCounts) -> Double? {
-        prices.map { Double(counts.promptTokens) / 1000 * $0.promptPer1K + Double(counts.completionTokens) / 1000 * $0.completionPer1K }
+        prices?.cost(prompt: counts.promptTokens, completion: counts.completionTokens)
     }
 
     static func round(_ value: Double, _ places: Double = 10000) -> JSONValue { .double((value * places).rounded() / places) }

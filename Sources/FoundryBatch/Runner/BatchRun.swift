@@ -25,7 +25,7 @@ extension ServiceTarget {
             authorization = .apiKey(key)
         default:
             do {
-                let credential = try CredentialFactory.make(kind: job.auth.rawValue, environment: environment, http: http)
+                let credential = try CredentialFactory.make(kind: job.auth, environment: environment, http: http)
                 authorization = .bearer(TokenProvider(credential: credential))
             } catch {
                 throw FatalCondition("auth: \(job.auth.rawValue): \(error.description)")

@@ -57,7 +57,7 @@ public struct RunSummary: Sendable {
 
     /// Estimated cost from the job's prices and the job's token totals.
     public var cost: Double? {
-        prices.map { Double(counts.promptTokens) / 1000 * $0.promptPer1K + Double(counts.completionTokens) / 1000 * $0.completionPer1K }
+        prices?.cost(prompt: counts.promptTokens, completion: counts.completionTokens)
     }
 
     /// The contract's `--json` object.

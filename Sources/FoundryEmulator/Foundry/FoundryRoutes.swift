@@ -189,6 +189,8 @@ struct FoundryRoutes {
 
     func deployments(_ request: Request) -> Response {
         if let denied = authorize(request, operation: .chat, path: "/openai/deployments") { return denied }
+        // Counted like every data-plane request: begin before end, or in-flight goes below zero.
+        state.begin(clientRequestID: request.headers[.clientRequestID], now: Date())
         let data = state.configuration.deployments.filter { $0 != "*" }.map { name in
             ["id": name, "model": name, "object": "deployment", "status": "succeeded", "owner": "organization-owner"]
         }

@@ -38,6 +38,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Load and estimate rows, tokens and cost; send nothing.")
     var dryRun = false
 
+    @Flag(help: "Write invalid input lines to <output>.rejects.jsonl and load the rest (as load --skip-invalid).")
+    var skipInvalid = false
+
     func validate() throws {
         if let concurrency, !(1...JobFile.Limits.maxConcurrency).contains(concurrency) {
             throw ValidationError("--concurrency must be from 1 to \(JobFile.Limits.maxConcurrency)")
@@ -78,7 +81,7 @@ struct RunCommand: AsyncParsableCommand {
 
     /// Loads, then (unless a dry run) sends every pending row and exports; nil after a dry run.
     func send(_ context: JobContext, control: RunControl) async throws -> RunSummary? {
-        let reports = try context.load()
+        let reports = try context.load(skipInvalid: skipInvalid)
         if !json {
             for report in reports where report.inserted > 0 {
                 print("\(report.path): \(report.inserted) rows queued")

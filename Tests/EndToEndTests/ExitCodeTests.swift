@@ -61,12 +61,26 @@ import Testing
             let result = try await cli.run("run", "job.yaml", "--no-progress", "--json")
             #expect(result.status == 4, "\(result.stderr)")
             #expect(result.json["exit_code"] as? Int == 4)
+            #expect(result.json["requests"] as? Int == 1, "the summary still tells what was sent")
             #expect(emulator.stats.requests == 1)
             #expect(result.stderr.contains("safe in the state database"))
             try FileManager.default.removeItem(atPath: cli.path("out/e2e.jsonl"))
             let export = try await cli.run("export", "job.yaml")
             #expect(export.status == 0)
             #expect(cli.lines("out/e2e.jsonl").count == 1, "the answer was kept")
+        }
+    }
+
+    @Test func runSkipsInvalidLinesLikeLoad() async throws {
+        try await Emulator.withRunning(configuration()) { emulator in
+            let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])
+            cli.write("job.yaml", job(emulator.baseURL))
+            cli.write("in.jsonl", "{\"id\": \"a\", \"prompt\": \"hi\"}\nnot json\n")
+            #expect(try await cli.run("run", "job.yaml", "--no-progress").status == 2, "strict by default")
+            let result = try await cli.run("run", "job.yaml", "--no-progress", "--skip-invalid")
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(cli.lines("out/e2e.rejects.jsonl").count == 1)
+            #expect(cli.lines("out/e2e.jsonl").count == 1)
         }
     }
 

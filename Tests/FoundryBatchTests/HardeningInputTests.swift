@@ -31,6 +31,8 @@ import Testing
         let message = loadError(fixture, #"{"id": "a", "prompt": "hi"}"# + "\n" + #"{"custom_id": "b", "url": "/v1/chat/completions", "body": {"model": "m", "messages": [], "max_tokens": 9223372036854775807}}"#)
         #expect(message?.contains("in.jsonl:2:") == true)
         #expect(message?.contains("max_tokens") == true)
+        let fraction = loadError(fixture, #"{"custom_id": "c", "url": "/v1/chat/completions", "body": {"model": "m", "messages": [], "max_tokens": 1.5}}"#)
+        #expect(fraction?.contains("not a whole number") == true)
         #expect(try await fixture.queue.report().pendingRows == 0, "nothing of the file was loaded")
     }
 

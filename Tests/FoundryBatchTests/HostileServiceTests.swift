@@ -245,6 +245,61 @@ import Testing
         }
     }
 
+    @Test(arguments: [
+        [0xEF, 0xBB, 0xBF] + Array(ok.utf8), Array(#"{"choices":[],"a":"x\#ty"}"#.utf8), Array(#"{"choices":[],"a":"x"#.utf8) + [0] + Array(#"y"}"#.utf8),
+    ])
+    func anyAcceptedBodyIsWrittenAsValidJSON(body: [UInt8]) async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(1))
+        let answer = ScriptedServer.head(status: 200, headers: [("Content-Length", String(body.count)), ("Content-Type", "application/json")]) + body
+        try await ScriptedServer.withRunning({ _, _ in [.send(answer)] }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL, maxAttempts: 1)
+            let lines = fixture.directory.read("out/test.jsonl").split(separator: "\n") + fixture.directory.read("out/test.errors.jsonl").split(separator: "\n")
+            #expect(lines.count == 1)
+            #expect(lines.allSatisfy { (try? JSONParser.parse(String($0))) != nil }, "\(lines)")
+            #expect(summary.counts.succeeded + summary.counts.failed == 1)
+        }
+    }
+
+    @Test(arguments: ["<html>proxy error</html>", "", "[1, 2]", "\"text\""])
+    func aSuccessThatIsNotAJSONObjectIsRetriedThenFails(body: String) async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(1))
+        try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.response(status: 200, body: body))] }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL, maxAttempts: 2)
+            #expect(summary.exitStatus == .rowsFailed)
+            #expect(server.requests.count == 2)
+            #expect(fixture.directory.jsonLines("out/test.errors.jsonl").first?["error"]?["code"]?.stringValue == "invalid_response")
+        }
+    }
+
+    @Test func aRetryAfterOfZeroThatNeverEndsBacksOffAnyway() async throws {
+        let fixture = try Fixture(yaml: "limits: {max_retry_wait: 3}")
+        _ = try fixture.load(prompts(2))
+        try await ScriptedServer.withRunning({ _, _ in
+            [.send(ScriptedServer.json(status: 429, headers: [("retry-after", "0")], #"{"error":{"code":"429","message":"busy"}}"#))]
+        }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL, concurrency: 2)
+            #expect(summary.exitStatus == .stopped)
+            #expect(server.requests.count <= 30, "\(server.requests.count) requests in about 3 s")
+            #expect(summary.counters.retries == summary.counters.requests - 2, "retries are requests beyond each row's first")
+        }
+    }
+
+    @Test func serviceTextIsMadePrintableAndCodesStayCodes() {
+        let hostile = "bad\u{1B}[2J\u{1B}[31mX\nfake line"
+        let verdict = RetryPolicy.classify(
+            .response(status: 400, headers: [], body: Array(#"{"error":{"code":"bad\u001b[2J\nX","message":"\u001b]0;title\u0007\r\nstopped: fine"}}"#.utf8), latencyMs: 1),
+            deployment: "d", url: "u"
+        )
+        guard case .permanent(let error) = verdict else { Issue.record("expected a permanent error"); return }
+        #expect(!error.message.unicodeScalars.contains { $0.properties.generalCategory == .control })
+        #expect(error.code == "bad2JX")
+        #expect(ServiceText.printable(hostile, limit: 5) == "bad [...")
+        #expect(ServiceText.code(String(repeating: "c", count: 1000))?.count == 64)
+        #expect(RetryPolicy.classify(.tooLarge(limit: 1 << 26, latencyMs: 1), deployment: "d", url: "u") == .permanent(RowError(code: "response_too_large", message: "the answer was larger than 64 MiB")))
+    }
+
     @Test func anOddUsageBlockDoesNotTurnTheBodyIntoText() {
         let body = ServiceBody.decode(Array(#"{"choices":[],"usage":{"prompt_tokens":1.5,"completion_tokens":"x"}}"#.utf8))
         #expect(body != nil)

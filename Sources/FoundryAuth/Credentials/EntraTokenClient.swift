@@ -45,7 +45,7 @@ struct EntraTokenClient: Sendable {
     /// Turns Entra's error answer into a message that names the cause and the fix.
     func explain(status: Int, _ object: [String: Any]) -> AuthError {
         let code = (object["error_codes"] as? [Int])?.first
-        let description = (object["error_description"] as? String).map(Self.firstSentence) ?? "HTTP \(status)"
+        let description = (object["error_description"] as? String).map { ServiceText.printable(Self.firstSentence($0), limit: 500) } ?? "HTTP \(status)"
         let app = "app \(clientID)"
         let message: String
         switch code {
@@ -64,7 +64,7 @@ struct EntraTokenClient: Sendable {
         case 700211, 700212, 700213, 700222:
             message = "Entra refused the federated token of \(app) (AADSTS\(code ?? 0)): \(description) Check the app's federated credential (issuer, subject, audience api://AzureADTokenExchange)."
         default:
-            let error = object["error"] as? String ?? "HTTP \(status)"
+            let error = (object["error"] as? String).flatMap(ServiceText.code) ?? "HTTP \(status)"
             message = "Entra ID refused the sign-in of \(app) (\(error)\(code.map { ", AADSTS\($0)" } ?? "")): \(description)"
         }
         return AuthError(status >= 500 ? .network : .rejected, credential: credential, message, aadsts: code)

@@ -74,7 +74,7 @@ public struct ManagedIdentityCredential: TokenCredential, CustomStringConvertibl
             guard status == 200 else {
                 throw AuthError(
                     status == 400 || status == 401 || status == 403 ? .rejected : .network, credential: "managed-identity",
-                    "the managed identity endpoint answered \(status): \(object["message"] ?? object["error_description"] ?? "no detail"). Check that this app has a managed identity\(clientID.map { " with client id \($0)" } ?? "")."
+                    "the managed identity endpoint answered \(status): \(ServiceText.printable("\(object["message"] ?? object["error_description"] ?? "no detail")", limit: 500)). Check that this app has a managed identity\(clientID.map { " with client id \($0)" } ?? "")."
                 )
             }
             return try token(from: object)
@@ -94,7 +94,7 @@ public struct ManagedIdentityCredential: TokenCredential, CustomStringConvertibl
                 // for: the Azure SDKs take that as "not available here", and the default
                 // chain goes on to the Azure CLI.
                 if status == 400 {
-                    let detail = object["error_description"] as? String ?? "identity not found"
+                    let detail = ServiceText.printable(object["error_description"] as? String ?? "identity not found", limit: 500)
                     throw AuthError(
                         .unavailable, credential: "managed-identity",
                         "IMDS at \(host) has no managed identity for this machine\(clientID.map { " with client id \($0)" } ?? "") (400: \(detail)). Assign one to the VM, or use another credential."
@@ -103,7 +103,7 @@ public struct ManagedIdentityCredential: TokenCredential, CustomStringConvertibl
                 // IMDS documents these as passing: identity not yet ready (404, 410), throttled (429), 5xx.
                 let passing = status == 404 || status == 410 || status == 429 || status >= 500
                 if !passing || attempt == retryAttempts {
-                    let detail = object["error_description"] as? String ?? "HTTP \(status)"
+                    let detail = ServiceText.printable(object["error_description"] as? String ?? "HTTP \(status)", limit: 500)
                     throw AuthError(
                         status == 400 ? .rejected : .network, credential: "managed-identity",
                         "IMDS refused the token request (\(status)): \(detail). Check the identity is assigned to this machine\(clientID.map { " (client id \($0))" } ?? "")."

@@ -43,7 +43,7 @@ struct RequestBuilder {
         }
         for key in tokenCapKeys {
             guard let value = body[key], case .number(let text) = value else { continue }
-            guard let cap = value.intValue, (0...maxTokenCap).contains(cap) else {
+            guard let number = Double(text), number.rounded() == number, let cap = value.intValue, (0...maxTokenCap).contains(cap) else {
                 return "\"\(key)\": \(text) is not a whole number from 0 to \(maxTokenCap)"
             }
         }

@@ -52,12 +52,18 @@ public enum BatchRun {
         let started = Date()
         try context.paths.checkWritable()
         let runner = Runner(job: context.job, queue: context.queue, http: http, target: target, options: options, control: control, logger: logger)
-        let (counters, stop): (RunCounters, StopReason?)
-        let export: ExportReport
+        let counters: RunCounters
+        var stop: StopReason?
+        var export = ExportReport(output: context.paths.output, errors: context.paths.errors)
         let counts: QueueCounts
         do {
             (counters, stop) = try await runner.run()
-            export = try context.export()
+            do {
+                export = try context.export()
+            } catch let error as StorageError {
+                // The answers are in the state database; the summary still tells what was sent.
+                stop = .storageFailed(error.afterSending())
+            }
             counts = try await context.queue.counts().job
         } catch let error as StorageError {
             throw error.afterSending()

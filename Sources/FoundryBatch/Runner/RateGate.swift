@@ -107,7 +107,10 @@ public actor RateGate {
         if current >= pausedUntil { throttleRounds += 1 }
         let since = throttledSince ?? current
         throttledSince = since
-        let wait = serverDelay ?? RetryPolicy.backoff(attempt: throttleRounds)
+        var wait = serverDelay ?? RetryPolicy.backoff(attempt: throttleRounds)
+        // A Retry-After of 0 (or a date in the past) that keeps meeting 429s is no pacing at
+        // all: from the third round without a success, wait at least the growing back-off.
+        if serverDelay != nil, throttleRounds >= 3 { wait = max(wait, RetryPolicy.backoff(attempt: throttleRounds - 2)) }
         return Throttle(wait: wait, throttledFor: current.timeIntervalSince(since))
     }
 

@@ -92,10 +92,11 @@ actor RunState {
         }
     }
 
-    func countRequest() { counters.requests += 1 }
-
-    func countRetry(throttled: Bool) {
-        counters.retries += 1
-        if throttled { counters.throttled += 1 }
+    /// Counts a request as it leaves; a retry when `retry` or when `seq` was throttled before.
+    func countRequest(seq: Int64, retry: Bool) {
+        counters.requests += 1
+        if retry || throttledSince[seq] != nil { counters.retries += 1 }
     }
+
+    func countThrottled() { counters.throttled += 1 }
 }

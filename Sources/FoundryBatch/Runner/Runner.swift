@@ -175,12 +175,15 @@ public final class Runner: Sendable {
                 throw FatalCondition("cannot get an Entra ID token: \(error.description)")
             }
         }
+        // A retry is a request beyond the row's first: counted when it is sent, so a try
+        // that gave up or a retry the run never sent (it stopped) is not one.
+        await state.countRequest(seq: row.seq, retry: refreshed || row.attempts > 0)
         let (answer, clientRequestID) = await transport.send(row, bearer: bearer?.token)
         if Task.isCancelled { throw CancellationError() }
-        await state.countRequest()
         let url = target.url(api: row.api, deployment: row.deployment)
-        let verdict = RetryPolicy.classify(answer, deployment: row.deployment, url: url)
-        let record = Self.record(answer, clientRequestID: clientRequestID)
+        let decoded = answer.body.map(ServiceBody.decode)
+        let verdict = RetryPolicy.classify(answer, decoded: decoded, deployment: row.deployment, url: url)
+        let record = Self.record(answer, decoded: decoded ?? nil, clientRequestID: clientRequestID)
         let now = Date()
         let maxWait = job.limits.maxRetryWait
         func commit(_ outcome: RowOutcome) -> Step { .commit(outcome, clientRequestID: clientRequestID) }
@@ -192,12 +195,12 @@ public final class Runner: Sendable {
             )
             return (commit(.succeeded(record.response)), left)
         case .retry(let delay, let error, throttled: true):
-            var throttle = await gate.throttle(serverDelay: delay, now: now)
-            if delay != nil, throttle.wait > maxWait {
+            if let delay, delay > maxWait {
                 throw FatalCondition(
-                    "the service asks to wait \(Bounded.int(throttle.wait)) s before the next request (HTTP 429: \(error.message)), more than limits.max_retry_wait (\(Bounded.int(maxWait)) s): the quota is exhausted. Run the job again after \(Self.clockTime(now.addingTimeInterval(throttle.wait)))."
+                    "the service asks to wait \(Bounded.int(delay)) s before the next request (HTTP 429: \(error.message)), more than limits.max_retry_wait (\(Bounded.int(maxWait)) s): the quota is exhausted. Run the job again after \(Self.clockTime(now.addingTimeInterval(delay)))."
                 )
             }
+            var throttle = await gate.throttle(serverDelay: delay, now: now)
             if throttle.throttledFor > maxWait {
                 throw FatalCondition(
                     "the service has answered nothing but 429 (\(error.code)) for \(Bounded.int(throttle.throttledFor)) s, longer than limits.max_retry_wait (\(Bounded.int(maxWait)) s): its quota is used up or it is overloaded. Run the job again later."
@@ -212,7 +215,7 @@ public final class Runner: Sendable {
                     "throttled (HTTP 429) for \(Bounded.int(rowThrottled)) s without an answer, longer than \(Int(Self.rowThrottleFactor)) x limits.max_retry_wait: \(error.message)"
                 return (commit(.failed(error: final, response: record?.response)), .throttled(retryAfter: throttle.wait))
             }
-            await state.countRetry(throttled: true)
+            await state.countThrottled()
             // A 429 paces the whole job, not this row: it does not use up the row's attempts.
             let outcome = RowOutcome.retry(at: now.addingTimeInterval(throttle.wait), error: error, response: record?.response, countsAsAttempt: false)
             return (commit(outcome), .throttled(retryAfter: throttle.wait))
@@ -227,7 +230,6 @@ public final class Runner: Sendable {
                 final.message = "gave up after \(row.attempts + 1) attempts: \(error.message)"
                 return (commit(.failed(error: final, response: record?.response)), .other)
             }
-            await state.countRetry(throttled: false)
             let wait = delay ?? RetryPolicy.backoff(attempt: row.attempts + 1)
             return (commit(.retry(at: now.addingTimeInterval(wait), error: error, response: record?.response)), .other)
         case .permanent(let error):
@@ -259,10 +261,9 @@ public final class Runner: Sendable {
     }
 
     /// Keeps an answer with its row: the body as valid JSON, usage, ids and rate headers.
-    static func record(_ answer: ServiceAnswer, clientRequestID: String) -> Recorded? {
+    static func record(_ answer: ServiceAnswer, decoded: ServiceBody?, clientRequestID: String) -> Recorded? {
         guard case .response(let status, let headers, let bytes, let latency) = answer else { return nil }
         func header(_ name: String) -> String? { headers.value(of: name) }
-        let decoded = ServiceBody.decode(bytes)
         let body = decoded != nil ? ServiceBody.compactText(bytes) : JSONValue.string(String(decoding: bytes.prefix(65536), as: UTF8.self)).jsonText
         let usage = decoded?.usage
         let response = ResponseRecord(

@@ -63,7 +63,7 @@ public struct HTTPTransport: Sendable {
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             return (.timedOut(latencyMs: elapsed()), clientRequestID)
         } catch is NIOTooManyBytesError {
-            return (.connectionFailed(reason: "the answer was larger than \(Self.maxResponseBytes >> 20) MiB", latencyMs: elapsed()), clientRequestID)
+            return (.tooLarge(limit: Self.maxResponseBytes, latencyMs: elapsed()), clientRequestID)
         } catch {
             return (.connectionFailed(reason: Self.describe(error), latencyMs: elapsed()), clientRequestID)
         }

@@ -24,7 +24,12 @@ public enum RetryPolicy {
     }
 
     /// Classifies one answer. `deployment` and `url` only shape messages.
-    public static func classify(_ answer: ServiceAnswer, deployment: String, url: String, now: Date = Date()) -> Verdict {
+    ///
+    /// - Parameter decoded: the answer's body as ``ServiceBody/decode(_:)`` read it, when the
+    ///   caller has it already (the runner decodes each body once); nil decodes here.
+    public static func classify(
+        _ answer: ServiceAnswer, decoded: ServiceBody?? = nil, deployment: String, url: String, now: Date = Date()
+    ) -> Verdict {
         switch answer {
         case .timedOut:
             return .retry(delay: nil, error: RowError(code: "timeout", message: "no answer within limits.timeout"), throttled: false)
@@ -32,17 +37,30 @@ public enum RetryPolicy {
             return .retry(delay: nil, error: RowError(code: "connection_error", message: reason), throttled: false)
         case .refused(let reason):
             return .fatal(FatalCondition("\(reason)\nCheck endpoint: in the job file."))
+        case .tooLarge(let limit, _):
+            return .permanent(RowError(code: "response_too_large", message: "the answer was larger than \(limit >> 20) MiB"))
         case .response(let status, let headers, let bytes, _):
-            if (200..<300).contains(status) { return .success }
+            let body = decoded ?? ServiceBody.decode(bytes)
+            if (200..<300).contains(status) {
+                if body != nil { return .success }
+                // A 2xx that is not a JSON object (HTML from a proxy, a body cut short by a
+                // wrong Content-Length, an empty answer) is no answer: try again.
+                let text = ServiceText.printable(String(decoding: bytes.prefix(200), as: UTF8.self), limit: 120)
+                return .retry(
+                    delay: nil,
+                    error: RowError(code: "invalid_response", message: "HTTP \(status) with a body that is not a JSON object: \(text.isEmpty ? "(empty)" : text)", statusCode: status),
+                    throttled: false
+                )
+            }
             if (300..<400).contains(status) {
                 let message = TransportSecurity.redirectRefusal(status: status, location: headers.value(of: "location"), what: "the service")
                 return .permanent(RowError(code: "redirected", message: message, statusCode: status))
             }
-            let body = ServiceBody.decode(bytes)
             let text = String(decoding: bytes.prefix(4096), as: UTF8.self)
             let detail = body?.error
-            let message = detail?.message ?? (text.isEmpty ? "HTTP \(status)" : String(text.prefix(500)))
-            let code = detail?.code
+            // The service's words reach a terminal: no control characters, and a bounded length.
+            let message = ServiceText.printable(detail?.message ?? (text.isEmpty ? "HTTP \(status)" : text), limit: 1000)
+            let code = detail?.code.flatMap(ServiceText.code)
             let delay = RetryAfter.delay(headers: headers, body: detail?.message ?? text, now: now)
             let shouldRetry = headers.value(of: "x-should-retry")?.lowercased()
 

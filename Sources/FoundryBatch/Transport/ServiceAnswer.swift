@@ -1,3 +1,4 @@
+import FoundryAuth
 import Foundation
 
 /// What one try of a row produced on the wire.
@@ -8,6 +9,16 @@ public enum ServiceAnswer: Sendable {
     case connectionFailed(reason: String, latencyMs: Double)
     /// Not sent: the request would have carried a credential where none may go.
     case refused(reason: String)
+    /// The answer was larger than `limit` bytes; it is not read further.
+    case tooLarge(limit: Int, latencyMs: Double)
+}
+
+extension ServiceAnswer {
+    /// The body of an answer that came back, nil for a try without one.
+    public var body: [UInt8]? {
+        if case .response(_, _, let body, _) = self { return body }
+        return nil
+    }
 }
 
 /// The `usage` block of a chat, responses or embeddings answer.
@@ -82,14 +93,18 @@ public struct ServiceBody: Decodable, Sendable {
         try? JSONDecoder().decode(ServiceBody.self, from: Data(bytes))
     }
 
-    /// A JSON body as one line of text, for the results file: a pretty-printed answer
-    /// (OpenAI's API indents its JSON) would otherwise split an output line in many.
+    /// A JSON body as one line of valid JSON text, for the state database and the results file.
     ///
-    /// JSON strings cannot hold a raw line break, so a body without one is kept byte for
-    /// byte; one with line breaks is parsed and written compact, key order and number text kept.
+    /// A body with no byte below 0x20 and no BOM is kept byte for byte: the decoder
+    /// accepted it, and JSON strings cannot hold a raw control character, so it is one line
+    /// already. Any other (pretty-printed, a BOM in front, a raw tab or NUL in a string) is
+    /// parsed strictly and written compact, key order and number text kept; what the strict
+    /// parser refuses is kept as a JSON string.
     public static func compactText(_ bytes: [UInt8]) -> String {
-        guard bytes.contains(0x0A) || bytes.contains(0x0D) else { return String(decoding: bytes, as: UTF8.self) }
-        if let value = try? JSONParser.parse(bytes[...]) { return value.jsonText }
+        let bom: [UInt8] = [0xEF, 0xBB, 0xBF]
+        let hasBOM = bytes.starts(with: bom)
+        guard hasBOM || bytes.contains(where: { $0 < 0x20 }) else { return String(decoding: bytes, as: UTF8.self) }
+        if let value = try? JSONParser.parse(bytes.dropFirst(hasBOM ? 3 : 0)) { return value.jsonText }
         return JSONValue.string(String(decoding: bytes.prefix(65536), as: UTF8.self)).jsonText
     }
 }

@@ -189,6 +189,25 @@ import Testing
         }
     }
 
+    @Test func aRowThrottledForLongWhileOthersSucceedFailsWithThe429sCode() async throws {
+        // One request is always refused (too large for what is left of the quota, say) while
+        // the rest are answered: that row ends failed instead of circling for ever.
+        let fixture = try Fixture(yaml: "limits: {max_retry_wait: 0.5}")
+        _ = try fixture.load(prompts(1) + "\n" + (2...40).map { "{\"id\": \"p\($0)\", \"prompt\": \"Question \($0)\"}" }.joined(separator: "\n"))
+        try await ScriptedServer.withRunning({ request, _ in
+            request.bodyText.contains("Question 1\"")
+                ? [.send(ScriptedServer.json(status: 429, #"{"error":{"code":"tokens_exceeded","message":"too large"}}"#))]
+                : [.pause(seconds: 0.2), .send(ScriptedServer.json(Self.ok))]
+        }) { server in
+            let summary = try await run(fixture, baseURL: server.baseURL, concurrency: 2)
+            #expect(summary.exitStatus == .rowsFailed)
+            #expect(summary.counts.succeeded == 39 && summary.counts.failed == 1)
+            let failed = fixture.directory.jsonLines("out/test.errors.jsonl").first
+            #expect(failed?["custom_id"]?.stringValue == "p1")
+            #expect(failed?["error"]?["code"]?.stringValue == "tokens_exceeded")
+        }
+    }
+
     @Test func insufficientQuotaIsFatalAndNotARateLimit() async throws {
         let fixture = try Fixture()
         _ = try fixture.load(prompts(4))

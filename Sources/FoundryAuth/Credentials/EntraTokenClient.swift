@@ -101,7 +101,7 @@ enum HTTPJSON {
         do {
             // One deadline for the head and the body: a server that stalls after its
             // headers must not hold the run.
-            answer = try await withDeadline(seconds: Double(timeout.nanoseconds) / 1e9) {
+            answer = try await withDeadline(seconds: Double(timeout.nanoseconds) / 1e9, on: http.eventLoopGroup.any()) {
                 let response = try await http.execute(request, timeout: timeout)
                 let body = try await response.body.collect(upTo: 1 << 20)
                 return (Int(response.status.code), response.headers.first(name: "location"), Data(body.readableBytesView))

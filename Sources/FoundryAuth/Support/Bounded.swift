@@ -55,17 +55,26 @@ public struct DeadlineExceeded: Error, Sendable {
 ///
 /// One deadline covers the whole exchange: the request, the answer's head, and its body.
 /// AsyncHTTPClient's own deadline ends at the head, so a server that sends headers and then
-/// stalls would otherwise hold the caller forever.
+/// stalls (or drips a byte at a time) would otherwise hold the caller forever.
+///
+/// The timer is scheduled on `eventLoop` (the HTTP client's), which is much cheaper per
+/// request than a sleeping task, and is cancelled as soon as `body` returns.
 ///
 /// - Throws: ``DeadlineExceeded`` when time runs out; whatever `body` throws otherwise.
-public func withDeadline<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
+public func withDeadline<T: Sendable>(
+    seconds: Double, on eventLoop: any EventLoop, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let timer = eventLoop.scheduleTask(in: Bounded.timeAmount(seconds: seconds)) {}
+    return try await withThrowingTaskGroup(of: T.self) { group in
         group.addTask { try await body() }
         group.addTask {
-            try await Task.sleep(for: Bounded.duration(seconds: seconds))
+            try await timer.futureResult.get()
             throw DeadlineExceeded()
         }
-        defer { group.cancelAll() }
+        defer {
+            timer.cancel()
+            group.cancelAll()
+        }
         guard let first = try await group.next() else { throw DeadlineExceeded() }
         return first
     }

@@ -271,7 +271,7 @@ public final class Runner: Sendable {
             body: body, promptTokens: usage?.promptTokens, completionTokens: usage?.completionTokens,
             totalTokens: usage?.totalTokens ?? usage.map { Bounded.add($0.promptTokens ?? 0, $0.completionTokens ?? 0) }, latencyMs: latency
         )
-        func count(_ name: String) -> Int? { header(name).flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+        func count(_ name: String) -> Int? { header(name).flatMap { Int($0.utf8.split(separator: 0x20).first.map { Substring($0) } ?? "") } }
         return Recorded(response: response, remaining: (count("x-ratelimit-remaining-requests"), count("x-ratelimit-remaining-tokens")))
     }
 

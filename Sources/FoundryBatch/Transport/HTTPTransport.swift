@@ -52,7 +52,7 @@ public struct HTTPTransport: Sendable {
         }
         let http = self.http, timeout = self.timeout, prepared = request
         do {
-            let (status, headers, body) = try await withDeadline(seconds: timeout) {
+            let (status, headers, body) = try await withDeadline(seconds: timeout, on: http.eventLoopGroup.any()) {
                 let response = try await http.execute(prepared, timeout: Bounded.timeAmount(seconds: timeout))
                 let body = try await response.body.collect(upTo: Self.maxResponseBytes)
                 return (Int(response.status.code), response.headers.map { ($0.name, $0.value) }, Array(body.readableBytesView))

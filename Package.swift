@@ -47,6 +47,8 @@ let package = Package(
             name: "FoundryBatch",
             dependencies: [
                 "FoundryAuth",
+                // The job session starts the in-process emulator for `endpoint: emulator`.
+                "FoundryEmulator",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),

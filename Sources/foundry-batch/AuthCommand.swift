@@ -1,6 +1,4 @@
 import ArgumentParser
-import AsyncHTTPClient
-import FoundryAuth
 import FoundryBatch
 import Foundation
 
@@ -15,23 +13,9 @@ struct AuthCommand: AsyncParsableCommand {
     var job: String
 
     func run() async throws {
-        let jobFile = try JobFile.load(path: job)
-        let http = HTTPClient.forRun(concurrency: 1)
-        do {
-            let endpoint = try await ServiceEndpoint.open(job: jobFile, http: http)
-            let description: String
-            do {
-                description = try await AuthReport.describe(endpoint.target)
-            } catch {
-                await endpoint.close()
-                throw error
-            }
-            await endpoint.close()
-            try? await http.shutdown()
-            print(description)
-        } catch {
-            try? await http.shutdown()
-            throw error
+        let description = try await JobSession.with(job: try JobFile.load(path: job), concurrency: 1) { session in
+            try await AuthReport.describe(session.target)
         }
+        print(description)
     }
 }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import AsyncHTTPClient
 import FoundryBatch
 import Foundation
 import UnixSignals
@@ -97,22 +96,8 @@ struct RunCommand: AsyncParsableCommand {
         if let maxAttempts { runOptions.maxAttempts = maxAttempts }
         runOptions.progress = noProgress ? .none : (Terminal.isInteractive ? .terminal : .log)
 
-        let http = HTTPClient.forRun(concurrency: runOptions.concurrency)
-        let summary: RunSummary
-        do {
-            let endpoint = try await ServiceEndpoint.open(job: context.job, http: http)
-            do {
-                summary = try await BatchRun.execute(context: context, target: endpoint.target, http: http, options: runOptions, control: control)
-                await endpoint.close()
-            } catch {
-                await endpoint.close()
-                throw error
-            }
-        } catch {
-            try? await http.shutdown()
-            throw error
+        return try await JobSession.with(job: context.job, concurrency: runOptions.concurrency) { session in
+            try await BatchRun.execute(context: context, session: session, options: runOptions, control: control)
         }
-        try? await http.shutdown()
-        return summary
     }
 }

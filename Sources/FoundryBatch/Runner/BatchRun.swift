@@ -46,6 +46,14 @@ extension ServiceTarget {
 /// `run`: load the inputs, process every pending row, export, and summarise.
 public enum BatchRun {
     public static func execute(
+        context: JobContext, session: JobSession, options: RunOptions, control: RunControl,
+        logger: Logger = Logger(label: "foundry-batch.run")
+    ) async throws -> RunSummary {
+        try await execute(context: context, target: session.target, http: session.http, options: options, control: control, logger: logger)
+    }
+
+    /// ``execute(context:session:options:control:logger:)`` with a target and client of the caller's.
+    public static func execute(
         context: JobContext, target: ServiceTarget, http: HTTPClient, options: RunOptions, control: RunControl,
         logger: Logger = Logger(label: "foundry-batch.run")
     ) async throws -> RunSummary {

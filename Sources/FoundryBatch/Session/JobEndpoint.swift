@@ -1,6 +1,5 @@
 import AsyncHTTPClient
 import FoundryAuth
-import FoundryBatch
 import FoundryEmulator
 import Foundation
 
@@ -8,8 +7,8 @@ import Foundation
 /// for `endpoint: emulator`, with a credential of the job's `auth:` kind made up for it.
 ///
 /// Nothing made up here (secret, key, certificate) is printed or stored; temporary files
-/// are removed by ``close()``.
-final class ServiceEndpoint {
+/// are removed by ``close()``. Opened and closed by ``JobSession``.
+final class ServiceEndpoint: Sendable {
     let target: ServiceTarget
     let emulator: Emulator?
     let temporaryFiles: [String]

@@ -17,53 +17,33 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Option(help: "The port to listen on (0 picks a free one).")
     var port = 8089
 
-    @Option(help: "Requests per minute per deployment (counted over 10 s windows).")
-    var rpm: Int?
+    @Option(help: "Requests per minute per deployment (counted over 10 s windows).") var rpm: Int?
+    @Option(help: "Tokens per minute per deployment (prompt estimate + max_tokens, charged up front).") var tpm: Int?
+    @Option(help: "Lifetime of issued tokens, seconds (default 3600).") var tokenTtl: Double?
+    @Option(help: "Latency added to every answer, milliseconds.") var latencyMs: Double?
+    @Option(help: "Random extra latency, up to this many milliseconds.") var latencyJitterMs: Double?
+    @Option(help: "Share of requests answered 500 or 503 (0...1).") var faultRate: Double?
+    @Option(help: "Share of requests answered 429 (0...1).") var throttleRate: Double?
+    @Option(help: "The Retry-After of those 429s, seconds (default 0.5).") var throttleSeconds: Double?
+    @Option(help: "Share of requests whose connection is dropped (0...1).") var dropRate: Double?
+    @Option(help: "Share of requests answered only after --slow-seconds (0...1).") var slowRate: Double?
+    @Option(help: "How slow a slow answer is, seconds (default 30).") var slowSeconds: Double?
+    @Option(help: "Answer every request 429 with this Retry-After, seconds (quota exhausted).") var retryAfter: Double?
+    @Option(help: "Prompts containing this text are refused by the content filter (default BLOCKME).") var contentFilterPhrase: String?
+    @Option(help: "Seed of the fault dice.") var seed: UInt64?
 
-    @Option(help: "Tokens per minute per deployment (prompt estimate + max_tokens, charged up front).")
-    var tpm: Int?
-
-    @Option(help: "Lifetime of issued tokens, seconds.")
-    var tokenTtl: Double = 3600
-
-    @Option(help: "Latency added to every answer, milliseconds.")
-    var latencyMs: Double = 0
-
-    @Option(help: "Random extra latency, up to this many milliseconds.")
-    var latencyJitterMs: Double = 0
-
-    @Option(help: "Share of requests answered 500 or 503 (0...1).")
-    var faultRate: Double = 0
-
-    @Option(help: "Share of requests answered 429 with a 0.5 s Retry-After (0...1).")
-    var throttleRate: Double = 0
-
-    @Option(help: "Share of requests whose connection is dropped (0...1).")
-    var dropRate: Double = 0
-
-    @Option(help: "Share of requests answered only after --slow-seconds (0...1).")
-    var slowRate: Double = 0
-
-    @Option(help: "How slow a slow answer is, seconds.")
-    var slowSeconds: Double = 30
-
-    @Option(help: "Answer every request 429 with this Retry-After, seconds (quota exhausted).")
-    var retryAfter: Double?
-
-    @Option(help: "Seed of the fault dice.")
-    var seed: UInt64 = 42
+    /// The options as the one settings type the job file's `emulator:` block also fills.
+    var settings: EmulatorSettings {
+        var settings = EmulatorSettings()
+        (settings.rpm, settings.tpm, settings.tokenTTL, settings.latencyMs, settings.latencyJitterMs) = (rpm, tpm, tokenTtl, latencyMs, latencyJitterMs)
+        (settings.faultRate, settings.throttleRate, settings.throttleSeconds, settings.dropRate) = (faultRate, throttleRate, throttleSeconds, dropRate)
+        (settings.slowRate, settings.slowSeconds, settings.retryAfter) = (slowRate, slowSeconds, retryAfter)
+        (settings.contentFilterPhrase, settings.seed) = (contentFilterPhrase, seed)
+        return settings
+    }
 
     func validate() throws {
-        for (name, rate) in [("--fault-rate", faultRate), ("--drop-rate", dropRate), ("--slow-rate", slowRate), ("--throttle-rate", throttleRate)] where !(0...1).contains(rate) {
-            throw ValidationError("\(name) is a share between 0 and 1")
-        }
-        let durations: [(String, Double?, Double)] = [
-            ("--token-ttl", tokenTtl, 86_400), ("--latency-ms", latencyMs, 600_000), ("--latency-jitter-ms", latencyJitterMs, 600_000),
-            ("--slow-seconds", slowSeconds, 86_400), ("--retry-after", retryAfter, 86_400),
-        ]
-        for (name, value, maximum) in durations {
-            if let value, !(0...maximum).contains(value) { throw ValidationError("\(name) must be a number from 0 to \(Int(maximum))") }
-        }
+        if let (knob, message) = settings.problem { throw ValidationError("\(knob.option) \(message)") }
     }
 
     func run() async throws {
@@ -72,18 +52,7 @@ struct EmulatorCommand: AsyncParsableCommand {
         configuration.port = port
         if let key = environment["AZURE_OPENAI_API_KEY"] { configuration.apiKeys = [key] }
         if let header = environment["IDENTITY_HEADER"] { configuration.identityHeader = header }
-        configuration.requestsPerMinute = rpm
-        configuration.tokensPerMinute = tpm
-        configuration.tokenTTL = tokenTtl
-        configuration.latencyMs = latencyMs
-        configuration.latencyJitterMs = latencyJitterMs
-        configuration.faultRate = faultRate
-        configuration.throttleRate = throttleRate
-        configuration.dropRate = dropRate
-        configuration.slowRate = slowRate
-        configuration.slowSeconds = slowSeconds
-        configuration.fixedRetryAfter = retryAfter
-        configuration.seed = seed
+        configuration.apply(settings)
         let emulator = try await Emulator.start(configuration)
         print(
             """

@@ -1,4 +1,5 @@
 import FoundryAuth
+import FoundryEmulator
 import Foundation
 import Testing
 @testable import FoundryBatch

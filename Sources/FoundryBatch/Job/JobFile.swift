@@ -1,4 +1,5 @@
 import FoundryAuth
+import FoundryEmulator
 import Foundation
 
 /// A job file as the user wrote it: what to send, where, with which credential and limits.
@@ -87,22 +88,9 @@ public struct JobFile: Sendable {
         }
     }
 
-    /// Knobs of the in-process emulator, for `endpoint: emulator`.
-    public struct EmulatorSettings: Sendable, Equatable {
-        public var tokenTTL: Double?
-        public var rpm: Int?
-        public var tpm: Int?
-        public var latencyMs: Double?
-        public var latencyJitterMs: Double?
-        public var faultRate: Double?
-        public var throttleRate: Double?
-        public var dropRate: Double?
-        public var slowRate: Double?
-        public var retryAfter: Double?
-        public var contentFilterPhrase: String?
-        public var seed: UInt64?
-        public init() {}
-    }
+    /// Knobs of the in-process emulator, for `endpoint: emulator`: the emulator's own type,
+    /// which the `emulator` command's options fill too.
+    public typealias EmulatorSettings = FoundryEmulator.EmulatorSettings
 
     /// The job file's own path, absolute.
     public var path: String

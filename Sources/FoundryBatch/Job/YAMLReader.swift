@@ -1,4 +1,5 @@
 import Foundation
+import FoundryEmulator
 import Yams
 
 /// Walks a composed YAML document into a `JobFile`, naming file, line and key on every error.
@@ -18,10 +19,7 @@ struct YAMLReader {
     ]
     static let variantKeys: Set<String> = ["name", "deployment", "request"]
     static let priceKeys: Set<String> = ["prompt_per_1k", "completion_per_1k"]
-    static let emulatorKeys: Set<String> = [
-        "token_ttl", "rpm", "tpm", "latency_ms", "latency_jitter_ms", "fault_rate", "throttle_rate", "drop_rate", "slow_rate",
-        "retry_after", "content_filter_phrase", "seed",
-    ]
+    static let emulatorKeys = EmulatorSettings.keys
 
     func error(_ node: Node?, _ key: String?, _ message: String) -> JobFileError {
         JobFileError(file: file, line: node?.mark?.line, key: key, message: message)
@@ -252,16 +250,15 @@ struct YAMLReader {
         guard case .mapping(let map) = node else { throw error(node, "emulator", "expected a mapping, got a \(kind(node))") }
         let fields = try mapping(map, allowed: Self.emulatorKeys, prefix: "emulator.")
         var settings = JobFile.EmulatorSettings()
-        if let n = fields["token_ttl"] { settings.tokenTTL = try double(n, "emulator.token_ttl", min: 1, max: 86_400) }
-        if let n = fields["rpm"] { settings.rpm = try int(n, "emulator.rpm", min: 1, max: JobFile.Limits.maxPerMinute) }
-        if let n = fields["tpm"] { settings.tpm = try int(n, "emulator.tpm", min: 1, max: JobFile.Limits.maxPerMinute) }
-        if let n = fields["latency_ms"] { settings.latencyMs = try double(n, "emulator.latency_ms", max: 600_000) }
-        if let n = fields["latency_jitter_ms"] { settings.latencyJitterMs = try double(n, "emulator.latency_jitter_ms", max: 600_000) }
-        if let n = fields["fault_rate"] { settings.faultRate = try double(n, "emulator.fault_rate", max: 1) }
-        if let n = fields["drop_rate"] { settings.dropRate = try double(n, "emulator.drop_rate", max: 1) }
-        if let n = fields["throttle_rate"] { settings.throttleRate = try double(n, "emulator.throttle_rate", max: 1) }
-        if let n = fields["slow_rate"] { settings.slowRate = try double(n, "emulator.slow_rate", max: 1) }
-        if let n = fields["retry_after"] { settings.retryAfter = try double(n, "emulator.retry_after", max: 86_400) }
+        for knob in EmulatorSettings.knobs {
+            guard let n = fields[knob.key] else { continue }
+            let key = "emulator." + knob.key
+            let value =
+                knob.wholeNumber
+                ? Double(try int(n, key, min: Int(knob.range.lowerBound), max: Int(knob.range.upperBound)))
+                : try double(n, key, min: knob.range.lowerBound, max: knob.range.upperBound)
+            knob.set(value, in: &settings)
+        }
         if let n = fields["content_filter_phrase"] { settings.contentFilterPhrase = try string(n, "emulator.content_filter_phrase") }
         if let n = fields["seed"] { settings.seed = UInt64(try int(n, "emulator.seed")) }
         return settings

@@ -75,21 +75,3 @@ final class ServiceEndpoint: Sendable {
         for file in temporaryFiles { try? FileManager.default.removeItem(atPath: file) }
     }
 }
-
-extension EmulatorConfiguration {
-    /// Applies the job file's `emulator:` block.
-    mutating func apply(_ settings: JobFile.EmulatorSettings) {
-        if let value = settings.tokenTTL { tokenTTL = value }
-        requestsPerMinute = settings.rpm ?? requestsPerMinute
-        tokensPerMinute = settings.tpm ?? tokensPerMinute
-        if let value = settings.latencyMs { latencyMs = value }
-        if let value = settings.latencyJitterMs { latencyJitterMs = value }
-        if let value = settings.faultRate { faultRate = value }
-        if let value = settings.throttleRate { throttleRate = value }
-        if let value = settings.dropRate { dropRate = value }
-        if let value = settings.slowRate { slowRate = value }
-        fixedRetryAfter = settings.retryAfter ?? fixedRetryAfter
-        if let value = settings.contentFilterPhrase { contentFilterPhrase = value }
-        if let value = settings.seed { seed = value }
-    }
-}

@@ -1,0 +1,118 @@
+import Foundation
+
+/// The emulator's knobs as a user sets them: the job file's `emulator:` block and the
+/// `foundry-batch emulator` command's options are both this one type, so the two cannot
+/// drift apart. A knob left nil keeps the configuration's value.
+public struct EmulatorSettings: Sendable, Equatable {
+    public var tokenTTL: Double?
+    public var rpm: Int?
+    public var tpm: Int?
+    public var latencyMs: Double?
+    public var latencyJitterMs: Double?
+    public var faultRate: Double?
+    public var throttleRate: Double?
+    public var throttleSeconds: Double?
+    public var dropRate: Double?
+    public var slowRate: Double?
+    public var slowSeconds: Double?
+    public var retryAfter: Double?
+    public var contentFilterPhrase: String?
+    public var seed: UInt64?
+
+    public init() {}
+
+    /// A numeric knob: its job-file key (the command's option is the same with dashes) and
+    /// its range; `content_filter_phrase` and `seed` are the others.
+    public enum Knob: String, CaseIterable, Sendable {
+        case tokenTTL = "token_ttl", rpm, tpm, latencyMs = "latency_ms", latencyJitterMs = "latency_jitter_ms"
+        case faultRate = "fault_rate", throttleRate = "throttle_rate", throttleSeconds = "throttle_seconds", dropRate = "drop_rate"
+        case slowRate = "slow_rate", slowSeconds = "slow_seconds", retryAfter = "retry_after"
+
+        public var key: String { rawValue }
+        /// The command-line spelling: `--token-ttl`.
+        public var option: String { "--" + rawValue.replacingOccurrences(of: "_", with: "-") }
+        public var wholeNumber: Bool { self == .rpm || self == .tpm }
+
+        public var range: ClosedRange<Double> {
+            switch self {
+            case .tokenTTL: 1...86_400
+            case .rpm, .tpm: 1...1e12
+            case .latencyMs, .latencyJitterMs: 0...600_000
+            case .faultRate, .throttleRate, .dropRate, .slowRate: 0...1
+            case .throttleSeconds, .slowSeconds, .retryAfter: 0...86_400
+            }
+        }
+
+        public func value(in settings: EmulatorSettings) -> Double? {
+            switch self {
+            case .tokenTTL: settings.tokenTTL
+            case .rpm: settings.rpm.map(Double.init)
+            case .tpm: settings.tpm.map(Double.init)
+            case .latencyMs: settings.latencyMs
+            case .latencyJitterMs: settings.latencyJitterMs
+            case .faultRate: settings.faultRate
+            case .throttleRate: settings.throttleRate
+            case .throttleSeconds: settings.throttleSeconds
+            case .dropRate: settings.dropRate
+            case .slowRate: settings.slowRate
+            case .slowSeconds: settings.slowSeconds
+            case .retryAfter: settings.retryAfter
+            }
+        }
+
+        /// Sets the knob; `value` must be in ``range`` (whole for `rpm` and `tpm`).
+        public func set(_ value: Double, in settings: inout EmulatorSettings) {
+            switch self {
+            case .tokenTTL: settings.tokenTTL = value
+            case .rpm: settings.rpm = Int(value)
+            case .tpm: settings.tpm = Int(value)
+            case .latencyMs: settings.latencyMs = value
+            case .latencyJitterMs: settings.latencyJitterMs = value
+            case .faultRate: settings.faultRate = value
+            case .throttleRate: settings.throttleRate = value
+            case .throttleSeconds: settings.throttleSeconds = value
+            case .dropRate: settings.dropRate = value
+            case .slowRate: settings.slowRate = value
+            case .slowSeconds: settings.slowSeconds = value
+            case .retryAfter: settings.retryAfter = value
+            }
+        }
+    }
+
+    public static var knobs: [Knob] { Knob.allCases }
+
+    /// Every key of the `emulator:` block.
+    public static var keys: Set<String> { Set(knobs.map(\.key) + ["content_filter_phrase", "seed"]) }
+
+    /// The first knob out of its range, with what is wrong; nil when all are fine.
+    public var problem: (knob: Knob, message: String)? {
+        for knob in Self.knobs {
+            guard let value = knob.value(in: self) else { continue }
+            if !value.isFinite || !knob.range.contains(value) {
+                let bound = { (number: Double) in number.rounded() == number && abs(number) < 1e15 ? String(Int(number)) : String(number) }
+                return (knob, "must be a number from \(bound(knob.range.lowerBound)) to \(bound(knob.range.upperBound)), got \(value)")
+            }
+        }
+        return nil
+    }
+}
+
+extension EmulatorConfiguration {
+    /// Applies the knobs that are set.
+    public mutating func apply(_ settings: EmulatorSettings) {
+        if let value = settings.tokenTTL { tokenTTL = value }
+        requestsPerMinute = settings.rpm ?? requestsPerMinute
+        tokensPerMinute = settings.tpm ?? tokensPerMinute
+        if let value = settings.latencyMs { latencyMs = value }
+        if let value = settings.latencyJitterMs { latencyJitterMs = value }
+        if let value = settings.faultRate { faultRate = value }
+        if let value = settings.throttleRate { throttleRate = value }
+        if let value = settings.throttleSeconds { throttleSeconds = value }
+        if let value = settings.dropRate { dropRate = value }
+        if let value = settings.slowRate { slowRate = value }
+        if let value = settings.slowSeconds { slowSeconds = value }
+        fixedRetryAfter = settings.retryAfter ?? fixedRetryAfter
+        if let value = settings.contentFilterPhrase { contentFilterPhrase = value }
+        if let value = settings.seed { seed = value }
+    }
+}

@@ -413,4 +413,98 @@ import Testing
         #expect(Bounded.int(huge.expiresOn.timeIntervalSinceNow) > 0, "a huge lifetime is clamped, and dates built from it hold")
         }
     }
+
+    // MARK: Second review
+
+    @Test func aKeyThatCannotGoInAHeaderStopsTheRunWithoutQuotingIt() async throws {
+        let fixture = try Fixture(yaml: "auth: api-key")
+        let http = HTTPClient.forRun(concurrency: 1)
+        defer { Task { try? await http.shutdown() } }
+        do {
+            _ = try ServiceTarget.resolve(
+                job: fixture.job, baseURL: "https://r.example", environment: CredentialEnvironment(["AZURE_OPENAI_API_KEY": "s3cr3t\u{01}KEY"]), http: http
+            )
+            Issue.record("a key with a control character was accepted")
+        } catch let error as FatalCondition {
+            #expect(!error.message.contains("s3cr3t"))
+            #expect(error.exitStatus == .stopped)
+        }
+    }
+
+    @Test(arguments: [#"{"access_token":"tok\r\nX-Injected: 1","expires_in":3600}"#, #"{"access_token":"","expires_in":3600}"#, #"{"access_token":"tok","expires_on":"1"}"#])
+    func anIdentityEndpointsUnusableTokenIsRefusedWithoutQuotingIt(body: String) async throws {
+        try await withClient { http in
+            try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.json(body))] }) { server in
+                let credential = ManagedIdentityCredential(source: .appService(endpoint: server.baseURL + "/msi/token", header: "h"), clientID: nil, http: http)
+                do throws(AuthError) {
+                    _ = try await credential.getToken(scope: cognitiveServicesScope)
+                    Issue.record("an unusable token was accepted")
+                } catch {
+                    #expect(!error.description.contains("X-Injected"))
+                }
+            }
+        }
+    }
+
+    @Test(arguments: [#"{"x":01}"#, #"{"x":1.}"#, #"{"x":"\q"}"#, #"{"a":1,}"#, #"{"x":[1,]}"#])
+    func aBodyThatOnlyALenientParserAcceptsIsNoAnswer(body: String) async throws {
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(1))
+        try await ScriptedServer.withRunning({ _, index in
+            index == 0
+                ? [.send(ScriptedServer.json(status: 400, #"{"error":{"code":"content_filter","message":"x",},"n":01}"#))]
+                : [.send(ScriptedServer.json(body))]
+        }) { server in
+            let first = try await run(fixture, baseURL: server.baseURL, maxAttempts: 1)
+            #expect(first.counts.failed == 1)
+            let errors = fixture.directory.read("out/test.errors.jsonl").split(separator: "\n")
+            #expect(errors.count == 1 && errors.allSatisfy { (try? JSONParser.parse(String($0))) != nil }, "an invalid error body is kept as a string")
+            _ = try await fixture.queue.requeueFailed(RequeueFilter())
+            let second = try await run(fixture, baseURL: server.baseURL, maxAttempts: 1)
+            #expect(second.counts.failed == 1)
+            #expect(fixture.directory.jsonLines("out/test.errors.jsonl").first?["error"]?["code"]?.stringValue == "invalid_response")
+        }
+    }
+
+    @Test func aStalledTokenRequestDoesNotHoldAStoppingRun() async throws {
+        // A credential that never answers and ignores cancellation, like a token endpoint that
+        // accepted the request and went silent. Without a cancellable wait the run would hang
+        // here past the suite's time limit.
+        struct Silent: TokenCredential {
+            var name: String { "silent" }
+            func getToken(scope: String) async throws(AuthError) -> AccessToken {
+                await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in }
+                throw AuthError(.network, credential: name, "unreachable")
+            }
+        }
+        let fixture = try Fixture()
+        _ = try fixture.load(prompts(3))
+        let http = HTTPClient.forRun(concurrency: 2)
+        var options = RunOptions(limits: fixture.job.limits)
+        options.concurrency = 2
+        options.progress = .none
+        options.gracePeriod = 0.5
+        let control = RunControl()
+        let target = ServiceTarget(baseURL: "http://127.0.0.1:9", apiVersion: nil, authorization: .bearer(TokenProvider(credential: Silent())))
+        let context = JobContext(job: fixture.job, paths: try fixture.job.resolve(), queue: fixture.queue)
+        async let summary = BatchRun.execute(context: context, target: target, http: http, options: options, control: control)
+        try await Task.sleep(for: .milliseconds(300))
+        await control.stop(.interrupted)
+        let result = try await summary
+        try await http.shutdown()
+        #expect(result.exitStatus == .interrupted)
+        #expect(result.counts.pending == 3, "rows were released")
+    }
+
+    @Test func textFromAServiceCannotDriveATerminal() throws {
+        #expect(!TransportSecurity.origin(ofLocation: "https://ev%1b%5b31mil%07.example/x").unicodeScalars.contains { $0.value < 0x20 })
+        #expect(!ServiceText.printable("a\u{202E}b\u{2028}c", limit: 50).unicodeScalars.contains { $0.value == 0x202E || $0.value == 0x2028 })
+        let claims = #"{"tid":"\u001b[31mRED","appid":"a\u202eevil\nline2"}"#
+        let jwt = "e30." + Data(claims.utf8).base64EncodedString().replacingOccurrences(of: "=", with: "") + ".sig"
+        let parsed = try #require(TokenClaims(jwt: jwt))
+        #expect(parsed.tenantID == "[31mRED")
+        #expect(parsed.appID?.contains("\n") == false)
+        #expect(ServiceBody.exportable("{\n  \"a\": 1\n}") == #"{"a":1}"#)
+        #expect(ServiceBody.exportable("not json\n") == #""not json\n""#)
+    }
 }

@@ -48,11 +48,11 @@ public struct AzureCLICredential: TokenCredential, CustomStringConvertible {
             throw AuthError(.network, credential: name, "az account get-access-token printed no accessToken")
         }
         if let expiry = HTTPJSON.expiry(epoch: object["expires_on"]) {
-            return AccessToken(token: token, expiresOn: expiry)
+            return try AccessToken.checked(token: token, expiresOn: expiry, credential: name)
         }
         // Older CLIs print only expiresOn, in local time: "2026-11-22 11:32:45.000000".
         if let local = object["expiresOn"] as? String, let date = Self.parseLocal(local) {
-            return AccessToken(token: token, expiresOn: date)
+            return try AccessToken.checked(token: token, expiresOn: date, credential: name)
         }
         throw AuthError(.network, credential: name, "az account get-access-token printed no expiry")
     }

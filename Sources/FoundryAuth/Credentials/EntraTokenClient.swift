@@ -32,13 +32,13 @@ struct EntraTokenClient: Sendable {
         request.body = .bytes(ByteBuffer(string: body))
         let (status, object) = try await HTTPJSON.send(request, http: http, timeout: timeout, credential: credential, target: "Entra ID at \(authorityHost)")
         guard status == 200 else { throw explain(status: status, object) }
-        guard let token = object["access_token"] as? String, !token.isEmpty, let expiresIn = HTTPJSON.lifetime(object["expires_in"]) else {
+        guard let token = object["access_token"] as? String, let expiresIn = HTTPJSON.lifetime(object["expires_in"]) else {
             throw AuthError(.network, credential: credential, "Entra ID answered 200 without a usable access_token and expires_in")
         }
         let received = Date()
-        return AccessToken(
+        return try AccessToken.checked(
             token: token, expiresOn: received.addingTimeInterval(expiresIn),
-            refreshOn: HTTPJSON.lifetime(object["refresh_in"]).flatMap { $0 < expiresIn ? received.addingTimeInterval($0) : nil }
+            refreshOn: HTTPJSON.lifetime(object["refresh_in"]).map { received.addingTimeInterval($0) }, credential: credential, now: received
         )
     }
 
@@ -122,13 +122,20 @@ enum HTTPJSON {
             switch client {
             case .deadlineExceeded, .readTimeout, .connectTimeout: return "timed out"
             case .remoteConnectionClosed: return "the connection was closed"
-            default: return "\(client)"
+            default: return HTTPJSON.caseName(client)
             }
         }
         if error is DeadlineExceeded { return "timed out" }
         let text = "\(error)"
         if text.contains("connectionRefused") || text.contains("Connection refused") { return "connection refused" }
         return text
+    }
+
+    /// An error's case without its associated values, which may quote a request's headers
+    /// (`invalidHeaderFieldValues([...])` holds the value that was refused).
+    static func caseName(_ error: any Error) -> String {
+        let text = "\(error)"
+        return String(text.prefix { $0 != "(" })
     }
 
     /// A number sent as a number or as a string (IMDS sends strings); nil unless finite.

@@ -128,6 +128,6 @@ public struct ManagedIdentityCredential: TokenCredential, CustomStringConvertibl
         } else {
             throw AuthError(.network, credential: "managed-identity", "the identity endpoint answered without expires_on")
         }
-        return AccessToken(token: token, expiresOn: expires)
+        return try AccessToken.checked(token: token, expiresOn: expires, credential: "managed-identity")
     }
 }

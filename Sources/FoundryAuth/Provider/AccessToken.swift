@@ -17,6 +17,23 @@ public struct AccessToken: Sendable, Equatable, CustomStringConvertible, CustomD
         self.refreshOn = refreshOn
     }
 
+    /// A token as an issuer sent it, refused when it cannot be used: empty, holding a
+    /// character that cannot go in a header (a line break would inject one), or expiring
+    /// within a second of arrival (a storm of token requests would follow).
+    ///
+    /// - Throws: ``AuthError`` of kind `.network` naming `credential`, never quoting the token.
+    public static func checked(
+        token: String, expiresOn: Date, refreshOn: Date? = nil, credential: String, now: Date = Date()
+    ) throws(AuthError) -> AccessToken {
+        guard TransportSecurity.isHeaderSafe(token) else {
+            throw AuthError(.network, credential: credential, "the token answer held an empty access token, or one with characters that cannot go in an HTTP header")
+        }
+        guard expiresOn.timeIntervalSince(now) > 1 else {
+            throw AuthError(.network, credential: credential, "the token answer held a token that has expired or expires within a second; check this machine's clock")
+        }
+        return AccessToken(token: token, expiresOn: expiresOn, refreshOn: refreshOn.flatMap { $0 < expiresOn ? $0 : nil })
+    }
+
     public var description: String { "AccessToken(expires \(expiresOn), token redacted)" }
     public var debugDescription: String { description }
 
@@ -36,10 +53,12 @@ public struct TokenClaims: Sendable, Equatable {
         guard parts.count >= 2, let data = Base64URL.decode(parts[1]),
             let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else { return nil }
-        tenantID = object["tid"] as? String
-        appID = (object["appid"] ?? object["azp"]) as? String
-        objectID = object["oid"] as? String
-        audience = object["aud"] as? String
+        // Claims are the issuer's text and reach a terminal: printable only.
+        func claim(_ value: Any?) -> String? { (value as? String).map { ServiceText.printable($0, limit: 200) } }
+        tenantID = claim(object["tid"])
+        appID = claim(object["appid"] ?? object["azp"])
+        objectID = claim(object["oid"])
+        audience = claim(object["aud"])
     }
 }
 

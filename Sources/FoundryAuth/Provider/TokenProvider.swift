@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// One token cache shared by every worker of a run.
 ///
@@ -60,11 +61,65 @@ public actor TokenProvider {
         }
         let task = inFlight ?? startFetch(background: false)
         do {
-            return try await task.value
+            return try await Self.value(of: task)
         } catch let error as AuthError {
             throw error
+        } catch is CancellationError {
+            throw AuthError(.network, credential: credential.name, "the token request was abandoned: the run is stopping")
         } catch {
             throw AuthError(.network, credential: credential.name, "token request failed: \(error)")
+        }
+    }
+
+    /// Waits for the shared fetch, but lets this caller go at once when its task is
+    /// cancelled: awaiting `task.value` is not cancellable, and a stalled token endpoint
+    /// would otherwise hold a stopping run for the whole request timeout.
+    nonisolated static func value(of task: Task<AccessToken, any Error>) async throws -> AccessToken {
+        let waiter = Waiter()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<AccessToken, any Error>) in
+                waiter.install(continuation)
+                Task { waiter.resume(with: await task.result) }
+            }
+        } onCancel: {
+            waiter.resume(with: .failure(CancellationError()))
+        }
+    }
+
+    /// One waiter's continuation, resumed exactly once: by the fetch or by cancellation,
+    /// whichever comes first (cancellation may even come before the continuation exists).
+    final class Waiter: Sendable {
+        enum State {
+            case waiting
+            case installed(CheckedContinuation<AccessToken, any Error>)
+            case done(Result<AccessToken, any Error>?)
+        }
+
+        let state = Mutex(State.waiting)
+
+        func install(_ continuation: CheckedContinuation<AccessToken, any Error>) {
+            let early: Result<AccessToken, any Error>? = state.withLock { state in
+                if case .done(let result) = state { return result ?? .failure(CancellationError()) }
+                state = .installed(continuation)
+                return nil
+            }
+            if let early { continuation.resume(with: early) }
+        }
+
+        func resume(with result: Result<AccessToken, any Error>) {
+            let continuation: CheckedContinuation<AccessToken, any Error>? = state.withLock { state in
+                switch state {
+                case .waiting:
+                    state = .done(result)
+                    return nil
+                case .installed(let continuation):
+                    state = .done(nil)
+                    return continuation
+                case .done:
+                    return nil
+                }
+            }
+            continuation?.resume(with: result)
         }
     }
 

@@ -2,8 +2,18 @@ import Foundation
 
 /// Text that came from a service, made safe to print and store.
 public enum ServiceText {
-    /// `text` without control characters (escape sequences, line breaks, NUL), each
-    /// replaced by a space, and cut to `limit` characters.
+    /// Control characters (escapes, line breaks, NUL), format characters (a right-to-left
+    /// override) and line or paragraph separators: none of them may reach a terminal.
+    static func unsafe(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: true
+        default: false
+        }
+    }
+
+    /// `text` without control, format or separator characters (escape sequences, line
+    /// breaks, NUL, a right-to-left override), each replaced by a space, and cut to `limit`
+    /// characters.
     public static func printable(_ text: String, limit: Int) -> String {
         var result = String.UnicodeScalarView()
         var count = 0
@@ -12,7 +22,7 @@ public enum ServiceText {
                 result.append(contentsOf: "...".unicodeScalars)
                 break
             }
-            result.append(scalar.properties.generalCategory == .control ? " " : scalar)
+            result.append(Self.unsafe(scalar) ? " " : scalar)
             count += 1
         }
         return String(result).trimmingCharacters(in: .whitespaces)

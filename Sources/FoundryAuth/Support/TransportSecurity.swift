@@ -21,15 +21,23 @@ public enum TransportSecurity {
 }
 
 extension TransportSecurity {
+    /// Whether `value` can travel in an HTTP header as it is: visible ASCII, no space,
+    /// no line break. A key or token with anything else would be refused by the HTTP
+    /// client, whose error quotes the value, or would inject a header.
+    public static func isHeaderSafe(_ value: String) -> Bool {
+        !value.isEmpty && value.utf8.allSatisfy { (0x21...0x7E).contains($0) }
+    }
+
     /// The origin (`scheme://host[:port]`) of a redirect's `Location`, for messages: never
-    /// its path or query, which may carry codes or signatures.
+    /// its path or query, which may carry codes or signatures, and never decoded: a
+    /// percent-encoded escape sequence in the host stays encoded.
     public static func origin(ofLocation location: String?) -> String {
-        guard let location, let components = URLComponents(string: location), let host = components.host, !host.isEmpty else {
+        guard let location, let components = URLComponents(string: location), let host = components.percentEncodedHost, !host.isEmpty else {
             return location == nil ? "no Location" : "a relative Location on the same server"
         }
         var origin = "\(components.scheme ?? "?")://\(host)"
         if let port = components.port { origin += ":\(port)" }
-        return origin
+        return ServiceText.printable(origin, limit: 200)
     }
 
     /// What to say about a 3xx answer: redirects are never followed, because the request

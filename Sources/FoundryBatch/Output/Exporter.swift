@@ -55,7 +55,7 @@ public struct Exporter: Sendable {
             out.append(contentsOf: #","request_id":"#.utf8)
             if let requestID = row.requestID { JSONValue.writeString(requestID, to: &out) } else { out.append(contentsOf: "null".utf8) }
             out.append(contentsOf: #","body":"#.utf8)
-            out.append(contentsOf: body.utf8)
+            out.append(contentsOf: ServiceBody.exportable(body).utf8)
             out.append(UInt8(ascii: "}"))
         } else {
             out.append(contentsOf: "null".utf8)

@@ -22,6 +22,11 @@ extension ServiceTarget {
             guard let key = environment["AZURE_OPENAI_API_KEY"] else {
                 throw FatalCondition("auth: api-key needs the key in AZURE_OPENAI_API_KEY (Keys and Endpoint of the resource)")
             }
+            guard TransportSecurity.isHeaderSafe(key) else {
+                throw FatalCondition(
+                    "AZURE_OPENAI_API_KEY holds a character that cannot go in an HTTP header (a space, a line break, a non-ASCII character); copy the key again from Keys and Endpoint of the resource"
+                )
+            }
             authorization = .apiKey(key)
         default:
             do {

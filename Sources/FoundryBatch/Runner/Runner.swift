@@ -172,6 +172,7 @@ public final class Runner: Sendable {
             do {
                 bearer = try await provider.token()
             } catch {
+                if Task.isCancelled { throw CancellationError() }
                 throw FatalCondition("cannot get an Entra ID token: \(error.description)")
             }
         }
@@ -230,7 +231,8 @@ public final class Runner: Sendable {
                 final.message = "gave up after \(row.attempts + 1) attempts: \(error.message)"
                 return (commit(.failed(error: final, response: record?.response)), .other)
             }
-            let wait = delay ?? RetryPolicy.backoff(attempt: row.attempts + 1)
+            // A Retry-After of 0 (or a date already past) is no pacing: back off as without one.
+            let wait = delay.flatMap { $0 > 0 ? $0 : nil } ?? RetryPolicy.backoff(attempt: row.attempts + 1)
             return (commit(.retry(at: now.addingTimeInterval(wait), error: error, response: record?.response)), .other)
         case .permanent(let error):
             return (commit(.failed(error: error, response: record?.response)), .other)
@@ -264,7 +266,7 @@ public final class Runner: Sendable {
     static func record(_ answer: ServiceAnswer, decoded: ServiceBody?, clientRequestID: String) -> Recorded? {
         guard case .response(let status, let headers, let bytes, let latency) = answer else { return nil }
         func header(_ name: String) -> String? { headers.value(of: name) }
-        let body = decoded != nil ? ServiceBody.compactText(bytes) : JSONValue.string(String(decoding: bytes.prefix(65536), as: UTF8.self)).jsonText
+        let body = decoded?.text ?? JSONValue.string(String(decoding: bytes.prefix(65536), as: UTF8.self)).jsonText
         let usage = decoded?.usage
         let response = ResponseRecord(
             statusCode: status, requestID: header("apim-request-id") ?? header("x-request-id"), clientRequestID: clientRequestID,

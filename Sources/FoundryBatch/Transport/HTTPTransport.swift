@@ -33,6 +33,9 @@ public struct HTTPTransport: Sendable {
         if target.authorization.carriesSecret, !(URL(string: url).map(TransportSecurity.maySendSecret) ?? false) {
             return (.refused(reason: "refusing to send a credential to \(TransportSecurity.origin(ofLocation: url)) over plain http: use https (plain http is allowed only to this machine)"), clientRequestID)
         }
+        if let bearer, !TransportSecurity.isHeaderSafe(bearer) {
+            return (.refused(reason: "the Entra ID token holds characters that cannot go in an HTTP header; the identity endpoint answered nonsense"), clientRequestID)
+        }
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -74,7 +77,8 @@ public struct HTTPTransport: Sendable {
             switch client {
             case .remoteConnectionClosed: return "the connection was closed before the answer was complete"
             case .cancelled: return "the request was cancelled"
-            default: return "HTTP client error: \(client)"
+            // The case only: its associated values may quote a request header.
+            default: return "HTTP client error: \(String("\(client)".prefix { $0 != "(" }))"
             }
         }
         let text = String(describing: error)

@@ -23,88 +23,81 @@ extension ServiceAnswer {
 
 /// The `usage` block of a chat, responses or embeddings answer.
 ///
-/// These Codable types are what the runner reads from an answer; the emulator's tests
-/// decode its answers with them too, so the two cannot drift apart.
-public struct ServiceUsage: Decodable, Sendable, Equatable {
+/// The runner reads it from the answer's strictly parsed JSON; the emulator's tests decode
+/// its answers with this type too, so the two cannot drift apart.
+public struct ServiceUsage: Sendable, Equatable {
     public var promptTokens: Int?
     public var completionTokens: Int?
     public var totalTokens: Int?
-
-    enum CodingKeys: String, CodingKey {
-        case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens"
-        case inputTokens = "input_tokens", outputTokens = "output_tokens"
-    }
 
     /// Counts beyond this are not believed: no request uses a trillion tokens, and the
     /// queue's sums must not overflow.
     static let maxCount = 1_000_000_000_000
 
     /// A count the service sent, or nil when it is absent, not a whole number, negative or absurd.
-    static func count(_ container: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) -> Int? {
-        guard let value = try? container.decodeIfPresent(Int.self, forKey: key), (0...maxCount).contains(value) else { return nil }
-        return value
+    static func count(_ value: JSONValue?) -> Int? {
+        guard case .number(let text) = value, let count = Int(text), (0...maxCount).contains(count) else { return nil }
+        return count
     }
 
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        promptTokens = Self.count(container, .promptTokens) ?? Self.count(container, .inputTokens)
-        completionTokens = Self.count(container, .completionTokens) ?? Self.count(container, .outputTokens)
-        totalTokens = Self.count(container, .totalTokens)
+    /// Reads chat's `prompt_tokens`/`completion_tokens` or the Responses API's `input_tokens`/`output_tokens`.
+    public init(json: JSONValue) {
+        promptTokens = Self.count(json["prompt_tokens"]) ?? Self.count(json["input_tokens"])
+        completionTokens = Self.count(json["completion_tokens"]) ?? Self.count(json["output_tokens"])
+        totalTokens = Self.count(json["total_tokens"])
     }
 }
 
-/// The parts of an answer body the runner reads: usage on success, the error otherwise.
-public struct ServiceBody: Decodable, Sendable {
-    public struct ErrorDetail: Decodable, Sendable, Equatable {
+/// The parts of an answer body the runner reads (usage on success, the error otherwise),
+/// and the body itself as one line of valid JSON.
+public struct ServiceBody: Sendable {
+    public struct ErrorDetail: Sendable, Equatable {
         public var code: String?
         public var message: String?
         public var type: String?
 
-        enum CodingKeys: String, CodingKey { case code, message, type }
-
-        public init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
+        public init(json: JSONValue) {
             // Azure sends "code": "429" as text, some gateways as a number.
-            if let text = try? container.decodeIfPresent(String.self, forKey: .code) {
-                code = text
-            } else if let number = try? container.decodeIfPresent(Int.self, forKey: .code) {
-                code = String(number)
+            switch json["code"] {
+            case .string(let text): code = text
+            case .number(let text): code = text
+            default: code = nil
             }
-            message = try? container.decodeIfPresent(String.self, forKey: .message)
-            type = try? container.decodeIfPresent(String.self, forKey: .type)
+            message = json["message"]?.stringValue
+            type = json["type"]?.stringValue
         }
     }
 
     public var usage: ServiceUsage?
     public var error: ErrorDetail?
+    /// The body as one line of valid JSON text, for the state database and the results file.
+    public var text: String
 
-    enum CodingKeys: String, CodingKey { case usage, error }
+    static let bom: [UInt8] = [0xEF, 0xBB, 0xBF]
 
-    /// A body of any JSON object: a `usage` or `error` of an odd shape is left out, not a
-    /// reason to treat the whole body as text.
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        usage = try? container.decodeIfPresent(ServiceUsage.self, forKey: .usage)
-        error = try? container.decodeIfPresent(ErrorDetail.self, forKey: .error)
-    }
-
-    /// Decodes a body; `nil` when it is not a JSON object.
-    public static func decode(_ bytes: [UInt8]) -> ServiceBody? {
-        try? JSONDecoder().decode(ServiceBody.self, from: Data(bytes))
-    }
-
-    /// A JSON body as one line of valid JSON text, for the state database and the results file.
+    /// Parses a body strictly (RFC 8259, as every JSON reader of the results file will);
+    /// nil unless it is a JSON object.
     ///
-    /// A body with no byte below 0x20 and no BOM is kept byte for byte: the decoder
-    /// accepted it, and JSON strings cannot hold a raw control character, so it is one line
-    /// already. Any other (pretty-printed, a BOM in front, a raw tab or NUL in a string) is
-    /// parsed strictly and written compact, key order and number text kept; what the strict
-    /// parser refuses is kept as a JSON string.
-    public static func compactText(_ bytes: [UInt8]) -> String {
-        let bom: [UInt8] = [0xEF, 0xBB, 0xBF]
+    /// A `usage` or `error` of an odd shape is left out, not a reason to refuse the body.
+    /// The text is the body byte for byte when it has no byte below 0x20 and no BOM (a
+    /// strictly valid JSON text without one is one line already); otherwise (pretty-printed,
+    /// a BOM in front, a raw tab in a string) it is written compact, key order and number
+    /// text kept.
+    public static func decode(_ bytes: [UInt8]) -> ServiceBody? {
         let hasBOM = bytes.starts(with: bom)
-        guard hasBOM || bytes.contains(where: { $0 < 0x20 }) else { return String(decoding: bytes, as: UTF8.self) }
-        if let value = try? JSONParser.parse(bytes.dropFirst(hasBOM ? 3 : 0)) { return value.jsonText }
-        return JSONValue.string(String(decoding: bytes.prefix(65536), as: UTF8.self)).jsonText
+        guard let value = try? JSONParser.parse(bytes.dropFirst(hasBOM ? 3 : 0)), case .object = value else { return nil }
+        let text = hasBOM || bytes.contains(where: { $0 < 0x20 }) ? value.jsonText : String(decoding: bytes, as: UTF8.self)
+        let error: ErrorDetail? = if let detail = value["error"], case .object = detail { ErrorDetail(json: detail) } else { nil }
+        let usage: ServiceUsage? = if let block = value["usage"], case .object = block { ServiceUsage(json: block) } else { nil }
+        return ServiceBody(usage: usage, error: error, text: text)
+    }
+
+    /// Stored body text made safe to splice into an output line: a body stored by an older
+    /// version (or edited by hand) with line breaks is compacted, or kept as a JSON string
+    /// when it does not parse.
+    public static func exportable(_ stored: String) -> String {
+        guard stored.utf8.contains(where: { $0 < 0x20 }) else { return stored }
+        if let value = try? JSONParser.parse(stored) { return value.jsonText }
+        return JSONValue.string(stored).jsonText
     }
 }

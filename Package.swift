@@ -76,6 +76,7 @@ let package = Package(
         .target(
             name: "FoundryTestSupport",
             dependencies: [
+                "FoundryEmulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -111,7 +112,7 @@ let package = Package(
         .testTarget(
             name: "FoundryEmulatorTests",
             dependencies: [
-                "FoundryEmulator", "FoundryBatch",
+                "FoundryEmulator", "FoundryBatch", "FoundryTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import FoundryEmulator
 import Foundation
+import FoundryTestSupport
 import GRDB
 import Testing
 
@@ -9,10 +10,7 @@ import Testing
     static let secret = "e2e-client-secret-never-printed"
 
     func emulatorConfiguration(_ change: (inout EmulatorConfiguration) -> Void = { _ in }) -> EmulatorConfiguration {
-        var configuration = EmulatorConfiguration.demo(secret: Self.secret)
-        configuration.apiKeys = [Self.key]
-        change(&configuration)
-        return configuration
+        EmulatorConfiguration.forTests(secret: Self.secret, apiKeys: [Self.key], change)
     }
 
     func job(_ emulator: Emulator, auth: String = "api-key", extra: String = "") -> String {

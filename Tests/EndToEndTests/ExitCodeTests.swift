@@ -1,5 +1,6 @@
 import FoundryEmulator
 import Foundation
+import FoundryTestSupport
 import Testing
 
 /// Exit codes and `--json` on the paths where a run cannot start or cannot finish writing.
@@ -11,9 +12,7 @@ import Testing
     }
 
     func configuration() -> EmulatorConfiguration {
-        var configuration = EmulatorConfiguration.demo(secret: "unused")
-        configuration.apiKeys = [Self.key]
-        return configuration
+        EmulatorConfiguration.forTests(secret: "unused", apiKeys: [Self.key])
     }
 
     @Test func aMissingCredentialStillPrintsOneJSONObject() async throws {

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import FoundryTestSupport
 import Synchronization
 @testable import FoundryAuth
 @testable import FoundryEmulator
@@ -21,9 +22,7 @@ extension Emulator {
 }
 
 func emulatorConfiguration(_ change: (inout EmulatorConfiguration) -> Void = { _ in }) -> EmulatorConfiguration {
-    var configuration = EmulatorConfiguration.demo(secret: testSecret)
-    change(&configuration)
-    return configuration
+    EmulatorConfiguration.forTests(secret: testSecret, change)
 }
 
 /// A credential whose answers a test scripts, with a clock the test moves.

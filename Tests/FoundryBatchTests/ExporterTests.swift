@@ -1,4 +1,5 @@
 import Foundation
+import FoundryTestSupport
 import Testing
 @testable import FoundryBatch
 

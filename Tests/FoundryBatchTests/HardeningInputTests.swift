@@ -1,4 +1,5 @@
 import Foundation
+import FoundryTestSupport
 import GRDB
 import Testing
 @testable import FoundryBatch

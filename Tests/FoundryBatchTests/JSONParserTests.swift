@@ -1,3 +1,4 @@
+import FoundryTestSupport
 import Testing
 @testable import FoundryBatch
 

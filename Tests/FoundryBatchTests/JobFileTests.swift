@@ -1,6 +1,7 @@
 import FoundryAuth
 import FoundryEmulator
 import Foundation
+import FoundryTestSupport
 import Testing
 @testable import FoundryBatch
 

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import FoundryAuth
 import FoundryEmulator
 import Foundation
+import FoundryTestSupport
 import Testing
 @testable import FoundryBatch
 
@@ -10,10 +11,7 @@ import Testing
     static let secret = "runner-test-secret"
 
     func configuration(_ change: (inout EmulatorConfiguration) -> Void = { _ in }) -> EmulatorConfiguration {
-        var configuration = EmulatorConfiguration.demo(secret: Self.secret)
-        configuration.apiKeys = ["runner-key"]
-        change(&configuration)
-        return configuration
+        EmulatorConfiguration.forTests(secret: Self.secret, apiKeys: ["runner-key"], change)
     }
 
     func prompts(_ count: Int, prefix: String = "p") -> String {

@@ -1,35 +1,9 @@
 import Foundation
+import FoundryTestSupport
 @testable import FoundryBatch
 
-/// A temporary folder removed when the test ends.
-final class TemporaryDirectory: Sendable {
-    let path: String
-
-    init() {
-        path = NSTemporaryDirectory() + "foundry-batch-tests-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
-
-    @discardableResult
-    func write(_ name: String, _ text: String) -> String {
-        write(name, bytes: Array(text.utf8))
-    }
-
-    @discardableResult
-    func write(_ name: String, bytes: [UInt8]) -> String {
-        let target = file(name)
-        FileManager.default.createFile(atPath: target, contents: Data(bytes))
-        return target
-    }
-
-    func read(_ name: String) -> String {
-        (try? String(contentsOfFile: file(name), encoding: .utf8)) ?? ""
-    }
-
+extension TemporaryDirectory {
+    /// The JSON lines of `name`, parsed with the project's own parser.
     func jsonLines(_ name: String) -> [JSONValue] {
         read(name).split(separator: "\n").compactMap { try? JSONParser.parse(String($0)) }
     }

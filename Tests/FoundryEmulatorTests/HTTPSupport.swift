@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import FoundryTestSupport
 import NIOCore
 import NIOHTTP1
 @testable import FoundryEmulator
@@ -42,10 +43,7 @@ extension EmulatorConfiguration {
     static let secret = "test-secret-value"
 
     static func testing(_ change: (inout EmulatorConfiguration) -> Void = { _ in }) -> EmulatorConfiguration {
-        var configuration = EmulatorConfiguration.demo(secret: secret)
-        configuration.apiKeys = ["test-key"]
-        change(&configuration)
-        return configuration
+        EmulatorConfiguration.forTests(secret: secret, apiKeys: ["test-key"], change)
     }
 }
 

@@ -85,13 +85,10 @@ let package = Package(
         .executableTarget(
             name: "foundry-batch",
             dependencies: [
-                "FoundryAuth",
                 "FoundryBatch",
                 "FoundryEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -76,6 +76,8 @@ public struct EmulatorConfiguration: Sendable {
     public var contentFilterPhrase: String? = "BLOCKME"
     /// Seed of the fault dice, so a run can be repeated.
     public var seed: UInt64 = 42
+    /// Whether the secret was given by the user (for the banner); a made-up one is never told.
+    public var secretGiven = true
 
     /// The app registration the demo and `endpoint: emulator` sign in with.
     public static let demoTenantID = "00000000-0000-4000-8000-00000000e0e0"

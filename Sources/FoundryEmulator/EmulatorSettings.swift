@@ -116,3 +116,31 @@ extension EmulatorConfiguration {
         if let value = settings.seed { seed = value }
     }
 }
+
+extension EmulatorConfiguration {
+    /// `foundry-batch emulator`'s configuration: the demo app with the secret in
+    /// `AZURE_CLIENT_SECRET` (none accepted without it), the key in `AZURE_OPENAI_API_KEY`,
+    /// and the managed identity header in `IDENTITY_HEADER`. None of them is printed.
+    public static func standalone(environment: [String: String]) -> EmulatorConfiguration {
+        var configuration = EmulatorConfiguration.demo(secret: environment["AZURE_CLIENT_SECRET"] ?? UUID().uuidString)
+        configuration.secretGiven = environment["AZURE_CLIENT_SECRET"] != nil
+        if let key = environment["AZURE_OPENAI_API_KEY"] { configuration.apiKeys = [key] }
+        if let header = environment["IDENTITY_HEADER"] { configuration.identityHeader = header }
+        return configuration
+    }
+}
+
+extension Emulator {
+    /// What `foundry-batch emulator` prints when it is up: where each service answers.
+    public var banner: String {
+        let configuration = state.configuration
+        return """
+            Foundry emulator on \(baseURL)
+              Foundry endpoint:     \(baseURL)  (deployments: \(configuration.deployments.joined(separator: ", ")))
+              Entra authority host: \(baseURL)  tenant \(EmulatorConfiguration.demoTenantID), client \(EmulatorConfiguration.demoClientID)
+              client secret:        \(configuration.secretGiven ? "the value of AZURE_CLIENT_SECRET" : "none accepted (set AZURE_CLIENT_SECRET before starting)")
+              stats:                \(baseURL)/emulator/stats
+            Press Ctrl-C to stop.
+            """
+    }
+}

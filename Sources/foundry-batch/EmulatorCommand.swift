@@ -47,23 +47,11 @@ struct EmulatorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let environment = ProcessInfo.processInfo.environment
-        var configuration = EmulatorConfiguration.demo(secret: environment["AZURE_CLIENT_SECRET"] ?? UUID().uuidString)
+        var configuration = EmulatorConfiguration.standalone(environment: ProcessInfo.processInfo.environment)
         configuration.port = port
-        if let key = environment["AZURE_OPENAI_API_KEY"] { configuration.apiKeys = [key] }
-        if let header = environment["IDENTITY_HEADER"] { configuration.identityHeader = header }
         configuration.apply(settings)
         let emulator = try await Emulator.start(configuration)
-        print(
-            """
-            Foundry emulator on \(emulator.baseURL)
-              Foundry endpoint:     \(emulator.baseURL)  (deployments: \(configuration.deployments.joined(separator: ", ")))
-              Entra authority host: \(emulator.baseURL)  tenant \(EmulatorConfiguration.demoTenantID), client \(EmulatorConfiguration.demoClientID)
-              client secret:        \(environment["AZURE_CLIENT_SECRET"] == nil ? "none accepted (set AZURE_CLIENT_SECRET before starting)" : "the value of AZURE_CLIENT_SECRET")
-              stats:                \(emulator.baseURL)/emulator/stats
-            Press Ctrl-C to stop.
-            """
-        )
+        print(emulator.banner)
         try await emulator.wait()
     }
 }

@@ -1,7 +1,6 @@
 import ArgumentParser
 import FoundryBatch
 import Foundation
-import Logging
 
 @main
 struct FoundryBatchCommand: AsyncParsableCommand {
@@ -21,12 +20,7 @@ struct FoundryBatchCommand: AsyncParsableCommand {
 
     /// Parses, runs, and maps every failure to the contract's exit codes, never a stack trace.
     static func main() async {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            let level = ProcessInfo.processInfo.environment["FOUNDRY_BATCH_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
-            handler.logLevel = level ?? .notice
-            return handler
-        }
+        LogSetup.bootstrap()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {

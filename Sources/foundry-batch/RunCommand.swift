@@ -91,11 +91,8 @@ struct RunCommand: AsyncParsableCommand {
             print(json ? report.json.jsonText : report.text)
             return nil
         }
-        var runOptions = RunOptions(limits: context.job.limits)
-        if let concurrency { runOptions.concurrency = concurrency }
-        if let maxAttempts { runOptions.maxAttempts = maxAttempts }
-        runOptions.progress = noProgress ? .none : (Terminal.isInteractive ? .terminal : .log)
-
+        let progress: ProgressMode = noProgress ? .none : (Terminal.isInteractive ? .terminal : .log)
+        let runOptions = RunOptions(limits: context.job.limits, concurrency: concurrency, maxAttempts: maxAttempts, progress: progress)
         return try await JobSession.with(job: context.job, concurrency: runOptions.concurrency) { session in
             try await BatchRun.execute(context: context, session: session, options: runOptions, control: control)
         }

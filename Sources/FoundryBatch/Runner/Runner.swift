@@ -14,9 +14,11 @@ public struct RunOptions: Sendable {
     public var leaseDuration: TimeInterval
     public var progress: ProgressMode = .log
 
-    public init(limits: JobFile.Limits) {
-        concurrency = limits.concurrency
-        maxAttempts = limits.maxAttempts
+    /// The job's limits, with the command line's overrides where given.
+    public init(limits: JobFile.Limits, concurrency: Int? = nil, maxAttempts: Int? = nil, progress: ProgressMode = .log) {
+        self.concurrency = concurrency ?? limits.concurrency
+        self.maxAttempts = maxAttempts ?? limits.maxAttempts
+        self.progress = progress
         leaseDuration = max(30, limits.timeout + 15)
     }
 }

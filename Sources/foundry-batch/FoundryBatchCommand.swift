@@ -57,7 +57,11 @@ struct JobOptions: ParsableArguments {
     }
 
     func open(job: JobFile, inputs: [String] = [], output: String? = nil, errors: String? = nil) throws -> JobContext {
-        try JobContext.open(job: job, overrides: .init(date: date, inputs: inputs, output: output, errors: errors, state: state))
+        try JobContext.open(job: job, overrides: overrides(inputs: inputs, output: output, errors: errors))
+    }
+
+    func overrides(inputs: [String] = [], output: String? = nil, errors: String? = nil) -> JobContext.Overrides {
+        .init(date: date, inputs: inputs, output: output, errors: errors, state: state)
     }
 }
 

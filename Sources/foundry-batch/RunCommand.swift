@@ -71,7 +71,8 @@ struct RunCommand: AsyncParsableCommand {
             // Once the job file was read, --json always prints one object, so a cron parser
             // gets one on every exit.
             guard json else { throw error }
-            summary = await RunSummary.stopped(job: job, context: opened, error: error, elapsed: Date().timeIntervalSince(started))
+            let paths = try? JobContext.paths(job: job, overrides: options.overrides(inputs: inputs, output: output))
+            summary = await RunSummary.stopped(job: job, paths: paths, context: opened, error: error, elapsed: Date().timeIntervalSince(started))
         }
         print(json ? summary.json.jsonText : summary.text)
         if json, let stop = summary.stop, stop != .interrupted { Terminal.printError("stopped: \(stop.message)") }

@@ -145,4 +145,43 @@ import Testing
         #expect(rejects.count == 2000)
         #expect(rejects.last?["source"]?.stringValue?.hasSuffix("in.jsonl:2000") == true)
     }
+
+    // MARK: Third review
+
+    @Test func aSimpleLineMayCarryURLBodyAndCustomIDAsMetadata() throws {
+        let fixture = try Fixture()
+        let report = try fixture.load(
+            #"{"id": "x", "prompt": "hi", "url": "https://example.com/a", "body": "article"}"# + "\n" + #"{"id": "y", "prompt": "hi", "custom_id": "abc"}"#
+        )
+        #expect(report.inserted == 2)
+    }
+
+    @Test func aDailyOutputNeedsADailyState() {
+        #expect(jobError("output: out/r-{date}.jsonl")?.contains("state:") == true)
+        #expect(jobError("output: out/r-{date}.jsonl\nstate: s-{date}.sqlite") == nil)
+    }
+
+    @Test func theJobFileOrAFolderIsNeverAnOutput() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.write("job.yaml", "name: t\ninput: in.jsonl\nendpoint: emulator\n")
+        #expect(throws: UsageError.self) { try JobContext.open(jobPath: path, overrides: .init(output: path)) }
+        try FileManager.default.createDirectory(atPath: directory.file("out/t.jsonl"), withIntermediateDirectories: true)
+        #expect(throws: UsageError.self) { try JobContext.open(jobPath: path) }
+    }
+
+    @Test func anEmulatorEndpointRefusesAuthNone() async throws {
+        let fixture = try Fixture(yaml: "auth: none")
+        await #expect(throws: UsageError.self) { try await JobSession.with(job: fixture.job, concurrency: 1) { _ in 0 } }
+    }
+
+    @Test func leftoversOfKilledWritersAreSweptAfterAnHour() throws {
+        let directory = TemporaryDirectory()
+        let old = directory.write(".r.jsonl.ABC123", "half a file")
+        let fresh = directory.write(".r.jsonl.DEF456", "another writer at work")
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-7200)], ofItemAtPath: old)
+        let writer = try AtomicFileWriter(path: directory.file("r.jsonl"))
+        try writer.commit()
+        #expect(!FileManager.default.fileExists(atPath: old))
+        #expect(FileManager.default.fileExists(atPath: fresh))
+    }
 }

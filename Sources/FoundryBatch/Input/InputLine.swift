@@ -45,8 +45,11 @@ struct InputLine {
         guard case .object(let pairs) = value else {
             return .failure(LineProblem("expected a JSON object, got \(kind(of: value))"))
         }
+        // A line with a prompt is a simple line, whatever its metadata is called: article
+        // data sets carry "url" and "body" keys of their own.
+        let hasPrompt = value["prompt"] != nil || value["messages"] != nil || value["input"] != nil
         let parsed =
-            value["custom_id"] != nil || (value["url"] != nil && value["body"] != nil)
+            !hasPrompt && (value["custom_id"] != nil || (value["url"] != nil && value["body"] != nil))
             ? batchLine(value, pairs: pairs) : simpleLine(value, pairs: pairs, defaultID: defaultID)
         if case .success(let line) = parsed, !isPrintable(line.id) {
             return .failure(LineProblem("the id \(JSONValue.string(line.id).jsonText) holds control characters (such as \\u0000 or a line break); use printable text"))

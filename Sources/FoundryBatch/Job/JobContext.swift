@@ -33,6 +33,15 @@ public struct JobContext: Sendable {
     /// - Throws: ``UsageError`` when two roles name one file (exit 2), ``StorageError``
     ///   when the state database cannot be opened.
     public static func open(job: JobFile, overrides: Overrides = Overrides()) throws -> JobContext {
+        let paths = try paths(job: job, overrides: overrides)
+        try paths.checkDistinct(job: job.path)
+        let queue = try SQLiteQueue(path: paths.state, jobName: job.name)
+        return JobContext(job: job, paths: paths, queue: queue)
+    }
+
+    /// This run's files: the job's, with the command line's overrides. Opens and checks
+    /// nothing (``open(job:overrides:)`` checks them).
+    public static func paths(job: JobFile, overrides: Overrides = Overrides()) throws -> JobPaths {
         var paths = try job.resolve(date: overrides.date)
         let cwd = FileManager.default.currentDirectoryPath
         if !overrides.inputs.isEmpty { paths.inputs = overrides.inputs.map { FilePaths.absolute($0, relativeTo: cwd) } }
@@ -44,9 +53,7 @@ public struct JobContext: Sendable {
         }
         if let errors = overrides.errors { paths.errors = FilePaths.absolute(errors, relativeTo: cwd) }
         if let state = overrides.state { paths.state = FilePaths.absolute(state, relativeTo: cwd) }
-        try paths.checkDistinct(job: job.path)
-        let queue = try SQLiteQueue(path: paths.state, jobName: job.name)
-        return JobContext(job: job, paths: paths, queue: queue)
+        return paths
     }
 
     /// Loads every input file of this run.

@@ -26,7 +26,7 @@ extension JobPaths {
     ///
     /// - Throws: ``UsageError`` (exit 2) naming both roles.
     public func checkDistinct(job: String) throws(UsageError) {
-        var roles: [(String, String)] = [("output", output), ("errors", errors), ("state", state)]
+        var roles: [(String, String)] = [("the job file", job), ("output", output), ("errors", errors), ("state", state)]
         roles += [("the rejects file", rejects)]
         roles += inputs.map { ("input", $0) }
         var seen: [String: String] = [:]
@@ -36,8 +36,17 @@ extension JobPaths {
                 if earlier == "input", role == "input" { continue }
                 throw UsageError("\(job): \(earlier) and \(role) are the same file (\(path)); give each its own path")
             }
+            if role != "input", role != "the job file", Self.existsAsNonRegular(path) {
+                throw UsageError("\(job): \(role) \(path) exists and is not a regular file (a folder or a device); choose another path")
+            }
             seen[key] = role
         }
+    }
+
+    /// Whether `path` exists as something a rename must not replace: a folder, a device, a socket.
+    static func existsAsNonRegular(_ path: String) -> Bool {
+        guard let type = (try? FileManager.default.attributesOfItem(atPath: path))?[.type] as? FileAttributeType else { return false }
+        return type != .typeRegular
     }
 
     /// Creates the folders of the results and errors files and checks that files can be

@@ -81,6 +81,12 @@ struct YAMLReader {
         if let node = fields["variants"] { job.variants = try variants(node) }
         if let node = fields["prices"] { job.prices = try prices(node) }
         if let node = fields["emulator"] { job.emulator = try emulatorSettings(node) }
+        // One state file for all days, but a results file per day: every day's file would
+        // hold every earlier day's rows too.
+        let stateHasDate = job.state?.contains("{date}") ?? false
+        for (key, path) in [("output", job.output), ("errors", job.errors)] where path?.contains("{date}") == true && !stateHasDate {
+            throw error(fields[key], key, "has {date} but state: has not, so each day's file would hold every day's rows; put {date} in state: too (state: .foundry-batch/{name}-{date}.sqlite)")
+        }
         return job
     }
 

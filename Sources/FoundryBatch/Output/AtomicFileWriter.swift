@@ -24,6 +24,7 @@ public final class AtomicFileWriter {
     public init(path: String) throws(StorageError) {
         self.path = path
         try FilePaths.ensureParent(of: path)
+        Self.sweepLeftovers(of: path)
         // mkstemp: a name no other writer (another file of this run, another process) has.
         let (fd, temporaryPath) = Self.makeTemporary(beside: path)
         guard fd >= 0 else {
@@ -33,6 +34,21 @@ public final class AtomicFileWriter {
         self.temporaryPath = temporaryPath
         fchmod(fd, 0o644)
         buffer.reserveCapacity(Self.flushSize + 4096)
+    }
+
+    /// Removes temporary files of `path` that a killed writer left behind: `.name.XXXXXX`
+    /// beside it, untouched for an hour (no export of this tool takes that long).
+    static func sweepLeftovers(of path: String, now: Date = Date()) {
+        let folder = (path as NSString).deletingLastPathComponent
+        let prefix = "." + (path as NSString).lastPathComponent + "."
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        for name in names where name.hasPrefix(prefix) && name.count == prefix.count + 6 {
+            let file = (folder as NSString).appendingPathComponent(name)
+            guard let modified = (try? FileManager.default.attributesOfItem(atPath: file))?[.modificationDate] as? Date,
+                now.timeIntervalSince(modified) > 3600
+            else { continue }
+            try? FileManager.default.removeItem(atPath: file)
+        }
     }
 
     /// Opens a new, uniquely named file in the folder of `path`.

@@ -101,10 +101,10 @@ extension RunSummary {
     /// The summary of a run that stopped on `error` before or while sending, so that
     /// `--json` prints one object on every exit once the job file was read.
     public static func stopped(
-        job: JobFile, context: JobContext?, error: any UserFacingError, elapsed: TimeInterval
+        job: JobFile, paths: JobPaths?, context: JobContext?, error: any UserFacingError, elapsed: TimeInterval
     ) async -> RunSummary {
         let counts = (try? await context?.queue.counts().job) ?? QueueCounts()
-        let paths = context?.paths ?? (try? job.resolve())
+        let paths = context?.paths ?? paths
         let stop: StopReason =
             if let storage = error as? StorageError, storage.exitStatus == .storageFailed { .storageFailed(storage) } else {
                 .notStarted(message: error.description, exitStatus: error.exitStatus)

@@ -42,8 +42,8 @@ final class ServiceEndpoint: Sendable {
             values.merge(["AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_CLIENT_CERTIFICATE_PATH": path]) { $1 }
         case .managedIdentity:
             values["IDENTITY_HEADER"] = configuration.identityHeader
-        case .azureCLI:
-            throw UsageError("\(job.path): auth: azure-cli cannot sign in to endpoint: emulator; use client-secret, certificate, managed-identity, workload-identity, api-key or default")
+        case .azureCLI, .none:
+            throw UsageError("\(job.path): auth: \(job.auth.rawValue) cannot sign in to endpoint: emulator (it checks credentials as Azure does); use client-secret, certificate, managed-identity, workload-identity, api-key or default")
         default:
             values.merge(["AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_CLIENT_SECRET": secret]) { $1 }
         }

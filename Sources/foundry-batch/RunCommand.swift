@@ -10,7 +10,7 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Run it again after a failure, a crash or an interrupt: it resumes where it stopped and \
             never sends a finished row again. Exit codes: 0 all rows succeeded, 1 some failed, \
-            2 bad job or input, 3 stopped (rows stay pending), 130 interrupted.
+            2 bad job or input, 3 stopped (rows stay pending), 4 storage failed after sending, 130 interrupted.
             """
     )
 

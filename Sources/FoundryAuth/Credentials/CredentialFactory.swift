@@ -10,14 +10,11 @@ public enum CredentialKind: String, Sendable, CaseIterable {
     case managedIdentity = "managed-identity"
     case azureCLI = "azure-cli"
     case none
-
-    /// Whether requests carry an Entra bearer token from a ``TokenProvider``.
-    public var usesEntraTokens: Bool { self != .apiKey && self != .none }
 }
 
 /// Builds the credential a job's `auth:` names, from the environment.
 public enum CredentialFactory {
-    /// - Parameter kind: one that uses Entra tokens (see ``CredentialKind/usesEntraTokens``).
+    /// - Parameter kind: one that signs in with Entra ID (not `api-key` or `none`).
     /// - Throws: ``AuthError`` naming what is missing.
     public static func make(kind: CredentialKind, environment: CredentialEnvironment, http: HTTPClient) throws(AuthError) -> any TokenCredential {
         switch kind {

@@ -12,7 +12,9 @@ public struct ExportReport: Sendable, Equatable {
 /// ```json
 /// {"id":"batch_req_…","custom_id":"t-1","response":{"status_code":200,"request_id":"…","body":{…}},"error":null}
 /// ```
-/// Each stored response is spliced in as the bytes the service sent, never re-parsed.
+/// Each stored response is spliced in as stored: one line of valid JSON, written so by the
+/// runner (``ServiceBody/decode(_:)``); a body stored by an older version with line breaks
+/// is compacted on the way (``ServiceBody/exportable(_:)``).
 public struct Exporter: Sendable {
     public var queue: any RowQueue
 

@@ -24,7 +24,9 @@ extension JobPaths {
     /// exports overwrite each other, and an input equal to an output would be replaced by
     /// the results.
     ///
-    /// - Throws: ``UsageError`` (exit 2) naming both roles.
+    /// An output that exists as a folder or a device is refused too: a rename would replace it.
+    ///
+    /// - Throws: ``UsageError`` (exit 2) naming the roles and the path.
     public func checkDistinct(job: String) throws(UsageError) {
         var roles: [(String, String)] = [("the job file", job), ("output", output), ("errors", errors), ("state", state)]
         roles += [("the rejects file", rejects)]

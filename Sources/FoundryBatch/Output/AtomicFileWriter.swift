@@ -32,7 +32,10 @@ public final class AtomicFileWriter {
         }
         self.fd = fd
         self.temporaryPath = temporaryPath
-        fchmod(fd, 0o644)
+        // mkstemp makes the file 0600; give it the mode open(0644) would have, umask applied.
+        let mask = umask(0)
+        umask(mask)
+        fchmod(fd, 0o644 & ~mask)
         buffer.reserveCapacity(Self.flushSize + 4096)
     }
 

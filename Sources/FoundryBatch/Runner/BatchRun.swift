@@ -74,8 +74,9 @@ public enum BatchRun {
             do {
                 export = try context.export()
             } catch let error as StorageError {
-                // The answers are in the state database; the summary still tells what was sent.
-                stop = .storageFailed(error.afterSending())
+                // The answers are in the state database; the summary still tells what was
+                // sent. A stop that came first (an interrupt, a fatal condition) keeps its code.
+                if stop == nil { stop = .storageFailed(error.afterSending()) } else { logger.error("\(error.afterSending().description)") }
             }
             counts = try await context.queue.counts().job
         } catch let error as StorageError {

@@ -24,9 +24,22 @@ public actor RunControl {
         waiters = []
     }
 
+    /// Returns when the run is stopped, or when the waiting task is cancelled (the run ended
+    /// without a stop), so that no waiter outlives its run.
     func waitForStop() async {
         if reason != nil { return }
-        await withCheckedContinuation { waiters.append($0) }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if Task.isCancelled { continuation.resume() } else { waiters.append(continuation) }
+            }
+        } onCancel: {
+            Task { await self.releaseWaiters() }
+        }
+    }
+
+    func releaseWaiters() {
+        for waiter in waiters { waiter.resume() }
+        waiters = []
     }
 
     /// Registers the task running the workers, so an interrupt can cancel in-flight requests.

@@ -182,7 +182,9 @@ public final class Runner: Sendable {
         // that gave up or a retry the run never sent (it stopped) is not one.
         await state.countRequest(seq: row.seq, retry: refreshed || row.attempts > 0)
         let (answer, clientRequestID) = await transport.send(row, bearer: bearer?.token)
-        if Task.isCancelled { throw CancellationError() }
+        // Cancelled while on the wire: an answer that came back whole is still judged and
+        // kept (it was paid for); anything else is no answer, and the row is released.
+        if Task.isCancelled, answer.body == nil { throw CancellationError() }
         let url = target.url(api: row.api, deployment: row.deployment)
         let decoded = answer.body.map(ServiceBody.decode)
         let verdict = RetryPolicy.classify(answer, decoded: decoded, deployment: row.deployment, url: url)

@@ -47,7 +47,13 @@ final class ServiceEndpoint: Sendable {
         default:
             values.merge(["AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_CLIENT_SECRET": secret]) { $1 }
         }
-        let emulator = try await Emulator.start(configuration)
+        let emulator: Emulator
+        do {
+            emulator = try await Emulator.start(configuration)
+        } catch {
+            Self.remove(files)
+            throw error
+        }
         values["AZURE_AUTHORITY_HOST"] = emulator.baseURL
         if job.auth == .managedIdentity { values["IDENTITY_ENDPOINT"] = emulator.baseURL + "/msi/token" }
         if job.auth == .workloadIdentity {
@@ -60,8 +66,14 @@ final class ServiceEndpoint: Sendable {
             return ServiceEndpoint(target: target, emulator: emulator, temporaryFiles: files)
         } catch {
             await emulator.stop()
+            Self.remove(files)
             throw error
         }
+    }
+
+    /// Removes made-up credential files (a certificate's private key, a federated token).
+    static func remove(_ files: [String]) {
+        for file in files { try? FileManager.default.removeItem(atPath: file) }
     }
 
     static func temporaryFile(_ text: String) -> String {
@@ -72,6 +84,6 @@ final class ServiceEndpoint: Sendable {
 
     func close() async {
         await emulator?.stop()
-        for file in temporaryFiles { try? FileManager.default.removeItem(atPath: file) }
+        Self.remove(temporaryFiles)
     }
 }

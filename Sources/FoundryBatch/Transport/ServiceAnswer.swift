@@ -81,8 +81,8 @@ public struct ServiceBody: Sendable {
     /// A `usage` or `error` of an odd shape is left out, not a reason to refuse the body.
     /// The text is the body byte for byte when it has no byte below 0x20 and no BOM (a
     /// strictly valid JSON text without one is one line already); otherwise (pretty-printed,
-    /// a BOM in front, a raw tab in a string) it is written compact, key order and number
-    /// text kept.
+    /// or a BOM in front) it is written compact, key order and number text kept. A raw
+    /// control character inside a string is not JSON: such a body is no answer.
     public static func decode(_ bytes: [UInt8]) -> ServiceBody? {
         let hasBOM = bytes.starts(with: bom)
         guard let value = try? JSONParser.parse(bytes.dropFirst(hasBOM ? 3 : 0)), case .object = value else { return nil }

@@ -501,6 +501,12 @@ import Testing
         #expect(result.counts.pending == 3, "rows were released")
     }
 
+    @Test func anHTTPClientErrorNeverQuotesTheHeaderItRefused() {
+        let described = HTTPTransport.describe(HTTPClientError.invalidHeaderFieldValues(["api-key-value-s3cr3t"]))
+        #expect(!described.contains("s3cr3t"))
+        #expect(described.contains("invalidHeaderFieldValues"))
+    }
+
     @Test func textFromAServiceCannotDriveATerminal() throws {
         #expect(!TransportSecurity.origin(ofLocation: "https://ev%1b%5b31mil%07.example/x").unicodeScalars.contains { $0.value < 0x20 })
         #expect(!ServiceText.printable("a\u{202E}b\u{2028}c", limit: 50).unicodeScalars.contains { $0.value == 0x202E || $0.value == 0x2028 })

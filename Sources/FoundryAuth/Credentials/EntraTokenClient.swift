@@ -122,20 +122,13 @@ enum HTTPJSON {
             switch client {
             case .deadlineExceeded, .readTimeout, .connectTimeout: return "timed out"
             case .remoteConnectionClosed: return "the connection was closed"
-            default: return HTTPJSON.caseName(client)
+            default: return ServiceText.caseName(of: client)
             }
         }
         if error is DeadlineExceeded { return "timed out" }
         let text = "\(error)"
         if text.contains("connectionRefused") || text.contains("Connection refused") { return "connection refused" }
         return text
-    }
-
-    /// An error's case without its associated values, which may quote a request's headers
-    /// (`invalidHeaderFieldValues([...])` holds the value that was refused).
-    static func caseName(_ error: any Error) -> String {
-        let text = "\(error)"
-        return String(text.prefix { $0 != "(" })
     }
 
     /// A number sent as a number or as a string (IMDS sends strings); nil unless finite.

@@ -35,4 +35,10 @@ public enum ServiceText {
         let code = String(String.UnicodeScalarView(kept.prefix(64)))
         return code.isEmpty ? nil : code
     }
+
+    /// An error's case without its associated values, which may quote a request's headers
+    /// (AsyncHTTPClient's `invalidHeaderFieldValues([...])` holds the value it refused).
+    public static func caseName(of error: any Error) -> String {
+        String("\(error)".prefix { $0 != "(" })
+    }
 }

@@ -77,8 +77,7 @@ public struct HTTPTransport: Sendable {
             switch client {
             case .remoteConnectionClosed: return "the connection was closed before the answer was complete"
             case .cancelled: return "the request was cancelled"
-            // The case only: its associated values may quote a request header.
-            default: return "HTTP client error: \(String("\(client)".prefix { $0 != "(" }))"
+            default: return "HTTP client error: \(ServiceText.caseName(of: client))"
             }
         }
         let text = String(describing: error)

@@ -110,7 +110,9 @@ import Testing
     @Test func shortLivedTokensFailNoRow() async throws {
         let fixture = try Fixture()
         _ = try fixture.load(prompts(60))
-        try await Emulator.withRunning(configuration { $0.tokenTTL = 2; $0.latencyMs = 80 }) { emulator in
+        // 4 s tokens over a run of about 5 s: at least one refresh, and a last-quarter margin
+        // (1 s) that a request in flight clears even while the whole suite loads both cores.
+        try await Emulator.withRunning(configuration { $0.tokenTTL = 4; $0.latencyMs = 300 }) { emulator in
             let (summary, _) = try await run(fixture, emulator, bearer: true, concurrency: 4)
             #expect(summary.counts.succeeded == 60)
             #expect(emulator.stats.byStatus["401"] == nil, "no request went out with an expired token")

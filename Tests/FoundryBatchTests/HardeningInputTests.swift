@@ -78,7 +78,6 @@ import Testing
     @Test func defaultIDsUseThePathFromTheJobsFolder() throws {
         let fixture = try Fixture()
         let line = #"{"prompt": "same line in both files"}"#
-        for folder in ["a", "b"] { try FileManager.default.createDirectory(atPath: fixture.directory.file(folder), withIntermediateDirectories: true) }
         _ = try fixture.load(line, file: "a/data.jsonl")
         _ = try fixture.load(line, file: "b/data.jsonl")
         let ids = try fixture.queue.pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM rows ORDER BY seq") }

@@ -490,10 +490,12 @@ import Testing
         options.progress = .none
         options.gracePeriod = 0.5
         let control = RunControl()
-        let target = ServiceTarget(baseURL: "http://127.0.0.1:9", apiVersion: nil, authorization: .bearer(TokenProvider(credential: Silent())))
+        let provider = TokenProvider(credential: Silent())
+        let target = ServiceTarget(baseURL: "http://127.0.0.1:9", apiVersion: nil, authorization: .bearer(provider))
         let context = JobContext(job: fixture.job, paths: try fixture.job.resolve(), queue: fixture.queue)
         async let summary = BatchRun.execute(context: context, target: target, http: http, options: options, control: control)
-        try await Task.sleep(for: .milliseconds(300))
+        // Stop once a worker is waiting on the silent token request, not after a guessed delay.
+        while await provider.requests == 0 { try await Task.sleep(for: .milliseconds(5)) }
         await control.stop(.interrupted)
         let result = try await summary
         try await http.shutdown()

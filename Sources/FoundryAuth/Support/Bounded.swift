@@ -20,14 +20,18 @@ public enum Bounded {
 
     /// `seconds` as a `Duration`, clamped to `0...maxSeconds` (NaN: zero).
     public static func duration(seconds: Double) -> Duration {
-        let safe = Self.seconds(seconds) ?? (seconds > 0 ? maxSeconds : 0)
-        return .milliseconds(Int64((safe * 1000).rounded(.up)))
+        .milliseconds(milliseconds(seconds))
     }
 
     /// `seconds` as NIO's `TimeAmount`, clamped like ``duration(seconds:)``.
     public static func timeAmount(seconds: Double) -> TimeAmount {
+        .milliseconds(milliseconds(seconds))
+    }
+
+    /// Whole milliseconds of `seconds` clamped to `0...maxSeconds`: +inf is the maximum, NaN zero.
+    static func milliseconds(_ seconds: Double) -> Int64 {
         let safe = Self.seconds(seconds) ?? (seconds > 0 ? maxSeconds : 0)
-        return .milliseconds(Int64((safe * 1000).rounded(.up)))
+        return Int64((safe * 1000).rounded(.up))
     }
 
     /// `value` rounded toward zero, saturating at `Int.min`/`Int.max`; NaN is 0.

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Crypto
 import FoundryAuth
 import Foundation
 import Logging
@@ -186,9 +187,9 @@ public final class Runner: Sendable {
         // kept (it was paid for); anything else is no answer, and the row is released.
         if Task.isCancelled, answer.body == nil { throw CancellationError() }
         let url = target.url(api: row.api, deployment: row.deployment)
-        let decoded = answer.body.map(ServiceBody.decode)
-        let verdict = RetryPolicy.classify(answer, decoded: decoded, deployment: row.deployment, url: url)
-        let record = Self.record(answer, decoded: decoded ?? nil, clientRequestID: clientRequestID)
+        let decoded = answer.body.flatMap(ServiceBody.decode)
+        let verdict = RetryPolicy.classify(answer, body: decoded, deployment: row.deployment, url: url)
+        let record = Self.record(answer, decoded: decoded, clientRequestID: clientRequestID)
         let now = Date()
         let maxWait = job.limits.maxRetryWait
         func commit(_ outcome: RowOutcome) -> Step { .commit(outcome, clientRequestID: clientRequestID) }
@@ -343,7 +344,8 @@ enum LeaseOwner {
         let boot = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? ""
         let namespace = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid")) ?? ""
         guard !boot.isEmpty || !namespace.isEmpty else { return "unknown" }
-        return RequestBuilder.contentHash(Array((boot.trimmingCharacters(in: .whitespacesAndNewlines) + "|" + namespace).utf8)[...]).prefix(12).description
+        let digest = SHA256.hash(data: Data((boot.trimmingCharacters(in: .whitespacesAndNewlines) + "|" + namespace).utf8))
+        return digest.prefix(6).map { String(format: "%02x", $0) }.joined()
     }()
 
     static func isDeadLocal(_ owner: String) -> Bool {

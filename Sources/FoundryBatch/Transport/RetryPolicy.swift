@@ -23,12 +23,18 @@ public enum RetryPolicy {
         case fatal(FatalCondition)
     }
 
-    /// Classifies one answer. `deployment` and `url` only shape messages.
+    /// Classifies one answer, decoding its body; the runner, which has decoded it already,
+    /// calls ``classify(_:body:deployment:url:now:)``. `deployment` and `url` only shape messages.
+    public static func classify(_ answer: ServiceAnswer, deployment: String, url: String, now: Date = Date()) -> Verdict {
+        classify(answer, body: answer.body.flatMap(ServiceBody.decode), deployment: deployment, url: url, now: now)
+    }
+
+    /// Classifies one answer whose body was decoded once by the caller.
     ///
-    /// - Parameter decoded: the answer's body as ``ServiceBody/decode(_:)`` read it, when the
-    ///   caller has it already (the runner decodes each body once); nil decodes here.
+    /// - Parameter body: ``ServiceBody/decode(_:)`` of the answer's body (nil: not a JSON
+    ///   object, or no body). `deployment` and `url` only shape messages.
     public static func classify(
-        _ answer: ServiceAnswer, decoded: ServiceBody?? = nil, deployment: String, url: String, now: Date = Date()
+        _ answer: ServiceAnswer, body: ServiceBody?, deployment: String, url: String, now: Date = Date()
     ) -> Verdict {
         switch answer {
         case .timedOut:
@@ -40,7 +46,6 @@ public enum RetryPolicy {
         case .tooLarge(let limit, _):
             return .permanent(RowError(code: "response_too_large", message: "the answer was larger than \(limit >> 20) MiB"))
         case .response(let status, let headers, let bytes, _):
-            let body = decoded ?? ServiceBody.decode(bytes)
             if (200..<300).contains(status) {
                 if body != nil { return .success }
                 // A 2xx that is not a JSON object (HTML from a proxy, a body cut short by a

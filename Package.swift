@@ -103,7 +103,11 @@ let package = Package(
         ),
         .testTarget(
             name: "FoundryBatchTests",
-            dependencies: ["FoundryBatch", "FoundryEmulator", "FoundryTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "FoundryBatch", "FoundryEmulator", "FoundryTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -13,8 +13,8 @@ struct AuthCommand: AsyncParsableCommand {
     var job: String
 
     func run() async throws {
-        let description = try await JobSession.with(job: try JobFile.load(path: job), concurrency: 1) { session in
-            try await AuthReport.describe(session.target)
+        let description = try await ServiceSession.with(job: try JobFile.load(path: job), concurrency: 1) { service in
+            try await AuthReport.describe(service.target)
         }
         print(description)
     }

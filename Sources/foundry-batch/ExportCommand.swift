@@ -16,7 +16,7 @@ struct ExportCommand: AsyncParsableCommand {
     var errors: String?
 
     func run() async throws {
-        let report = try options.open(output: output, errors: errors).export()
+        let report = try await options.withSession(output: output, errors: errors) { try await $0.export() }
         print("\(report.succeeded) results -> \(report.output)\n\(report.failed) errors -> \(report.errors)")
     }
 }

@@ -50,16 +50,13 @@ struct JobOptions: ParsableArguments {
     @Option(help: "The state database (default: the job's state:).")
     var state: String?
 
-    func open(inputs: [String] = [], output: String? = nil, errors: String? = nil) throws -> JobContext {
-        try open(job: JobFile.load(path: job), inputs: inputs, output: output, errors: errors)
+    func overrides(inputs: [String] = [], output: String? = nil, errors: String? = nil) -> JobOverrides {
+        JobOverrides(date: date, inputs: inputs, output: output, errors: errors, state: state)
     }
 
-    func open(job: JobFile, inputs: [String] = [], output: String? = nil, errors: String? = nil) throws -> JobContext {
-        try JobContext.open(job: job, overrides: overrides(inputs: inputs, output: output, errors: errors))
-    }
-
-    func overrides(inputs: [String] = [], output: String? = nil, errors: String? = nil) -> JobContext.Overrides {
-        .init(date: date, inputs: inputs, output: output, errors: errors, state: state)
+    /// Opens the job's session with these options, runs `body`, and closes it.
+    func withSession<T: Sendable>(output: String? = nil, errors: String? = nil, _ body: (JobSession) async throws -> T) async throws -> T {
+        try await JobSession.with(job: JobFile.load(path: job), overrides: overrides(output: output, errors: errors), body)
     }
 }
 

@@ -20,11 +20,13 @@ struct LoadCommand: AsyncParsableCommand {
     var skipInvalid = false
 
     func run() async throws {
-        let context = try options.open(inputs: inputs)
-        let reports = try context.load(skipInvalid: skipInvalid)
+        let job = try JobFile.load(path: options.job)
+        let (reports, rejects) = try await JobSession.with(job: job, overrides: options.overrides(inputs: inputs)) { session in
+            (try await session.load(skipInvalid: skipInvalid), session.paths.rejects)
+        }
         for report in reports {
             var line = "\(report.path): \(report.lines) lines, \(report.inserted) rows queued, \(report.unchanged) already queued"
-            if report.rejected > 0 { line += ", \(report.rejected) rejected (see \(context.paths.rejects))" }
+            if report.rejected > 0 { line += ", \(report.rejected) rejected (see \(rejects))" }
             print(line)
         }
     }

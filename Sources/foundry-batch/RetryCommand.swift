@@ -17,8 +17,8 @@ struct RetryCommand: AsyncParsableCommand {
     var errorCodes: [String] = []
 
     func run() async throws {
-        let context = try options.open()
-        let count = try await context.queue.requeueFailed(RequeueFilter(statusCodes: statusCodes, errorCodes: errorCodes))
+        let filter = RequeueFilter(statusCodes: statusCodes, errorCodes: errorCodes)
+        let count = try await options.withSession { try await $0.requeue(filter) }
         print("\(count) failed rows queued again; run the job to send them")
     }
 }

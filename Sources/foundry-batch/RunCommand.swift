@@ -60,42 +60,43 @@ struct RunCommand: AsyncParsableCommand {
         defer { signals.cancel() }
         let job = try JobFile.load(path: options.job)
         let started = Date()
-        var opened: JobContext?
-        let summary: RunSummary
-        do {
-            let context = try options.open(job: job, inputs: inputs, output: output)
-            opened = context
-            guard let ran = try await send(context, control: control) else { return }
-            summary = ran
-        } catch let error as any UserFacingError {
-            // Once the job file was read, --json always prints one object, so a cron parser
-            // gets one on every exit.
+        var overrides = options.overrides(inputs: inputs, output: output)
+        (overrides.concurrency, overrides.maxAttempts) = (concurrency, maxAttempts)
+        // Once the job file was read, --json always prints one object, so a cron parser
+        // gets one on every exit.
+        func stopped(_ error: any UserFacingError, _ session: JobSession?) async throws -> RunSummary {
             guard json else { throw error }
-            let paths = try? JobContext.paths(job: job, overrides: options.overrides(inputs: inputs, output: output))
-            summary = await RunSummary.stopped(job: job, paths: paths, context: opened, error: error, elapsed: Date().timeIntervalSince(started))
+            let settings = session?.settings ?? (try? JobSettings.resolve(job: job, overrides: overrides))
+            return await RunSummary.stopped(job: job, settings: settings, queue: session?.queue, error: error, elapsed: Date().timeIntervalSince(started))
         }
+        let summary: RunSummary?
+        do {
+            summary = try await JobSession.with(job: job, overrides: overrides) { session in
+                do { return try await send(session, control: control) } catch let error as any UserFacingError { return try await stopped(error, session) }
+            }
+        } catch let error as any UserFacingError {
+            summary = try await stopped(error, nil)
+        }
+        guard let summary else { return }
         print(json ? summary.json.jsonText : summary.text)
         if json, let stop = summary.stop, stop != .interrupted { Terminal.printError("stopped: \(stop.message)") }
         if summary.exitStatus != .success { throw ExitCode(summary.exitStatus.rawValue) }
     }
 
     /// Loads, then (unless a dry run) sends every pending row and exports; nil after a dry run.
-    func send(_ context: JobContext, control: RunControl) async throws -> RunSummary? {
-        let reports = try context.load(skipInvalid: skipInvalid)
+    func send(_ session: JobSession, control: RunControl) async throws -> RunSummary? {
+        let reports = try await session.load(skipInvalid: skipInvalid)
         if !json {
             for report in reports where report.inserted > 0 {
                 print("\(report.path): \(report.inserted) rows queued")
             }
         }
         if dryRun {
-            let report = try await DryRunReport.read(context)
+            let report = try await session.dryRun()
             print(json ? report.json.jsonText : report.text)
             return nil
         }
         let progress: ProgressMode = noProgress ? .none : (Terminal.isInteractive ? .terminal : .log)
-        let runOptions = RunOptions(limits: context.job.limits, concurrency: concurrency, maxAttempts: maxAttempts, progress: progress)
-        return try await JobSession.with(job: context.job, concurrency: runOptions.concurrency) { session in
-            try await BatchRun.execute(context: context, session: session, options: runOptions, control: control)
-        }
+        return try await session.run(options: RunOptions(progress: progress), control: control)
     }
 }

@@ -13,7 +13,7 @@ struct StatusCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let report = try await StatusReport.read(try options.open())
+        let report = try await options.withSession { try await $0.status() }
         print(json ? report.json.jsonText : report.text)
     }
 }

@@ -4,9 +4,9 @@ import Testing
 @testable import FoundryBatch
 
 @Suite struct ExporterTests {
-    @Test func writesResultsAndErrorsInInputOrderInTheBatchShape() async throws {
-        let fixture = try Fixture()
-        _ = try fixture.load("{\"id\": \"a\", \"prompt\": \"1\", \"tag\": \"x\"}\n{\"id\": \"b\", \"prompt\": \"2\"}\n{\"id\": \"c\", \"prompt\": \"3\"}\n{\"id\": \"d\", \"prompt\": \"4\"}\n")
+    @Test(arguments: QueueKind.allCases) func writesResultsAndErrorsInInputOrderInTheBatchShape(_ kind: QueueKind) async throws {
+        let fixture = try Fixture(queue: kind)
+        _ = try await fixture.load("{\"id\": \"a\", \"prompt\": \"1\", \"tag\": \"x\"}\n{\"id\": \"b\", \"prompt\": \"2\"}\n{\"id\": \"c\", \"prompt\": \"3\"}\n{\"id\": \"d\", \"prompt\": \"4\"}\n")
         let now = Date()
         let rows = try await fixture.queue.claim(owner: "A", limit: 3, leaseUntil: now + 60, now: now)
         let ok = ResponseRecord(statusCode: 200, requestID: "r-1", clientRequestID: "c-1", body: #"{"choices":[{"message":{"content":"hi"}}]}"#, latencyMs: 1)
@@ -20,7 +20,7 @@ import Testing
             ],
             now: now
         )
-        let report = try Exporter(queue: fixture.queue).export(output: fixture.directory.file("out/r.jsonl"), errors: fixture.directory.file("out/r.errors.jsonl"))
+        let report = try await Exporter(queue: fixture.queue).export(output: fixture.directory.file("out/r.jsonl"), errors: fixture.directory.file("out/r.errors.jsonl"))
         #expect(report.succeeded == 2 && report.failed == 1)
         let results = fixture.directory.jsonLines("out/r.jsonl")
         #expect(results.map { $0["custom_id"]?.stringValue } == ["a", "c"])

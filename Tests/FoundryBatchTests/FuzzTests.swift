@@ -75,7 +75,7 @@ import Testing
             lines[victim] = Self.mutate(lines[victim], &random)
             let path = fixture.directory.write("in.jsonl", bytes: Array(lines.joined(separator: [0x0A])))
             do {
-                let report = try Loader(job: fixture.job, queue: fixture.queue).load(files: [path])[0]
+                let report = try await Loader(job: fixture.job, queue: fixture.queue).load(files: [path])[0]
                 #expect(try await fixture.total() == report.inserted)
             } catch let error as InputError {
                 #expect(Self.looksClear(error.description), "round \(round): \(error)")

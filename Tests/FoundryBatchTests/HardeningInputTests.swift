@@ -8,9 +8,9 @@ import Testing
 /// roles, very long lines. Each is refused with the place to fix, or handled in bounded
 /// time and memory; none traps.
 @Suite struct HardeningInputTests {
-    func loadError(_ fixture: Fixture, _ text: String, file: String = "in.jsonl") -> String? {
+    func loadError(_ fixture: Fixture, _ text: String, file: String = "in.jsonl") async -> String? {
         do {
-            _ = try fixture.load(text, file: file)
+            _ = try await fixture.load(text, file: file)
             return nil
         } catch {
             return "\(error)"
@@ -29,10 +29,10 @@ import Testing
 
     @Test func anAbsurdTokenCapInALineIsAnErrorWithItsPlace() async throws {
         let fixture = try Fixture()
-        let message = loadError(fixture, #"{"id": "a", "prompt": "hi"}"# + "\n" + #"{"custom_id": "b", "url": "/v1/chat/completions", "body": {"model": "m", "messages": [], "max_tokens": 9223372036854775807}}"#)
+        let message = await loadError(fixture, #"{"id": "a", "prompt": "hi"}"# + "\n" + #"{"custom_id": "b", "url": "/v1/chat/completions", "body": {"model": "m", "messages": [], "max_tokens": 9223372036854775807}}"#)
         #expect(message?.contains("in.jsonl:2:") == true)
         #expect(message?.contains("max_tokens") == true)
-        let fraction = loadError(fixture, #"{"custom_id": "c", "url": "/v1/chat/completions", "body": {"model": "m", "messages": [], "max_tokens": 1.5}}"#)
+        let fraction = await loadError(fixture, #"{"custom_id": "c", "url": "/v1/chat/completions", "body": {"model": "m", "messages": [], "max_tokens": 1.5}}"#)
         #expect(fraction?.contains("not a whole number") == true)
         #expect(try await fixture.queue.report().pendingRows == 0, "nothing of the file was loaded")
     }
@@ -59,40 +59,45 @@ import Testing
         #expect(message?.contains(key) == true)
     }
 
-    @Test func aStreamingBatchLineIsRefusedAtLoad() throws {
+    @Test func aStreamingBatchLineIsRefusedAtLoad() async throws {
         let fixture = try Fixture()
-        let message = loadError(fixture, #"{"custom_id": "s", "url": "/v1/chat/completions", "body": {"model": "m", "messages": [], "stream": true}}"#)
+        let message = await loadError(fixture, #"{"custom_id": "s", "url": "/v1/chat/completions", "body": {"model": "m", "messages": [], "stream": true}}"#)
         #expect(message?.contains("in.jsonl:1:") == true)
         #expect(message?.contains("stream") == true)
     }
 
-    @Test func idsWithControlCharactersAreRefused() throws {
+    @Test func idsWithControlCharactersAreRefused() async throws {
         let fixture = try Fixture()
-        let message = loadError(fixture, #"{"id": "n\u0000A", "prompt": "hi"}"#)
+        let message = await loadError(fixture, #"{"id": "n\u0000A", "prompt": "hi"}"#)
         #expect(message?.contains("in.jsonl:1:") == true)
         #expect(message?.contains("control characters") == true)
-        let model = loadError(fixture, #"{"custom_id": "x", "url": "/v1/chat/completions", "body": {"model": "m\u0000", "messages": []}}"#)
+        let model = await loadError(fixture, #"{"custom_id": "x", "url": "/v1/chat/completions", "body": {"model": "m\u0000", "messages": []}}"#)
         #expect(model?.contains("model name") == true)
     }
 
-    @Test func defaultIDsUseThePathFromTheJobsFolder() throws {
+    @Test func defaultIDsUseThePathFromTheJobsFolder() async throws {
         let fixture = try Fixture()
         let line = #"{"prompt": "same line in both files"}"#
-        _ = try fixture.load(line, file: "a/data.jsonl")
-        _ = try fixture.load(line, file: "b/data.jsonl")
-        let ids = try fixture.queue.pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM rows ORDER BY seq") }
+        _ = try await fixture.load(line, file: "a/data.jsonl")
+        _ = try await fixture.load(line, file: "b/data.jsonl")
+        let ids = try await fixture.pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM rows ORDER BY seq") }
         #expect(ids == ["a/data.jsonl:1", "b/data.jsonl:1"], "two rows, not one merged silently")
         #expect(FilePaths.relative("/x/in/data.jsonl", to: "/x/jobs") == "../in/data.jsonl")
         #expect(FilePaths.relative("/x/jobs/data.jsonl", to: "/x/jobs") == "data.jsonl")
     }
 
-    @Test func oneFileInTwoRolesIsRefused() throws {
+    /// Opens `path`'s session and closes it again, as a command does.
+    func open(_ path: String, overrides: JobOverrides = JobOverrides()) async throws {
+        try await JobSession.with(job: JobFile.load(path: path), overrides: overrides) { _ in }
+    }
+
+    @Test func oneFileInTwoRolesIsRefused() async throws {
         let directory = TemporaryDirectory()
         let path = directory.write("job.yaml", "name: t\ninput: in.jsonl\nendpoint: emulator\noutput: out/r.jsonl\nerrors: out/r.jsonl\n")
-        #expect(throws: UsageError.self) { try JobContext.open(jobPath: path) }
+        await #expect(throws: UsageError.self) { try await open(path) }
         let inputAsOutput = directory.write("job2.yaml", "name: t\ninput: out/r.jsonl\nendpoint: emulator\noutput: out/r.jsonl\n")
         do {
-            _ = try JobContext.open(jobPath: inputAsOutput)
+            try await open(inputAsOutput)
             Issue.record("an input equal to the output was accepted")
         } catch let error as UsageError {
             #expect(error.description.contains("input") && error.description.contains("output"))
@@ -135,10 +140,10 @@ import Testing
         #expect(reader.examined <= long.utf8.count + 16)
     }
 
-    @Test func rejectsAreWrittenAsTheyAreFound() throws {
+    @Test func rejectsAreWrittenAsTheyAreFound() async throws {
         let fixture = try Fixture()
         let bad = (1...2000).map { "not json \($0) " + String(repeating: "y", count: 200) }.joined(separator: "\n")
-        let report = try fixture.load(bad + "\n{\"id\": \"ok\", \"prompt\": \"fine\"}", skipInvalid: true)
+        let report = try await fixture.load(bad + "\n{\"id\": \"ok\", \"prompt\": \"fine\"}", skipInvalid: true)
         #expect(report.rejected == 2000 && report.inserted == 1)
         let rejects = fixture.directory.jsonLines("rejects.jsonl")
         #expect(rejects.count == 2000)
@@ -147,9 +152,9 @@ import Testing
 
     // MARK: Third review
 
-    @Test func aSimpleLineMayCarryURLBodyAndCustomIDAsMetadata() throws {
+    @Test func aSimpleLineMayCarryURLBodyAndCustomIDAsMetadata() async throws {
         let fixture = try Fixture()
-        let report = try fixture.load(
+        let report = try await fixture.load(
             #"{"id": "x", "prompt": "hi", "url": "https://example.com/a", "body": "article"}"# + "\n" + #"{"id": "y", "prompt": "hi", "custom_id": "abc"}"#
         )
         #expect(report.inserted == 2)
@@ -160,17 +165,17 @@ import Testing
         #expect(jobError("output: out/r-{date}.jsonl\nstate: s-{date}.sqlite") == nil)
     }
 
-    @Test func theJobFileOrAFolderIsNeverAnOutput() throws {
+    @Test func theJobFileOrAFolderIsNeverAnOutput() async throws {
         let directory = TemporaryDirectory()
         let path = directory.write("job.yaml", "name: t\ninput: in.jsonl\nendpoint: emulator\n")
-        #expect(throws: UsageError.self) { try JobContext.open(jobPath: path, overrides: .init(output: path)) }
+        await #expect(throws: UsageError.self) { try await open(path, overrides: JobOverrides(output: path)) }
         try FileManager.default.createDirectory(atPath: directory.file("out/t.jsonl"), withIntermediateDirectories: true)
-        #expect(throws: UsageError.self) { try JobContext.open(jobPath: path) }
+        await #expect(throws: UsageError.self) { try await open(path) }
     }
 
     @Test func anEmulatorEndpointRefusesAuthNone() async throws {
         let fixture = try Fixture(yaml: "auth: none")
-        await #expect(throws: UsageError.self) { try await JobSession.with(job: fixture.job, concurrency: 1) { _ in 0 } }
+        await #expect(throws: UsageError.self) { try await ServiceSession.with(job: fixture.job, concurrency: 1) { _ in 0 } }
     }
 
     @Test func leftoversOfKilledWritersAreSweptAfterAnHour() throws {

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import FoundryTestSupport
 import Foundation
 import GRDB
+import NIOHTTP1
 import Testing
 @testable import FoundryBatch
 
@@ -25,14 +26,10 @@ import Testing
     ) async throws -> RunSummary {
         let http = HTTPClient.forRun(concurrency: concurrency)
         let target = ServiceTarget(baseURL: baseURL, apiVersion: apiVersion, authorization: .apiKey(Self.key))
-        var options = RunOptions(limits: fixture.job.limits)
-        options.concurrency = concurrency
-        if let maxAttempts { options.maxAttempts = maxAttempts }
-        options.progress = .none
-        options.gracePeriod = gracePeriod
-        let context = JobContext(job: fixture.job, paths: try fixture.job.resolve(), queue: fixture.queue)
+        let session = try fixture.session(concurrency: concurrency, maxAttempts: maxAttempts)
+        let options = RunOptions(progress: .none, gracePeriod: gracePeriod)
         do {
-            let summary = try await BatchRun.execute(context: context, target: target, http: http, options: options, control: control)
+            let summary = try await BatchRun.execute(session: session, service: ServiceSession(http: http, target: target), options: options, control: control)
             try await http.shutdown()
             return summary
         } catch {
@@ -45,7 +42,7 @@ import Testing
 
     @Test func aRedirectIsNotFollowedAndTheKeyStaysHome() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(3))
+        _ = try await fixture.load(prompts(3))
         try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.json(Self.ok))] }) { elsewhere in
             try await ScriptedServer.withRunning({ _, _ in
                 [.send(ScriptedServer.response(status: 307, headers: [("Location", "\(elsewhere.baseURL)/steal?sig=topsecret")]))]
@@ -65,7 +62,7 @@ import Testing
 
     @Test func aCredentialIsNeverSentOverPlainHTTPToAnotherMachine() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(2))
+        _ = try await fixture.load(prompts(2))
         // 192.0.2.1 (TEST-NET-1) is never contacted: the request is refused before it is built.
         let summary = try await run(fixture, baseURL: "http://192.0.2.1:9")
         #expect(summary.exitStatus == .stopped)
@@ -80,7 +77,7 @@ import Testing
     ])
     func unusableRetryAfterValuesAreIgnored(header: String, value: String) async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(1))
+        _ = try await fixture.load(prompts(1))
         try await ScriptedServer.withRunning({ _, index in
             index == 0
                 ? [.send(ScriptedServer.json(status: 429, headers: [(header, value)], #"{"error":{"code":"429","message":"slow down"}}"#))]
@@ -95,7 +92,7 @@ import Testing
     @Test(arguments: [("retry-after", "99999999999999999999"), ("retry-after-ms", "1e300"), ("x-ms-retry-after-ms", "1e30")])
     func hugeRetryAfterValuesStopTheRunInsteadOfCrashing(header: String, value: String) async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(6))
+        _ = try await fixture.load(prompts(6))
         try await ScriptedServer.withRunning({ _, _ in
             [.send(ScriptedServer.json(status: 429, headers: [(header, value)], #"{"error":{"code":"429","message":"quota"}}"#))]
         }) { server in
@@ -110,7 +107,7 @@ import Testing
         // Without the fix the gate stayed paused for the 400 s, the run waited it out, and a
         // worker sent again afterwards: the suite's time limit would catch the first.
         let fixture = try Fixture(yaml: "limits: {max_retry_wait: 30}")
-        _ = try fixture.load(prompts(40))
+        _ = try await fixture.load(prompts(40))
         try await ScriptedServer.withRunning({ _, _ in
             [.pause(seconds: 0.05), .send(ScriptedServer.json(status: 429, headers: [("retry-after", "400")], #"{"error":{"code":"429","message":"quota"}}"#))]
         }) { server in
@@ -123,7 +120,7 @@ import Testing
 
     @Test func aSignalAfterAFatalStopEndsInFlightRequestsAtOnce() async throws {
         let fixture = try Fixture(yaml: "limits: {max_retry_wait: 1, timeout: 50}")
-        _ = try fixture.load(prompts(3))
+        _ = try await fixture.load(prompts(3))
         let control = RunControl()
         try await ScriptedServer.withRunning({ _, index in
             index == 0
@@ -144,7 +141,7 @@ import Testing
 
     @Test func aStalledBodyTimesOutAndKeepsTheClientRequestID() async throws {
         let fixture = try Fixture(yaml: "limits: {timeout: 0.5}")
-        _ = try fixture.load(prompts(1))
+        _ = try await fixture.load(prompts(1))
         try await ScriptedServer.withRunning({ _, _ in
             [.send(ScriptedServer.head(status: 200, headers: [("Content-Length", "500"), ("Content-Type", "application/json")])), .send(Array("{\"id\":".utf8)), .pause(seconds: 30)]
         }) { server in
@@ -156,7 +153,7 @@ import Testing
             #expect(errors.first?["error"]?["code"]?.stringValue == "timeout")
             let sent = server.requests.last?.header("x-ms-client-request-id") ?? "-"
             #expect(errors.first?["id"]?.stringValue == "batch_req_" + sent, "the output names the try that reached the service")
-            let history = try await fixture.queue.pool.read { db in
+            let history = try await fixture.pool.read { db in
                 try String.fetchAll(db, sql: "SELECT client_request_id FROM attempts ORDER BY attempt")
             }
             #expect(history == server.requests.compactMap { $0.header("x-ms-client-request-id") })
@@ -165,7 +162,7 @@ import Testing
 
     @Test func aLongRetryAfterOnAServerErrorStopsTheRun() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(2))
+        _ = try await fixture.load(prompts(2))
         try await ScriptedServer.withRunning({ _, _ in
             [.send(ScriptedServer.json(status: 503, headers: [("retry-after", "100000")], #"{"error":{"code":"ServiceUnavailable","message":"busy"}}"#))]
         }) { server in
@@ -180,7 +177,7 @@ import Testing
         // LiteLLM's 429 carries no Retry-After: the pool backs off 1, 2, 4 ... s and stops once
         // it has seen nothing but 429s for longer than max_retry_wait.
         let fixture = try Fixture(yaml: "limits: {max_retry_wait: 3}")
-        _ = try fixture.load(prompts(5))
+        _ = try await fixture.load(prompts(5))
         try await ScriptedServer.withRunning({ _, _ in
             [.send(ScriptedServer.json(status: 429, #"{"error":{"message":"No deployments available for selected model","type":"None","code":"429"}}"#))]
         }) { server in
@@ -196,7 +193,7 @@ import Testing
         // One request is always refused (too large for what is left of the quota, say) while
         // the rest are answered: that row ends failed instead of circling for ever.
         let fixture = try Fixture(yaml: "limits: {max_retry_wait: 0.5}")
-        _ = try fixture.load(prompts(1) + "\n" + (2...40).map { "{\"id\": \"p\($0)\", \"prompt\": \"Question \($0)\"}" }.joined(separator: "\n"))
+        _ = try await fixture.load(prompts(1) + "\n" + (2...40).map { "{\"id\": \"p\($0)\", \"prompt\": \"Question \($0)\"}" }.joined(separator: "\n"))
         try await ScriptedServer.withRunning({ request, _ in
             request.bodyText.contains("Question 1\"")
                 ? [.send(ScriptedServer.json(status: 429, #"{"error":{"code":"tokens_exceeded","message":"too large"}}"#))]
@@ -213,7 +210,7 @@ import Testing
 
     @Test func insufficientQuotaIsFatalAndNotARateLimit() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(4))
+        _ = try await fixture.load(prompts(4))
         try await ScriptedServer.withRunning({ _, _ in
             [.send(ScriptedServer.json(status: 429, #"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#))]
         }) { server in
@@ -232,7 +229,7 @@ import Testing
 
     @Test func absurdUsageCountsDoNotOverflowTheBudget() async throws {
         let fixture = try Fixture(yaml: "limits: {max_tokens_total: 1000000}")
-        _ = try fixture.load(prompts(3))
+        _ = try await fixture.load(prompts(3))
         let huge = #"{"id":"c","choices":[],"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":9223372036854775807,"total_tokens":1e30}}"#
         try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.json(huge))] }) { server in
             let summary = try await run(fixture, baseURL: server.baseURL, concurrency: 1)
@@ -247,7 +244,7 @@ import Testing
 
     @Test func aPrettyPrintedAnswerIsWrittenOnOneLine() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(2))
+        _ = try await fixture.load(prompts(2))
         let pretty = """
             {
               "id": "c",
@@ -274,7 +271,7 @@ import Testing
     ])
     func anyAcceptedBodyIsWrittenAsValidJSON(body: [UInt8]) async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(1))
+        _ = try await fixture.load(prompts(1))
         let answer = ScriptedServer.head(status: 200, headers: [("Content-Length", String(body.count)), ("Content-Type", "application/json")]) + body
         try await ScriptedServer.withRunning({ _, _ in [.send(answer)] }) { server in
             let summary = try await run(fixture, baseURL: server.baseURL, maxAttempts: 1)
@@ -288,7 +285,7 @@ import Testing
     @Test(arguments: ["<html>proxy error</html>", "", "[1, 2]", "\"text\""])
     func aSuccessThatIsNotAJSONObjectIsRetriedThenFails(body: String) async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(1))
+        _ = try await fixture.load(prompts(1))
         try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.response(status: 200, body: body))] }) { server in
             let summary = try await run(fixture, baseURL: server.baseURL, maxAttempts: 2)
             #expect(summary.exitStatus == .rowsFailed)
@@ -299,7 +296,7 @@ import Testing
 
     @Test func aRetryAfterOfZeroThatNeverEndsBacksOffAnyway() async throws {
         let fixture = try Fixture(yaml: "limits: {max_retry_wait: 3}")
-        _ = try fixture.load(prompts(2))
+        _ = try await fixture.load(prompts(2))
         try await ScriptedServer.withRunning({ _, _ in
             [.send(ScriptedServer.json(status: 429, headers: [("retry-after", "0")], #"{"error":{"code":"429","message":"busy"}}"#))]
         }) { server in
@@ -313,7 +310,7 @@ import Testing
     @Test func serviceTextIsMadePrintableAndCodesStayCodes() {
         let hostile = "bad\u{1B}[2J\u{1B}[31mX\nfake line"
         let verdict = RetryPolicy.classify(
-            .response(status: 400, headers: [], body: Array(#"{"error":{"code":"bad\u001b[2J\nX","message":"\u001b]0;title\u0007\r\nstopped: fine"}}"#.utf8), latencyMs: 1),
+            .response(status: 400, headers: [:], body: Array(#"{"error":{"code":"bad\u001b[2J\nX","message":"\u001b]0;title\u0007\r\nstopped: fine"}}"#.utf8), latencyMs: 1),
             deployment: "d", url: "u"
         )
         guard case .permanent(let error) = verdict else { Issue.record("expected a permanent error"); return }
@@ -454,7 +451,7 @@ import Testing
     @Test(arguments: [#"{"x":01}"#, #"{"x":1.}"#, #"{"x":"\q"}"#, #"{"a":1,}"#, #"{"x":[1,]}"#])
     func aBodyThatOnlyALenientParserAcceptsIsNoAnswer(body: String) async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(1))
+        _ = try await fixture.load(prompts(1))
         try await ScriptedServer.withRunning({ _, index in
             index == 0
                 ? [.send(ScriptedServer.json(status: 400, #"{"error":{"code":"content_filter","message":"x",},"n":01}"#))]
@@ -483,17 +480,15 @@ import Testing
             }
         }
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(3))
+        _ = try await fixture.load(prompts(3))
         let http = HTTPClient.forRun(concurrency: 2)
-        var options = RunOptions(limits: fixture.job.limits)
-        options.concurrency = 2
-        options.progress = .none
-        options.gracePeriod = 0.5
         let control = RunControl()
         let provider = TokenProvider(credential: Silent())
         let target = ServiceTarget(baseURL: "http://127.0.0.1:9", apiVersion: nil, authorization: .bearer(provider))
-        let context = JobContext(job: fixture.job, paths: try fixture.job.resolve(), queue: fixture.queue)
-        async let summary = BatchRun.execute(context: context, target: target, http: http, options: options, control: control)
+        async let summary = BatchRun.execute(
+            session: try fixture.session(concurrency: 2), service: ServiceSession(http: http, target: target),
+            options: RunOptions(progress: .none, gracePeriod: 0.5), control: control
+        )
         // Stop once a worker is waiting on the silent token request, not after a guessed delay.
         while await provider.requests == 0 { try await Task.sleep(for: .milliseconds(5)) }
         await control.stop(.interrupted)

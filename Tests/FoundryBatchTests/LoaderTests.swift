@@ -6,7 +6,7 @@ import Testing
 @Suite struct LoaderTests {
     func loadError(_ fixture: Fixture, _ text: String) async throws -> InputError? {
         do {
-            _ = try fixture.load(text)
+            _ = try await fixture.load(text)
             return nil
         } catch let error as InputError {
             return error
@@ -15,7 +15,7 @@ import Testing
 
     @Test func loadsBothFormatsWithMetadataAndDefaultIDs() async throws {
         let fixture = try Fixture(yaml: "request: {system: 'Be brief.', max_tokens: 10}")
-        let report = try fixture.load(
+        let report = try await fixture.load(
             """
             {"id": "a", "prompt": "Hello", "topic": "t1"}
             {"prompt": "No id here"}
@@ -25,7 +25,7 @@ import Testing
         )
         #expect(report.inserted == 4)
         var rows: [ExportRow] = []
-        try fixture.queue.forEachFinished { rows.append($0) }
+        try await fixture.queue.forEachFinished { rows.append($0) }
         #expect(rows.isEmpty)
         let claimed = try await fixture.queue.claim(owner: "t", limit: 10, leaseUntil: Date() + 60, now: Date())
         #expect(claimed.map(\.id) == ["a", "in.jsonl:2", "b", "7"])
@@ -42,14 +42,14 @@ import Testing
         var bytes: [UInt8] = [0xEF, 0xBB, 0xBF]
         bytes += Array("{\"id\":\"a\",\"prompt\":\"one\"}\r\n\r\n   \n{\"id\":\"b\",\"prompt\":\"\(huge)\"}\r\n".utf8)
         let path = fixture.directory.write("in.jsonl", bytes: bytes)
-        let report = try Loader(job: fixture.job, queue: fixture.queue).load(files: [path])[0]
+        let report = try await Loader(job: fixture.job, queue: fixture.queue).load(files: [path])[0]
         #expect(report.inserted == 2)
         #expect(try await fixture.total() == 2)
     }
 
     @Test func emptyFileLoadsNothing() async throws {
         let fixture = try Fixture()
-        #expect(try fixture.load("").inserted == 0)
+        #expect(try await fixture.load("").inserted == 0)
     }
 
     @Test(arguments: [
@@ -74,9 +74,9 @@ import Testing
     @Test func invalidUTF8IsNamed() async throws {
         let fixture = try Fixture()
         let path = fixture.directory.write("in.jsonl", bytes: Array(#"{"id":"a","prompt":""#.utf8) + [0xC3, 0x28] + Array("\"}\n".utf8))
-        #expect(throws: InputError.self) { try Loader(job: fixture.job, queue: fixture.queue).load(files: [path]) }
+        await #expect(throws: InputError.self) { try await Loader(job: fixture.job, queue: fixture.queue).load(files: [path]) }
         do {
-            _ = try Loader(job: fixture.job, queue: fixture.queue).load(files: [path])
+            _ = try await Loader(job: fixture.job, queue: fixture.queue).load(files: [path])
         } catch let error as InputError {
             #expect(error.description.hasSuffix("in.jsonl:1: invalid UTF-8"))
         }
@@ -84,18 +84,18 @@ import Testing
 
     @Test func missingInputSaysSo() async throws {
         let fixture = try Fixture()
-        #expect {
-            try Loader(job: fixture.job, queue: fixture.queue).load(files: [fixture.directory.file("nope.jsonl")])
+        await #expect {
+            try await Loader(job: fixture.job, queue: fixture.queue).load(files: [fixture.directory.file("nope.jsonl")])
         } throws: { error in
             (error as? InputError)?.description.contains("no such file") == true && (error as? InputError)?.exitStatus == .badInput
         }
     }
 
-    @Test func reloadIsIdempotentAndAChangedRowIsAConflict() async throws {
-        let fixture = try Fixture()
+    @Test(arguments: QueueKind.allCases) func reloadIsIdempotentAndAChangedRowIsAConflict(_ kind: QueueKind) async throws {
+        let fixture = try Fixture(queue: kind)
         let text = "{\"id\": \"a\", \"prompt\": \"one\"}\n{\"id\": \"b\", \"prompt\": \"two\"}\n"
-        #expect(try fixture.load(text).inserted == 2)
-        let again = try fixture.load(text.replacingOccurrences(of: "\n", with: "\r\n"))
+        #expect(try await fixture.load(text).inserted == 2)
+        let again = try await fixture.load(text.replacingOccurrences(of: "\n", with: "\r\n"))
         #expect(again.inserted == 0)
         #expect(again.unchanged == 2)
         let failure = try await loadError(fixture, "{\"id\": \"a\", \"prompt\": \"one\"}\n{\"id\": \"b\", \"prompt\": \"CHANGED\"}\n")
@@ -106,7 +106,7 @@ import Testing
 
     @Test func skipInvalidWritesRejectsAndLoadsTheRest() async throws {
         let fixture = try Fixture()
-        let report = try fixture.load("{\"id\": \"a\", \"prompt\": \"one\"}\nnot json\n{\"id\": \"b\", \"prompt\": \"two\"}\n[]\n", skipInvalid: true)
+        let report = try await fixture.load("{\"id\": \"a\", \"prompt\": \"one\"}\nnot json\n{\"id\": \"b\", \"prompt\": \"two\"}\n[]\n", skipInvalid: true)
         #expect(report.inserted == 2)
         #expect(report.rejected == 2)
         let rejects = fixture.directory.jsonLines("rejects.jsonl")
@@ -125,7 +125,7 @@ import Testing
                   - {name: big, deployment: gpt-4.1, request: {temperature: 0.7}}
                 """
         )
-        #expect(try fixture.load("{\"id\": \"a\", \"prompt\": \"one\"}\n").inserted == 2)
+        #expect(try await fixture.load("{\"id\": \"a\", \"prompt\": \"one\"}\n").inserted == 2)
         let rows = try await fixture.queue.claim(owner: "t", limit: 10, leaseUntil: Date() + 60, now: Date())
         #expect(rows.map(\.variant) == ["mini", "big"])
         #expect(rows[0].body.contains(#""temperature":0"#) && rows[0].deployment == "gpt-5-mini")
@@ -136,7 +136,7 @@ import Testing
 
     @Test func responsesAndEmbeddingsBodies() async throws {
         let responses = try Fixture(yaml: "api: responses\nrequest: {system: S, max_tokens: 5}")
-        _ = try responses.load("{\"id\": \"a\", \"prompt\": \"P\"}\n")
+        _ = try await responses.load("{\"id\": \"a\", \"prompt\": \"P\"}\n")
         let r = try await responses.queue.claim(owner: "t", limit: 1, leaseUntil: Date() + 60, now: Date())
         #expect(r[0].body == #"{"model":"gpt-5-mini","input":"P","instructions":"S","max_output_tokens":5}"#)
         #expect(r[0].api == .responses)

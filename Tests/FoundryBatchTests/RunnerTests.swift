@@ -36,12 +36,9 @@ import Testing
             )
             : .apiKey("runner-key")
         let target = ServiceTarget(baseURL: emulator.baseURL, apiVersion: nil, authorization: authorization)
-        var options = RunOptions(limits: fixture.job.limits)
-        options.concurrency = concurrency
-        options.maxAttempts = maxAttempts
-        options.progress = .none
-        let context = JobContext(job: fixture.job, paths: try fixture.job.resolve(), queue: fixture.queue)
-        let summary = try await BatchRun.execute(context: context, target: target, http: http, options: options, control: control)
+        let session = try fixture.session(concurrency: concurrency, maxAttempts: maxAttempts)
+        let service = ServiceSession(http: http, target: target)
+        let summary = try await BatchRun.execute(session: session, service: service, options: RunOptions(progress: .none), control: control)
         try await http.shutdown()
         return (summary, http)
     }
@@ -61,7 +58,7 @@ import Testing
 
     @Test func everyRowSucceedsWithItsOwnAnswer() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(30))
+        _ = try await fixture.load(prompts(30))
         try await Emulator.withRunning(configuration()) { emulator in
             let (summary, _) = try await run(fixture, emulator)
             #expect(summary.exitStatus == .success)
@@ -81,7 +78,7 @@ import Testing
 
     @Test func serverErrorsAndDroppedConnectionsAreRetriedUntilEveryRowSucceeds() async throws {
         let fixture = try Fixture(yaml: "limits: {timeout: 5}")
-        _ = try fixture.load(prompts(40))
+        _ = try await fixture.load(prompts(40))
         try await Emulator.withRunning(configuration { $0.faultRate = 0.15; $0.dropRate = 0.05; $0.seed = 7 }) { emulator in
             let (summary, _) = try await run(fixture, emulator, maxAttempts: 20)
             #expect(summary.counts.succeeded == 40)
@@ -94,7 +91,7 @@ import Testing
 
     @Test func aTokenRateLimitIsHonouredWithoutSendingInsideRetryAfter() async throws {
         let fixture = try Fixture(yaml: "request: {max_tokens: 60}")
-        _ = try fixture.load(prompts(40))
+        _ = try await fixture.load(prompts(40))
         // 40 requests of ~66 tokens against 2,400 TPM: the minute's bucket runs dry near the
         // end and refills at 40 tokens a second, so the last rows meet 429s for a few seconds.
         try await Emulator.withRunning(configuration { $0.tokensPerMinute = 2400 }) { emulator in
@@ -109,7 +106,7 @@ import Testing
 
     @Test func shortLivedTokensFailNoRow() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(60))
+        _ = try await fixture.load(prompts(60))
         // 4 s tokens over a run of about 5 s: at least one refresh, and a last-quarter margin
         // (1 s) that a request in flight clears even while the whole suite loads both cores.
         try await Emulator.withRunning(configuration { $0.tokenTTL = 4; $0.latencyMs = 300 }) { emulator in
@@ -123,7 +120,7 @@ import Testing
 
     @Test func contentFilteredRowsFailWithTheirBodyKept() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(5) + "\n{\"id\": \"bad\", \"prompt\": \"please BLOCKME\"}")
+        _ = try await fixture.load(prompts(5) + "\n{\"id\": \"bad\", \"prompt\": \"please BLOCKME\"}")
         try await Emulator.withRunning(configuration()) { emulator in
             let (summary, _) = try await run(fixture, emulator)
             #expect(summary.exitStatus == .rowsFailed)
@@ -138,7 +135,7 @@ import Testing
 
     @Test func permissionDeniedStopsQuicklyAndARerunWithTheRoleFinishes() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(50))
+        _ = try await fixture.load(prompts(50))
         try await Emulator.withRunning(configuration { $0.clients[0].hasRole = false }) { emulator in
             let (summary, _) = try await run(fixture, emulator, bearer: true)
             #expect(summary.exitStatus == .stopped)
@@ -155,7 +152,7 @@ import Testing
 
     @Test func unknownDeploymentAndExhaustedQuotaStopTheRun() async throws {
         let missing = try Fixture(yaml: "deployment: gpt-9")
-        _ = try missing.load(prompts(3))
+        _ = try await missing.load(prompts(3))
         try await Emulator.withRunning(configuration()) { emulator in
             let (summary, _) = try await run(missing, emulator)
             guard case .fatal(let condition) = summary.stop else { Issue.record("expected a fatal stop"); return }
@@ -163,7 +160,7 @@ import Testing
             #expect(summary.counts.pending == 3)
         }
         let quota = try Fixture()
-        _ = try quota.load(prompts(3))
+        _ = try await quota.load(prompts(3))
         try await Emulator.withRunning(configuration { $0.fixedRetryAfter = 86_400 }) { emulator in
             let (summary, _) = try await run(quota, emulator)
             #expect(summary.exitStatus == .stopped)
@@ -175,7 +172,7 @@ import Testing
 
     @Test func aRowThatKeepsFailingEndsFailedAfterMaxAttempts() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(2))
+        _ = try await fixture.load(prompts(2))
         try await Emulator.withRunning(configuration { $0.faultRate = 1 }) { emulator in
             let (summary, _) = try await run(fixture, emulator, maxAttempts: 3)
             #expect(summary.counts.failed == 2)
@@ -188,7 +185,7 @@ import Testing
 
     @Test func anInterruptReleasesInFlightRowsAndARerunFinishes() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(40))
+        _ = try await fixture.load(prompts(40))
         try await Emulator.withRunning(configuration { $0.latencyMs = 300 }) { emulator in
             let control = RunControl()
             Task {
@@ -207,7 +204,7 @@ import Testing
 
     @Test func twoRunnersShareTheWorkWithoutDoingARowTwice() async throws {
         let fixture = try Fixture()
-        _ = try fixture.load(prompts(60))
+        _ = try await fixture.load(prompts(60))
         try await Emulator.withRunning(configuration { $0.latencyMs = 20 }) { emulator in
             async let first = run(fixture, emulator, concurrency: 4)
             async let second = run(fixture, emulator, concurrency: 4)
@@ -221,7 +218,7 @@ import Testing
 
     @Test func aTokenBudgetStopsTheRunBeforeItIsPassed() async throws {
         let fixture = try Fixture(yaml: "request: {max_tokens: 20}\nlimits: {max_tokens_total: 300}")
-        _ = try fixture.load(prompts(40))
+        _ = try await fixture.load(prompts(40))
         try await Emulator.withRunning(configuration()) { emulator in
             let (summary, _) = try await run(fixture, emulator, concurrency: 2)
             #expect(summary.exitStatus == .stopped)

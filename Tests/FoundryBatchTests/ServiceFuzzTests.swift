@@ -49,20 +49,18 @@ import Testing
     func randomAnswersLoseAndDoubleNoRow(seed: UInt64) async throws {
         let rows = 60
         let fixture = try Fixture(yaml: "limits: {timeout: 0.3, max_retry_wait: 2, max_attempts: 4}")
-        _ = try fixture.load((1...rows).map { "{\"id\": \"f\($0)\", \"prompt\": \"Fuzz \($0)\"}" }.joined(separator: "\n"))
+        _ = try await fixture.load((1...rows).map { "{\"id\": \"f\($0)\", \"prompt\": \"Fuzz \($0)\"}" }.joined(separator: "\n"))
         let random = Mutex(SeededRandom(seed: seed))
         try await ScriptedServer.withRunning({ _, _ in random.withLock { Self.answer(&$0) } }) { server in
             var runs = 0
             while runs < 40 {
                 runs += 1
                 let http = HTTPClient.forRun(concurrency: 8)
-                var options = RunOptions(limits: fixture.job.limits)
-                options.concurrency = 8
-                options.progress = .none
-                options.gracePeriod = 0.5
-                let context = JobContext(job: fixture.job, paths: try fixture.job.resolve(), queue: fixture.queue)
                 let target = ServiceTarget(baseURL: server.baseURL, apiVersion: nil, authorization: .apiKey("fuzz-key"))
-                let summary = try await BatchRun.execute(context: context, target: target, http: http, options: options, control: RunControl())
+                let summary = try await BatchRun.execute(
+                    session: try fixture.session(concurrency: 8), service: ServiceSession(http: http, target: target),
+                    options: RunOptions(progress: .none, gracePeriod: 0.5), control: RunControl()
+                )
                 try await http.shutdown()
 
                 #expect(summary.counts.total == rows, "no row lost")

@@ -1,5 +1,6 @@
 import FoundryBatch
 import Foundation
+import NIOHTTP1
 import Testing
 @testable import FoundryEmulator
 
@@ -40,7 +41,7 @@ import Testing
             #expect(throttled.status == 429)
             #expect(try decode(throttled).error?.code == "429", "Azure sends the code as text")
             let verdict = RetryPolicy.classify(
-                .response(status: 429, headers: throttled.headers.map { ($0.name, $0.value) }, body: Array(throttled.body), latencyMs: 1),
+                .response(status: 429, headers: HTTPHeaders(throttled.headers.map { ($0.name, $0.value) }), body: Array(throttled.body), latencyMs: 1),
                 deployment: "gpt-5-mini", url: emulator.baseURL
             )
             guard case .retry(let delay, let error, let isThrottled) = verdict else {

@@ -35,18 +35,18 @@ public struct Loader: Sendable {
     ///   - rejectsPath: where `skipInvalid` writes rejected lines (`{"source", "error", "line"}`).
     /// - Throws: ``InputError`` for the first bad line (and nothing of that file is loaded),
     ///   ``StorageError`` when the state database fails.
-    public func load(files: [String], skipInvalid: Bool = false, rejectsPath: String? = nil) throws -> [FileLoadReport] {
+    public func load(files: [String], skipInvalid: Bool = false, rejectsPath: String? = nil) async throws -> [FileLoadReport] {
         var rejects: RejectsWriter? = nil
         if skipInvalid, let rejectsPath { rejects = try RejectsWriter(path: rejectsPath) }
         var reports: [FileLoadReport] = []
         for file in files {
-            reports.append(try load(file: file, rejects: &rejects))
+            reports.append(try await load(file: file, rejects: &rejects))
         }
         try rejects?.commit()
         return reports
     }
 
-    func load(file: String, rejects: inout RejectsWriter?) throws -> FileLoadReport {
+    func load(file: String, rejects: inout RejectsWriter?) async throws -> FileLoadReport {
         var reader = try LineReader(path: file)
         // Default ids name the file by its path from the job's folder, so that a/data.jsonl
         // and b/data.jsonl in one job do not collide.
@@ -56,7 +56,7 @@ public struct Loader: Sendable {
         let skipping = rejects != nil
         var report = FileLoadReport(path: file)
 
-        try queue.withLoad(source: file) { transaction in
+        try await queue.withLoad(source: file) { transaction in
             while let bytes = reader.next() {
                 let number = reader.lineNumber
                 report.lines = number
@@ -66,7 +66,7 @@ public struct Loader: Sendable {
                 case .failure(let failure):
                     problem = failure.message
                 case .success(let line):
-                    problem = try add(line, source: "\(file):\(number)", builder: builder, arms: arms, to: &transaction, report: &report)
+                    problem = try add(line, source: "\(file):\(number)", builder: builder, arms: arms, to: transaction, report: &report)
                 }
                 if let problem {
                     guard skipping else { throw InputError(file: file, line: number, message: problem) }
@@ -88,7 +88,7 @@ public struct Loader: Sendable {
     /// `--skip-invalid` can reject the line and go on.
     func add(
         _ line: InputLine, source: String, builder: RequestBuilder, arms: [JobFile.Variant],
-        to transaction: inout any LoadTransaction, report: inout FileLoadReport
+        to transaction: LoadTransaction, report: inout FileLoadReport
     ) throws -> String? {
         let hash = line.contentHash
         let metadata = line.metadata.isEmpty ? nil : JSONValue.object(line.metadata).jsonText

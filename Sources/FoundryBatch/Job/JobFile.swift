@@ -13,19 +13,8 @@ import Foundation
 /// let paths = try job.resolve(date: nil)
 /// ```
 public struct JobFile: Sendable {
-    /// Which API a simple input line is sent to.
-    public enum API: String, Sendable, CaseIterable {
-        case chat, responses, embeddings
-
-        /// The `/openai/v1/...` path suffix of this API.
-        public var path: String {
-            switch self {
-            case .chat: "chat/completions"
-            case .responses: "responses"
-            case .embeddings: "embeddings"
-            }
-        }
-    }
+    /// Which API a simple input line is sent to: the transport's own type.
+    public typealias API = ServiceAPI
 
     /// Where requests go.
     public enum Endpoint: Sendable, Equatable {

@@ -9,14 +9,6 @@ public struct DryRunReport: Sendable, Equatable {
     public var completionCap: Int
     public var prices: JobFile.Prices?
 
-    public static func read(_ context: JobContext) async throws -> DryRunReport {
-        let report = try await context.queue.report()
-        return DryRunReport(
-            job: context.job.name, rows: report.pendingRows, promptTokens: report.pendingPromptTokens,
-            completionCap: report.pendingCompletionCap, prices: context.job.prices
-        )
-    }
-
     /// Prompt cost plus the cost of every answer reaching its cap: an upper bound.
     public var maximumCost: Double? {
         prices?.cost(prompt: promptTokens, completion: completionCap)

@@ -22,13 +22,13 @@ public struct Exporter: Sendable {
         self.queue = queue
     }
 
-    public func export(output: String, errors: String) throws -> ExportReport {
+    public func export(output: String, errors: String) async throws -> ExportReport {
         let results = try AtomicFileWriter(path: output)
         let failures = try AtomicFileWriter(path: errors)
         var report = ExportReport(output: output, errors: errors)
         var line: [UInt8] = []
         line.reserveCapacity(4096)
-        try queue.forEachFinished { row in
+        try await queue.forEachFinished { row in
             line.removeAll(keepingCapacity: true)
             Self.encode(row, into: &line)
             if row.state == .succeeded {

@@ -12,10 +12,6 @@ public struct StatusReport: Sendable, Equatable {
         self.prices = prices
     }
 
-    public static func read(_ context: JobContext) async throws -> StatusReport {
-        StatusReport(job: context.job.name, report: try await context.queue.report(), prices: context.job.prices)
-    }
-
     public var counts: QueueCounts { report.job.counts }
 
     func cost(_ counts: QueueCounts) -> Double? {

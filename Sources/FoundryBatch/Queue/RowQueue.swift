@@ -1,3 +1,4 @@
+import FoundryAuth
 import Foundation
 
 /// The life of a row in the queue.
@@ -13,7 +14,7 @@ public struct NewRow: Sendable, Equatable {
     public var variant: String
     /// `file:line` of the input line, for messages.
     public var source: String
-    public var api: JobFile.API
+    public var api: ServiceAPI
     public var deployment: String
     /// The request body as compact JSON.
     public var body: String
@@ -39,16 +40,29 @@ public enum LoadDisposition: Sendable, Equatable {
 }
 
 /// Adds rows inside one load transaction; nothing is kept unless the whole load succeeds.
-public protocol LoadTransaction {
-    mutating func add(_ row: NewRow) throws -> LoadDisposition
+///
+/// Each ``RowQueue`` implementation makes one for its own transaction, so a load needs to
+/// know nothing of the store it fills.
+public struct LoadTransaction {
+    let insert: (NewRow) throws -> LoadDisposition
+
+    /// A transaction whose rows go to `insert`; for implementations of ``RowQueue``.
+    public init(insert: @escaping (NewRow) throws -> LoadDisposition) {
+        self.insert = insert
+    }
+
+    /// Adds `row`, or tells why it was not added.
+    public func add(_ row: NewRow) throws -> LoadDisposition {
+        try insert(row)
+    }
 }
 
 /// A row handed to a worker under a lease.
-public struct ClaimedRow: Sendable, Equatable {
+public struct ClaimedRow: Sendable, Equatable, Decodable {
     public var seq: Int64
     public var id: String
     public var variant: String
-    public var api: JobFile.API
+    public var api: ServiceAPI
     public var deployment: String
     public var body: String
     /// Answered tries so far (not counting this one).
@@ -159,7 +173,7 @@ public struct QueueReport: Sendable, Equatable {
         public var attempts: Int
     }
 
-    public struct ErrorFigure: Sendable, Equatable {
+    public struct ErrorFigure: Sendable, Equatable, Decodable {
         public var code: String
         public var count: Int
         public var exampleID: String
@@ -200,7 +214,10 @@ public struct ExportRow: Sendable {
 /// safe to call from several processes at once on the same job.
 public protocol RowQueue: Sendable {
     /// Runs `body` in one transaction; a thrown error discards every row it added.
-    func withLoad<T>(source: String, _ body: (inout any LoadTransaction) throws -> T) throws -> T
+    ///
+    /// `body` runs synchronously inside the transaction, and holds the queue's writer for
+    /// its length: a million-row load must not pay a suspension per row.
+    func withLoad<T: Sendable>(source: String, _ body: (LoadTransaction) throws -> T) async throws -> T
 
     /// Claims up to `limit` due pending rows for `owner` until `leaseUntil`, in input order.
     func claim(owner: String, limit: Int, leaseUntil: Date, now: Date) async throws -> [ClaimedRow]
@@ -209,6 +226,7 @@ public protocol RowQueue: Sendable {
     /// Commits outcomes, each in the same transaction that ends or reschedules its row.
     ///
     /// A completion whose lease was lost (expired and taken by another process) is dropped.
+    /// An outcome with an error is also kept in the row's attempt history.
     /// - Returns: how many completions were applied.
     @discardableResult
     func complete(_ completions: [Completion], now: Date) async throws -> Int
@@ -217,7 +235,8 @@ public protocol RowQueue: Sendable {
     /// Returns rows whose lease expired to pending. - Returns: how many.
     @discardableResult
     func reclaimExpired(now: Date) async throws -> Int
-    /// Puts failed rows matching `filter` back to pending. - Returns: how many.
+    /// Puts failed rows matching `filter` back to pending, with their attempts reset.
+    /// - Returns: how many.
     func requeueFailed(_ filter: RequeueFilter) async throws -> Int
     /// When the next pending row becomes due (`nil`: none pending), and how many rows are running.
     func activity() async throws -> (nextDue: Date?, running: Int)
@@ -228,5 +247,78 @@ public protocol RowQueue: Sendable {
     /// Latency percentiles, attempts, 429s and the most frequent errors, for `status`.
     func report() async throws -> QueueReport
     /// Calls `body` with every finished row in input order, streaming.
-    func forEachFinished(_ body: (ExportRow) throws -> Void) throws
+    ///
+    /// `body` runs synchronously inside one read, so the rows it sees are one snapshot.
+    func forEachFinished(_ body: (ExportRow) throws -> Void) async throws
+}
+
+extension QueueReport {
+    /// The element of `sorted` (ascending) at quantile `p`: the one percentile rule every
+    /// queue implementation uses.
+    static func percentileOffset(count: Int, _ p: Double) -> Int? {
+        guard count > 0 else { return nil }
+        return min(count - 1, Int((Double(count) * p).rounded(.down)))
+    }
+}
+
+/// A row already queued under the id of a row being loaded.
+struct QueuedRow: Sendable, Decodable {
+    var loadID: Int64
+    var contentHash: String
+    var source: String
+
+    /// What a load numbered `loadID` does with `row`, whose id and variant are this row's.
+    func disposition(of row: NewRow, loadID: Int64) -> LoadDisposition {
+        if self.loadID == loadID { return .duplicate(firstSource: source) }
+        if contentHash != row.contentHash { return .conflict(source: source) }
+        return .unchanged
+    }
+}
+
+/// Rows and answered tokens of one variant in one state: what ``QueueCounts`` is summed from.
+struct StateCount: Sendable, Decodable {
+    var variant: String
+    var state: RowState
+    var rows: Int
+    var promptTokens: Int
+    var completionTokens: Int
+}
+
+/// Estimated tokens of the rows not yet done, for `status` and `--dry-run`.
+struct PendingFigures: Sendable, Decodable {
+    var rows = 0
+    var promptTokens = 0
+    var completionCap = 0
+}
+
+extension QueueCounts {
+    /// The job's counts and each variant's, from per-variant, per-state groups.
+    static func tally(_ groups: [StateCount]) -> (job: QueueCounts, variants: [QueueCounts]) {
+        var job = QueueCounts()
+        var byVariant: [String: QueueCounts] = [:]
+        for group in groups {
+            var counts = byVariant[group.variant] ?? QueueCounts(variant: group.variant)
+            counts.add(group)
+            job.add(group)
+            byVariant[group.variant] = counts
+        }
+        let variants = byVariant.values.filter { !$0.variant.isEmpty }.sorted { $0.variant < $1.variant }
+        return (job, variants)
+    }
+
+    init(variant: String) {
+        self.init()
+        self.variant = variant
+    }
+
+    mutating func add(_ group: StateCount) {
+        switch group.state {
+        case .pending: pending += group.rows
+        case .running: running += group.rows
+        case .succeeded: succeeded += group.rows
+        case .failed: failed += group.rows
+        }
+        promptTokens = Bounded.add(promptTokens, group.promptTokens)
+        completionTokens = Bounded.add(completionTokens, group.completionTokens)
+    }
 }

@@ -77,6 +77,11 @@ public final class SQLiteQueue: RowQueue {
         throw StorageError(path: path, message: "cannot open the state database")
     }
 
+    /// Closes the database's connections; the session that opened the queue calls it last.
+    public func close() {
+        try? pool.close()
+    }
+
     static func describe(_ error: any Error) -> String {
         if let dbError = error as? DatabaseError {
             return dbError.message ?? "SQLite error \(dbError.resultCode)"
@@ -84,7 +89,8 @@ public final class SQLiteQueue: RowQueue {
         return "\(error)"
     }
 
-    /// Wraps database failures in a ``StorageError`` naming the file.
+    /// The one mapping of database failures: a ``StorageError`` naming the file. Errors of
+    /// the caller's own (an exporter's write, an input error in a load) pass unchanged.
     func storage<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
@@ -95,19 +101,16 @@ public final class SQLiteQueue: RowQueue {
 
     // MARK: Loading
 
-    public func withLoad<T>(source: String, _ body: (inout any LoadTransaction) throws -> T) throws -> T {
-        do {
-            return try pool.write { db in
+    public func withLoad<T: Sendable>(source: String, _ body: (LoadTransaction) throws -> T) async throws -> T {
+        try await storage {
+            // Synchronous on purpose: the body inserts row by row inside GRDB's transaction.
+            try pool.write { db in
                 try db.execute(sql: "INSERT INTO loads(source, loaded_at, rows) VALUES (?, ?, 0)", arguments: [source, Date().timeIntervalSince1970])
-                var transaction: any LoadTransaction = SQLiteLoadTransaction(db: db, loadID: db.lastInsertedRowID)
-                let result = try body(&transaction)
-                if let sqlite = transaction as? SQLiteLoadTransaction {
-                    try db.execute(sql: "UPDATE loads SET rows = ? WHERE id = ?", arguments: [sqlite.inserted, sqlite.loadID])
-                }
+                let loader = SQLiteLoader(db: db, loadID: db.lastInsertedRowID)
+                let result = try body(LoadTransaction(insert: loader.add))
+                try db.execute(sql: "UPDATE loads SET rows = ? WHERE id = ?", arguments: [loader.inserted, loader.loadID])
                 return result
             }
-        } catch let error as DatabaseError {
-            throw StorageError(path: path, message: "state database error: \(Self.describe(error))")
         }
     }
 
@@ -116,24 +119,17 @@ public final class SQLiteQueue: RowQueue {
     public func claim(owner: String, limit: Int, leaseUntil: Date, now: Date) async throws -> [ClaimedRow] {
         try await storage {
             try await pool.write { db in
-                let rows = try Row.fetchAll(
+                try ClaimedRow.fetchAll(
                     db,
                     sql: """
                         UPDATE rows SET state = 'running', lease_owner = ?, lease_expires_at = ?,
                             first_sent_at = coalesce(first_sent_at, ?)
                         WHERE seq IN (
                             SELECT seq FROM rows WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?)
-                        RETURNING seq, id, variant, api, deployment, body, attempts, estimated_tokens
+                        RETURNING seq, id, variant, api, deployment, body, attempts, estimated_tokens AS estimatedTokens
                         """,
                     arguments: [owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970, now.timeIntervalSince1970, limit]
-                )
-                return rows.map { row in
-                    ClaimedRow(
-                        seq: row["seq"], id: row["id"], variant: row["variant"],
-                        api: JobFile.API(rawValue: row["api"]) ?? .chat, deployment: row["deployment"],
-                        body: row["body"], attempts: row["attempts"], estimatedTokens: row["estimated_tokens"]
-                    )
-                }.sorted { $0.seq < $1.seq }
+                ).sorted { $0.seq < $1.seq }
             }
         }
     }
@@ -297,37 +293,15 @@ public final class SQLiteQueue: RowQueue {
     public func counts() async throws -> (job: QueueCounts, variants: [QueueCounts]) {
         try await storage {
             try await pool.read { db in
-                var job = QueueCounts()
-                var byVariant: [String: QueueCounts] = [:]
-                let rows = try Row.fetchAll(
+                let groups = try StateCount.fetchAll(
                     db,
                     sql: """
-                        SELECT variant, state, count(*) AS n, coalesce(sum(prompt_tokens), 0) AS p,
-                            coalesce(sum(completion_tokens), 0) AS c
+                        SELECT variant, state, count(*) AS rows, coalesce(sum(prompt_tokens), 0) AS promptTokens,
+                            coalesce(sum(completion_tokens), 0) AS completionTokens
                         FROM rows GROUP BY variant, state
                         """
                 )
-                for row in rows {
-                    let variant: String = row["variant"]
-                    var counts = byVariant[variant] ?? { var c = QueueCounts(); c.variant = variant; return c }()
-                    let n: Int = row["n"], p: Int = row["p"], c: Int = row["c"]
-                    for target in [0, 1] {
-                        var entry = target == 0 ? job : counts
-                        switch RowState(rawValue: row["state"]) {
-                        case .pending: entry.pending += n
-                        case .running: entry.running += n
-                        case .succeeded: entry.succeeded += n
-                        case .failed: entry.failed += n
-                        case nil: break
-                        }
-                        entry.promptTokens += p
-                        entry.completionTokens += c
-                        if target == 0 { job = entry } else { counts = entry }
-                    }
-                    byVariant[variant] = counts
-                }
-                let variants = byVariant.values.filter { !$0.variant.isEmpty }.sorted { $0.variant < $1.variant }
-                return (job, variants)
+                return QueueCounts.tally(groups)
             }
         }
     }
@@ -339,10 +313,8 @@ public final class SQLiteQueue: RowQueue {
                 func figures(_ counts: QueueCounts, variant: String?) throws -> QueueReport.VariantFigures {
                     let filter = variant == nil ? "" : " AND variant = ?"
                     let arguments: StatementArguments = variant.map { [$0] } ?? []
-                    let succeeded = counts.succeeded
                     func percentile(_ p: Double) throws -> Double? {
-                        guard succeeded > 0 else { return nil }
-                        let offset = min(succeeded - 1, Int((Double(succeeded) * p).rounded(.down)))
+                        guard let offset = QueueReport.percentileOffset(count: counts.succeeded, p) else { return nil }
                         return try Double.fetchOne(
                             db, sql: "SELECT latency_ms FROM rows WHERE state = 'succeeded'\(filter) ORDER BY latency_ms LIMIT 1 OFFSET \(offset)",
                             arguments: arguments
@@ -351,71 +323,64 @@ public final class SQLiteQueue: RowQueue {
                     let attempts = try Int.fetchOne(db, sql: "SELECT coalesce(sum(attempts), 0) FROM rows WHERE 1\(filter)", arguments: arguments) ?? 0
                     return QueueReport.VariantFigures(counts: counts, latencyP50: try percentile(0.5), latencyP95: try percentile(0.95), attempts: attempts)
                 }
-                let errors = try Row.fetchAll(
+                let errors = try QueueReport.ErrorFigure.fetchAll(
                     db,
                     sql: """
-                        SELECT error_code, count(*) AS n, min(id) AS example, min(error_message) AS message FROM rows
-                        WHERE state = 'failed' GROUP BY error_code ORDER BY n DESC, error_code LIMIT 5
-                        """
-                ).map { row in
-                    QueueReport.ErrorFigure(code: row["error_code"] ?? "unknown", count: row["n"], exampleID: row["example"], exampleMessage: row["message"] ?? "")
-                }
-                let throttled = try Int.fetchOne(db, sql: "SELECT count(*) FROM attempts WHERE status_code = 429") ?? 0
-                let pending = try Row.fetchOne(
-                    db,
-                    sql: """
-                        SELECT count(*) AS n, coalesce(sum(estimated_prompt_tokens), 0) AS p,
-                            coalesce(sum(estimated_tokens - estimated_prompt_tokens), 0) AS c
-                        FROM rows WHERE state IN ('pending', 'running')
+                        SELECT coalesce(error_code, 'unknown') AS code, count(*) AS count, min(id) AS exampleID,
+                            coalesce(min(error_message), '') AS exampleMessage
+                        FROM rows WHERE state = 'failed' GROUP BY error_code ORDER BY count DESC, error_code LIMIT 5
                         """
                 )
+                let throttled = try Int.fetchOne(db, sql: "SELECT count(*) FROM attempts WHERE status_code = 429") ?? 0
+                let pending = try PendingFigures.fetchOne(
+                    db,
+                    sql: """
+                        SELECT count(*) AS rows, coalesce(sum(estimated_prompt_tokens), 0) AS promptTokens,
+                            coalesce(sum(estimated_tokens - estimated_prompt_tokens), 0) AS completionCap
+                        FROM rows WHERE state IN ('pending', 'running')
+                        """
+                ) ?? PendingFigures()
                 return QueueReport(
                     job: try figures(job, variant: nil), variants: try variants.map { try figures($0, variant: $0.variant) },
-                    throttled: throttled, errors: errors, pendingPromptTokens: pending?["p"] ?? 0,
-                    pendingCompletionCap: pending?["c"] ?? 0, pendingRows: pending?["n"] ?? 0
+                    throttled: throttled, errors: errors, pendingPromptTokens: pending.promptTokens,
+                    pendingCompletionCap: pending.completionCap, pendingRows: pending.rows
                 )
             }
         }
     }
 
-    public func forEachFinished(_ body: (ExportRow) throws -> Void) throws {
-        do {
+    public func forEachFinished(_ body: (ExportRow) throws -> Void) async throws {
+        try await storage {
+            // Synchronous on purpose: one read, streamed through a cursor into `body`.
             try pool.read { db in
-                let cursor = try Row.fetchCursor(
+                let cursor = try FinishedRow.fetchCursor(
                     db,
                     sql: """
-                        SELECT seq, id, variant, state, attempts, metadata, status_code, request_id, client_request_id,
-                            response, error_code, error_message
+                        SELECT seq, id, variant, state, attempts, metadata, status_code AS statusCode, request_id AS requestID,
+                            client_request_id AS clientRequestID, response, error_code AS errorCode, error_message AS errorMessage
                         FROM rows WHERE state IN ('succeeded', 'failed') ORDER BY seq
                         """
                 )
-                while let row = try cursor.next() {
-                    let errorCode: String? = row["error_code"]
-                    let statusCode: Int? = row["status_code"]
-                    try body(
-                        ExportRow(
-                            seq: row["seq"], id: row["id"], variant: row["variant"],
-                            state: RowState(rawValue: row["state"]) ?? .failed, attempts: row["attempts"],
-                            metadata: row["metadata"], statusCode: statusCode, requestID: row["request_id"],
-                            clientRequestID: row["client_request_id"], response: row["response"],
-                            error: errorCode.map { RowError(code: $0, message: row["error_message"] ?? "", statusCode: statusCode) }
-                        )
-                    )
-                }
+                while let row = try cursor.next() { try body(row.exportRow) }
             }
-        } catch let error as DatabaseError {
-            throw StorageError(path: path, message: "state database error: \(Self.describe(error))")
         }
     }
 }
 
 /// Inserts rows of one load through prepared statements inside the load's transaction.
-struct SQLiteLoadTransaction: LoadTransaction {
+///
+/// A class: the ``LoadTransaction`` closure and the queue share its count of inserted rows.
+final class SQLiteLoader {
     let db: Database
     let loadID: Int64
     var inserted = 0
 
-    mutating func add(_ row: NewRow) throws -> LoadDisposition {
+    init(db: Database, loadID: Int64) {
+        self.db = db
+        self.loadID = loadID
+    }
+
+    func add(_ row: NewRow) throws -> LoadDisposition {
         let insert = try db.cachedStatement(
             sql: """
                 INSERT INTO rows(id, variant, source, load_id, content_hash, api, deployment, body, metadata, estimated_tokens,
@@ -451,11 +416,8 @@ struct SQLiteLoadTransaction: LoadTransaction {
             inserted += 1
             return .inserted
         }
-        let lookup = try db.cachedStatement(sql: "SELECT load_id, content_hash, source FROM rows WHERE id = ? AND variant = ?")
-        guard let existing = try Row.fetchOne(lookup, arguments: [row.id, row.variant]) else { return .unchanged }
-        let source: String = existing["source"]
-        if (existing["load_id"] as Int64) == loadID { return .duplicate(firstSource: source) }
-        if (existing["content_hash"] as String) != row.contentHash { return .conflict(source: source) }
-        return .unchanged
+        let lookup = try db.cachedStatement(sql: "SELECT load_id AS loadID, content_hash AS contentHash, source FROM rows WHERE id = ? AND variant = ?")
+        guard let existing = try QueuedRow.fetchOne(lookup, arguments: [row.id, row.variant]) else { return .unchanged }
+        return existing.disposition(of: row, loadID: loadID)
     }
 }

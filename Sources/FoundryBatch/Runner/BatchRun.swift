@@ -48,43 +48,43 @@ extension ServiceTarget {
     }
 }
 
-/// `run`: load the inputs, process every pending row, export, and summarise.
+/// `run` once the rows are loaded: process every pending row, export, and summarise.
 public enum BatchRun {
+    /// Runs `session`'s pending rows against `service`.
+    ///
+    /// - Throws: ``StorageError`` when the files cannot be written (before sending, exit 2)
+    ///   or the queue fails (after sending, exit 4).
     public static func execute(
-        context: JobContext, session: JobSession, options: RunOptions, control: RunControl,
-        logger: Logger = Logger(label: "foundry-batch.run")
-    ) async throws -> RunSummary {
-        try await execute(context: context, target: session.target, http: session.http, options: options, control: control, logger: logger)
-    }
-
-    /// ``execute(context:session:options:control:logger:)`` with a target and client of the caller's.
-    public static func execute(
-        context: JobContext, target: ServiceTarget, http: HTTPClient, options: RunOptions, control: RunControl,
+        session: JobSession, service: ServiceSession, options: RunOptions, control: RunControl,
         logger: Logger = Logger(label: "foundry-batch.run")
     ) async throws -> RunSummary {
         let started = Date()
-        try context.paths.checkWritable()
-        let runner = Runner(job: context.job, queue: context.queue, http: http, target: target, options: options, control: control, logger: logger)
+        let paths = session.paths
+        try paths.checkWritable()
+        let runner = Runner(
+            limits: session.settings.limits, queue: session.queue, http: service.http, target: service.target, options: options,
+            control: control, logger: logger
+        )
         let counters: RunCounters
         var stop: StopReason?
-        var export = ExportReport(output: context.paths.output, errors: context.paths.errors)
+        var export = ExportReport(output: paths.output, errors: paths.errors)
         let counts: QueueCounts
         do {
             (counters, stop) = try await runner.run()
             do {
-                export = try context.export()
+                export = try await session.export()
             } catch let error as StorageError {
                 // The answers are in the state database; the summary still tells what was
                 // sent. A stop that came first (an interrupt, a fatal condition) keeps its code.
                 if stop == nil { stop = .storageFailed(error.afterSending()) } else { logger.error("\(error.afterSending().description)") }
             }
-            counts = try await context.queue.counts().job
+            counts = try await session.queue.counts().job
         } catch let error as StorageError {
             throw error.afterSending()
         }
         return RunSummary(
-            job: context.job.name, counts: counts, counters: counters, tokenRequests: await target.tokenRequests,
-            elapsed: Date().timeIntervalSince(started), export: export, stop: stop, prices: context.job.prices
+            job: session.job.name, counts: counts, counters: counters, tokenRequests: await service.target.tokenRequests,
+            elapsed: Date().timeIntervalSince(started), export: export, stop: stop, prices: session.job.prices
         )
     }
 }

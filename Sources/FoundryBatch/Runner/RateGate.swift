@@ -60,7 +60,7 @@ public actor RateGate {
         }
     }
 
-    public enum Outcome: Sendable {
+    public enum Outcome: Sendable, Equatable {
         case success(remainingRequests: Int?, remainingTokens: Int?, estimate: Int)
         case throttled(retryAfter: TimeInterval)
         case other

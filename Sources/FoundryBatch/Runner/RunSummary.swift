@@ -100,18 +100,20 @@ public struct RunSummary: Sendable {
 extension RunSummary {
     /// The summary of a run that stopped on `error` before or while sending, so that
     /// `--json` prints one object on every exit once the job file was read.
+    ///
+    /// - Parameters:
+    ///   - settings: the run's settings, when they resolved; `queue`, when it opened, gives the counts.
     public static func stopped(
-        job: JobFile, paths: JobPaths?, context: JobContext?, error: any UserFacingError, elapsed: TimeInterval
+        job: JobFile, settings: JobSettings?, queue: (any RowQueue)?, error: any UserFacingError, elapsed: TimeInterval
     ) async -> RunSummary {
-        let counts = (try? await context?.queue.counts().job) ?? QueueCounts()
-        let paths = context?.paths ?? paths
+        let counts = (try? await queue?.counts().job) ?? QueueCounts()
         let stop: StopReason =
             if let storage = error as? StorageError, storage.exitStatus == .storageFailed { .storageFailed(storage) } else {
                 .notStarted(message: error.description, exitStatus: error.exitStatus)
             }
         return RunSummary(
             job: job.name, counts: counts, counters: RunCounters(), tokenRequests: 0, elapsed: elapsed,
-            export: ExportReport(output: paths?.output ?? "", errors: paths?.errors ?? ""), stop: stop, prices: job.prices
+            export: ExportReport(output: settings?.paths.output ?? "", errors: settings?.paths.errors ?? ""), stop: stop, prices: job.prices
         )
     }
 }

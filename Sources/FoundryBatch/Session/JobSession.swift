@@ -1,50 +1,84 @@
-import AsyncHTTPClient
 import Foundation
+import Logging
 
-/// A job's connection to its service, open for the length of one command: the HTTP client,
-/// the target with its credential and shared token provider, and, for `endpoint: emulator`,
-/// the emulator started in this process.
+/// A job opened for one command: its settings resolved once, its queue open, and the
+/// service connected while a run needs it. Every command is parse, session, print.
 ///
-/// The one place where a job file becomes something that sends: every command that talks
-/// to the service opens a session, and ``with(job:concurrency:_:)`` closes everything it
-/// opened on every path, thrown errors included.
+/// ``with(job:overrides:_:)`` checks the run's files, opens the state database, runs the
+/// command's body and closes the queue on every path. A run connects to the service only
+/// after loading (``run(options:control:logger:)`` opens a ``ServiceSession`` and closes it).
 ///
 /// ```swift
-/// let summary = try await JobSession.with(job: context.job, concurrency: 16) { session in
-///     try await BatchRun.execute(context: context, session: session, options: options, control: control)
+/// let summary = try await JobSession.with(job: job, overrides: overrides) { session in
+///     _ = try await session.load()
+///     return try await session.run(options: RunOptions(), control: control)
 /// }
 /// ```
 public struct JobSession: Sendable {
-    public let job: JobFile
-    /// The run's client: redirects off, HTTP/2 when offered, pooled for `concurrency`.
-    public let http: HTTPClient
-    /// Where requests go and how they are authorised.
-    public let target: ServiceTarget
+    public let settings: JobSettings
+    public let queue: any RowQueue
 
-    /// Opens the job's endpoint, runs `body`, and closes the emulator, the temporary
-    /// credential files and the HTTP client, whatever `body` does.
+    public var job: JobFile { settings.job }
+    public var paths: JobPaths { settings.paths }
+
+    /// A session over a queue of the caller's (an in-memory queue, a test's): nothing is
+    /// checked and nothing is closed for the caller.
+    public init(settings: JobSettings, queue: any RowQueue) {
+        self.settings = settings
+        self.queue = queue
+    }
+
+    /// Resolves `job` with `overrides`, opens its state database, and runs `body`.
+    ///
+    /// - Throws: ``UsageError`` when two roles name one file or `--date` is not a day
+    ///   (exit 2), ``StorageError`` when the state database cannot be opened; whatever
+    ///   `body` throws.
+    public static func with<T: Sendable>(
+        job: JobFile, overrides: JobOverrides = JobOverrides(), _ body: (JobSession) async throws -> T
+    ) async throws -> T {
+        let settings = try JobSettings.resolve(job: job, overrides: overrides)
+        try settings.paths.checkDistinct(job: job.path)
+        let queue = try SQLiteQueue(path: settings.paths.state, jobName: job.name)
+        defer { queue.close() }
+        return try await body(JobSession(settings: settings, queue: queue))
+    }
+
+    /// Loads every input file of this run (`load`, and the first step of `run`).
+    public func load(skipInvalid: Bool = false) async throws -> [FileLoadReport] {
+        try await Loader(job: job, queue: queue).load(files: paths.inputs, skipInvalid: skipInvalid, rejectsPath: paths.rejects)
+    }
+
+    /// Writes the results and errors files (`export`, and the last step of `run`).
+    public func export() async throws -> ExportReport {
+        try await Exporter(queue: queue).export(output: paths.output, errors: paths.errors)
+    }
+
+    /// Puts failed rows matching `filter` back in the queue (`retry`). - Returns: how many.
+    public func requeue(_ filter: RequeueFilter) async throws -> Int {
+        try await queue.requeueFailed(filter)
+    }
+
+    /// What `status` shows.
+    public func status() async throws -> StatusReport {
+        StatusReport(job: job.name, report: try await queue.report(), prices: job.prices)
+    }
+
+    /// What `run --dry-run` shows: the rows a run would send, and their tokens and cost.
+    public func dryRun() async throws -> DryRunReport {
+        let report = try await queue.report()
+        return DryRunReport(
+            job: job.name, rows: report.pendingRows, promptTokens: report.pendingPromptTokens,
+            completionCap: report.pendingCompletionCap, prices: job.prices
+        )
+    }
+
+    /// Connects to the job's service, sends every pending row, exports, and summarises.
     ///
     /// - Throws: ``UsageError`` or ``FatalCondition`` when the endpoint or its credential
-    ///   cannot be set up; whatever `body` throws.
-    public static func with<T: Sendable>(
-        job: JobFile, concurrency: Int, _ body: (JobSession) async throws -> T
-    ) async throws -> T {
-        let http = HTTPClient.forRun(concurrency: concurrency)
-        let endpoint: ServiceEndpoint
-        do {
-            endpoint = try await ServiceEndpoint.open(job: job, http: http)
-        } catch {
-            try? await http.shutdown()
-            throw error
+    ///   cannot be set up (nothing was sent); ``StorageError`` from the queue.
+    public func run(options: RunOptions, control: RunControl, logger: Logger = Logger(label: "foundry-batch.run")) async throws -> RunSummary {
+        try await ServiceSession.with(job: job, concurrency: settings.limits.concurrency) { service in
+            try await BatchRun.execute(session: self, service: service, options: options, control: control, logger: logger)
         }
-        let result: Result<T, any Error>
-        do {
-            result = .success(try await body(JobSession(job: job, http: http, target: endpoint.target)))
-        } catch {
-            result = .failure(error)
-        }
-        await endpoint.close()
-        try? await http.shutdown()
-        return try result.get()
     }
 }

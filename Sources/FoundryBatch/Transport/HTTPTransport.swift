@@ -58,7 +58,7 @@ public struct HTTPTransport: Sendable {
             let (status, headers, body) = try await withDeadline(seconds: timeout, on: http.eventLoopGroup.any()) {
                 let response = try await http.execute(prepared, timeout: Bounded.timeAmount(seconds: timeout))
                 let body = try await response.body.collect(upTo: Self.maxResponseBytes)
-                return (Int(response.status.code), response.headers.map { ($0.name, $0.value) }, Array(body.readableBytesView))
+                return (Int(response.status.code), response.headers, Array(body.readableBytesView))
             }
             return (.response(status: status, headers: headers, body: body, latencyMs: elapsed()), clientRequestID)
         } catch is DeadlineExceeded {

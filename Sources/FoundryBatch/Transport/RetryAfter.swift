@@ -1,5 +1,6 @@
 import FoundryAuth
 import Foundation
+import NIOHTTP1
 
 /// How long the service asked us to wait, from every place Azure and OpenAI put it.
 ///
@@ -10,8 +11,8 @@ import Foundation
 /// text are ignored as if absent, and a huge value is clamped (``Bounded/maxSeconds``), so
 /// the caller can compare it with `limits.max_retry_wait` and never overflows.
 public enum RetryAfter {
-    public static func delay(headers: [(String, String)], body: String?, now: Date = Date()) -> TimeInterval? {
-        func header(_ name: String) -> String? { headers.value(of: name)?.trimmingCharacters(in: .whitespaces) }
+    public static func delay(headers: HTTPHeaders, body: String?, now: Date = Date()) -> TimeInterval? {
+        func header(_ name: String) -> String? { headers.first(name: name)?.trimmingCharacters(in: .whitespaces) }
         for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
             if let value = Bounded.seconds(header(name).flatMap(Double.init)) { return value / 1000 }
         }

@@ -1,5 +1,6 @@
 import FoundryAuth
 import Foundation
+import NIOHTTP1
 
 /// A condition every row would hit: the run stops, rows stay pending (exit 3).
 public struct FatalCondition: UserFacingError, Equatable {
@@ -58,7 +59,7 @@ public enum RetryPolicy {
                 )
             }
             if (300..<400).contains(status) {
-                let message = TransportSecurity.redirectRefusal(status: status, location: headers.value(of: "location"), what: "the service")
+                let message = TransportSecurity.redirectRefusal(status: status, location: headers.first(name: "location"), what: "the service")
                 return .permanent(RowError(code: "redirected", message: message, statusCode: status))
             }
             let text = String(decoding: bytes.prefix(4096), as: UTF8.self)
@@ -67,7 +68,7 @@ public enum RetryPolicy {
             let message = ServiceText.printable(detail?.message ?? (text.isEmpty ? "HTTP \(status)" : text), limit: 1000)
             let code = detail?.code.flatMap(ServiceText.code)
             let delay = RetryAfter.delay(headers: headers, body: detail?.message ?? text, now: now)
-            let shouldRetry = headers.value(of: "x-should-retry")?.lowercased()
+            let shouldRetry = headers.first(name: "x-should-retry")?.lowercased()
 
             if status == 401 {
                 if code == "PermissionDenied" {
@@ -124,20 +125,5 @@ public enum RetryPolicy {
     ///   rounds (for a 429 without Retry-After).
     public static func backoff(attempt: Int, random: Double = Double.random(in: 0.5...1)) -> TimeInterval {
         min(60, pow(2, Double(min(max(attempt - 1, 0), 16)))) * random
-    }
-}
-
-extension Array where Element == (String, String) {
-    /// The first value of the header `name` (given in lower case), compared as ASCII
-    /// without case: on the hot path, where Foundation's comparison costs a few percent.
-    func value(of name: String) -> String? {
-        first { Self.sameName($0.0, name) }?.1
-    }
-
-    static func sameName(_ header: String, _ lowercased: String) -> Bool {
-        let a = header.utf8, b = lowercased.utf8
-        guard a.count == b.count else { return false }
-        for (x, y) in zip(a, b) where x != y && !(x >= 0x41 && x <= 0x5A && x + 0x20 == y) { return false }
-        return true
     }
 }

@@ -1,9 +1,12 @@
 import FoundryAuth
 import Foundation
+import NIOHTTP1
 
 /// What one try of a row produced on the wire.
 public enum ServiceAnswer: Sendable {
-    case response(status: Int, headers: [(String, String)], body: [UInt8], latencyMs: Double)
+    /// `headers` are kept as the client received them; look names up with `first(name:)`,
+    /// which compares without case.
+    case response(status: Int, headers: HTTPHeaders, body: [UInt8], latencyMs: Double)
     case timedOut(latencyMs: Double)
     /// The connection failed or dropped before a whole answer arrived.
     case connectionFailed(reason: String, latencyMs: Double)

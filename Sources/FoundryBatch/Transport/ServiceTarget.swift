@@ -43,7 +43,7 @@ public struct ServiceTarget: Sendable {
     /// With `api_version`, always Azure's deployment route under the base, whatever path the
     /// base has (an API Management gateway: `https://apim.example/aoai/openai/deployments/...`).
     /// Without: `{base}/{api}` when the base names its own API root, else `{base}/openai/v1/{api}`.
-    public func url(api: JobFile.API, deployment: String) -> String {
+    public func url(api: ServiceAPI, deployment: String) -> String {
         guard let apiVersion else {
             return hasOwnPath ? "\(baseURL)/\(api.path)" : "\(baseURL)/openai/v1/\(api.path)"
         }

@@ -1,0 +1,315 @@
+import FoundryAuth
+import Foundation
+import Synchronization
+
+/// A ``RowQueue`` held in this process's memory: the same contract as ``SQLiteQueue``
+/// without the file, so it is lost when the process ends.
+///
+/// For tests (the queue suite runs against both implementations) and for embedding a run
+/// that needs no resume. One lock guards every row; a load holds it for its length, as
+/// SQLite's write lock does.
+///
+/// ```swift
+/// let queue = MemoryQueue()
+/// let rows = try await queue.claim(owner: "w1", limit: 32, leaseUntil: .now + 60, now: .now)
+/// ```
+public final class MemoryQueue: RowQueue {
+    struct Stored: Sendable {
+        var seq: Int64
+        var row: NewRow
+        var loadID: Int64
+        var state = RowState.pending
+        var attempts = 0
+        var nextAttemptAt: Date = .distantPast
+        var leaseOwner: String?
+        var leaseExpiresAt: Date?
+        var statusCode: Int?
+        var requestID: String?
+        var clientRequestID: String?
+        var response: String?
+        var promptTokens: Int?
+        var completionTokens: Int?
+        var latencyMs: Double?
+        var errorCode: String?
+        var errorMessage: String?
+
+        var key: Key { Key(id: row.id, variant: row.variant) }
+        var isRunning: Bool { state == .running }
+        func isHeld(by owner: String) -> Bool { state == .running && leaseOwner == owner }
+
+        mutating func returnToPending() {
+            state = .pending
+            leaseOwner = nil
+            leaseExpiresAt = nil
+        }
+    }
+
+    struct Key: Hashable, Sendable {
+        var id: String
+        var variant: String
+    }
+
+    struct Storage: Sendable {
+        /// Rows by `seq - 1`: seqs are handed out in load order and never reused.
+        var rows: [Stored] = []
+        var index: [Key: Int] = [:]
+        var loads: Int64 = 0
+        /// Status codes of the attempt history, one per outcome that carried an error.
+        var attemptStatuses: [Int?] = []
+    }
+
+    let storage = Mutex(Storage())
+
+    public init() {}
+
+    // MARK: Loading
+
+    public func withLoad<T: Sendable>(source: String, _ body: (LoadTransaction) throws -> T) async throws -> T {
+        try storage.withLock { committed in
+            // Rows go to a copy, kept only when the whole body succeeds.
+            let staging = Staging(committed)
+            staging.storage.loads += 1
+            let loadID = staging.storage.loads
+            let result = try body(LoadTransaction { row in staging.add(row, source: source, loadID: loadID) })
+            committed = staging.storage
+            return result
+        }
+    }
+
+    /// The storage a load writes to before it commits.
+    final class Staging {
+        var storage: Storage
+        init(_ storage: Storage) { self.storage = storage }
+
+        func add(_ row: NewRow, source: String, loadID: Int64) -> LoadDisposition {
+            let key = Key(id: row.id, variant: row.variant)
+            if let at = storage.index[key] {
+                let existing = storage.rows[at]
+                return QueuedRow(loadID: existing.loadID, contentHash: existing.row.contentHash, source: existing.row.source)
+                    .disposition(of: row, loadID: loadID)
+            }
+            storage.index[key] = storage.rows.count
+            storage.rows.append(Stored(seq: Int64(storage.rows.count + 1), row: row, loadID: loadID))
+            return .inserted
+        }
+    }
+
+    // MARK: Working
+
+    public func claim(owner: String, limit: Int, leaseUntil: Date, now: Date) async throws -> [ClaimedRow] {
+        storage.withLock { storage in
+            var claimed: [ClaimedRow] = []
+            for at in storage.rows.indices where claimed.count < limit {
+                guard storage.rows[at].state == .pending, storage.rows[at].nextAttemptAt <= now else { continue }
+                storage.rows[at].state = .running
+                storage.rows[at].leaseOwner = owner
+                storage.rows[at].leaseExpiresAt = leaseUntil
+                let stored = storage.rows[at]
+                claimed.append(
+                    ClaimedRow(
+                        seq: stored.seq, id: stored.row.id, variant: stored.row.variant, api: stored.row.api, deployment: stored.row.deployment,
+                        body: stored.row.body, attempts: stored.attempts, estimatedTokens: stored.row.estimatedTokens
+                    )
+                )
+            }
+            return claimed
+        }
+    }
+
+    public func extendLeases(owner: String, until: Date) async throws {
+        storage.withLock { storage in
+            for at in storage.rows.indices where storage.rows[at].isHeld(by: owner) { storage.rows[at].leaseExpiresAt = until }
+        }
+    }
+
+    @discardableResult
+    public func complete(_ completions: [Completion], now: Date) async throws -> Int {
+        storage.withLock { storage in
+            var applied = 0
+            for completion in completions {
+                let at = Int(completion.seq) - 1
+                guard storage.rows.indices.contains(at), storage.rows[at].isHeld(by: completion.owner) else { continue }
+                Self.apply(completion, to: &storage.rows[at])
+                if let error = completion.outcome.error {
+                    storage.attemptStatuses.append(completion.outcome.response?.statusCode ?? error.statusCode)
+                }
+                applied += 1
+            }
+            return applied
+        }
+    }
+
+    /// Ends or reschedules the row as ``SQLiteQueue`` does: every answer field is the last try's.
+    static func apply(_ completion: Completion, to row: inout Stored) {
+        let outcome = completion.outcome
+        switch outcome {
+        case .succeeded: row.state = .succeeded
+        case .failed: row.state = .failed
+        case .retry(let at, _, _, _): row.state = .pending; row.nextAttemptAt = at
+        }
+        if outcome.countsAsAttempt { row.attempts += 1 }
+        if row.state != .pending { row.nextAttemptAt = .distantPast }
+        row.leaseOwner = nil
+        row.leaseExpiresAt = nil
+        let response = outcome.response, error = outcome.error
+        row.statusCode = response?.statusCode ?? error?.statusCode
+        row.requestID = response?.requestID
+        row.clientRequestID = response?.clientRequestID ?? completion.clientRequestID
+        row.response = response?.body
+        row.promptTokens = response?.promptTokens
+        row.completionTokens = response?.completionTokens
+        row.latencyMs = response?.latencyMs
+        row.errorCode = error?.code
+        row.errorMessage = error?.message
+    }
+
+    public func release(owner: String, seqs: [Int64]?) async throws {
+        storage.withLock { storage in
+            let chosen = seqs.map(Set.init)
+            for at in storage.rows.indices where storage.rows[at].isHeld(by: owner) && (chosen?.contains(storage.rows[at].seq) ?? true) {
+                storage.rows[at].returnToPending()
+            }
+        }
+    }
+
+    @discardableResult
+    public func reclaimExpired(now: Date) async throws -> Int {
+        storage.withLock { storage in
+            var count = 0
+            for at in storage.rows.indices where storage.rows[at].isRunning && (storage.rows[at].leaseExpiresAt ?? .distantFuture) < now {
+                storage.rows[at].returnToPending()
+                count += 1
+            }
+            return count
+        }
+    }
+
+    public func requeueFailed(_ filter: RequeueFilter) async throws -> Int {
+        storage.withLock { storage in
+            var count = 0
+            for at in storage.rows.indices where storage.rows[at].state == .failed {
+                let row = storage.rows[at]
+                let any = filter.statusCodes.isEmpty && filter.errorCodes.isEmpty
+                let matches =
+                    any || row.statusCode.map(filter.statusCodes.contains) == true || row.errorCode.map(filter.errorCodes.contains) == true
+                guard matches else { continue }
+                storage.rows[at].state = .pending
+                storage.rows[at].attempts = 0
+                storage.rows[at].nextAttemptAt = .distantPast
+                count += 1
+            }
+            return count
+        }
+    }
+
+    public func activity() async throws -> (nextDue: Date?, running: Int) {
+        storage.withLock { storage in
+            let due = storage.rows.lazy.filter { $0.state == .pending }.map(\.nextAttemptAt).min()
+            // As SQLite stores it: a row due at once is due at the epoch.
+            return (due.map { max($0, Date(timeIntervalSince1970: 0)) }, storage.rows.count { $0.isRunning })
+        }
+    }
+
+    public func leaseOwners() async throws -> [String] {
+        storage.withLock { storage in
+            Array(Set(storage.rows.compactMap { $0.isRunning ? $0.leaseOwner : nil })).sorted()
+        }
+    }
+
+    public func counts() async throws -> (job: QueueCounts, variants: [QueueCounts]) {
+        storage.withLock { storage in Self.counts(storage.rows) }
+    }
+
+    static func counts(_ rows: [Stored]) -> (job: QueueCounts, variants: [QueueCounts]) {
+        var groups: [String: StateCount] = [:]
+        for row in rows {
+            let key = "\(row.state.rawValue)/\(row.row.variant)"
+            var group = groups[key] ?? StateCount(variant: row.row.variant, state: row.state, rows: 0, promptTokens: 0, completionTokens: 0)
+            group.rows += 1
+            group.promptTokens = Bounded.add(group.promptTokens, row.promptTokens ?? 0)
+            group.completionTokens = Bounded.add(group.completionTokens, row.completionTokens ?? 0)
+            groups[key] = group
+        }
+        return QueueCounts.tally(Array(groups.values))
+    }
+
+    public func report() async throws -> QueueReport {
+        storage.withLock { storage in
+            let rows = storage.rows
+            let (job, variants) = Self.counts(rows)
+            func figures(_ counts: QueueCounts, variant: String?) -> QueueReport.VariantFigures {
+                let chosen = rows.filter { variant == nil || $0.row.variant == variant }
+                let latencies = chosen.filter { $0.state == .succeeded }.compactMap(\.latencyMs).sorted()
+                func percentile(_ p: Double) -> Double? {
+                    QueueReport.percentileOffset(count: latencies.count, p).map { latencies[$0] }
+                }
+                return QueueReport.VariantFigures(
+                    counts: counts, latencyP50: percentile(0.5), latencyP95: percentile(0.95), attempts: chosen.reduce(0) { $0 + $1.attempts }
+                )
+            }
+            var errors: [String?: QueueReport.ErrorFigure] = [:]
+            for row in rows where row.state == .failed {
+                var figure = errors[row.errorCode] ?? .init(code: row.errorCode ?? "unknown", count: 0, exampleID: row.row.id, exampleMessage: row.errorMessage ?? "")
+                figure.count += 1
+                figure.exampleID = min(figure.exampleID, row.row.id)
+                if let message = row.errorMessage { figure.exampleMessage = figure.exampleMessage.isEmpty ? message : min(figure.exampleMessage, message) }
+                errors[row.errorCode] = figure
+            }
+            // Most frequent first; a tie in code order, a row without a code first (as SQL sorts NULL).
+            let common = errors.sorted { a, b in
+                if a.value.count != b.value.count { return a.value.count > b.value.count }
+                switch (a.key, b.key) {
+                case (nil, _): return b.key != nil
+                case (_, nil): return false
+                case (let x?, let y?): return x < y
+                }
+            }.prefix(5).map(\.value)
+            let open = rows.filter { $0.state == .pending || $0.state == .running }
+            return QueueReport(
+                job: figures(job, variant: nil), variants: variants.map { figures($0, variant: $0.variant) },
+                throttled: storage.attemptStatuses.count { $0 == 429 }, errors: Array(common),
+                pendingPromptTokens: open.reduce(0) { Bounded.add($0, $1.row.estimatedPromptTokens) },
+                pendingCompletionCap: open.reduce(0) { Bounded.add($0, $1.row.estimatedTokens - $1.row.estimatedPromptTokens) },
+                pendingRows: open.count
+            )
+        }
+    }
+
+    public func forEachFinished(_ body: (ExportRow) throws -> Void) async throws {
+        // A snapshot, as SQLite's read is: the lock is not held while `body` writes files.
+        let rows = storage.withLock { $0.rows }
+        for row in rows where row.state == .succeeded || row.state == .failed {
+            try body(
+                ExportRow(
+                    seq: row.seq, id: row.row.id, variant: row.row.variant, state: row.state, attempts: row.attempts,
+                    metadata: row.row.metadata, statusCode: row.statusCode, requestID: row.requestID, clientRequestID: row.clientRequestID,
+                    response: row.response, error: row.errorCode.map { RowError(code: $0, message: row.errorMessage ?? "", statusCode: row.statusCode) }
+                )
+            )
+        }
+    }
+}
+
+extension RowOutcome {
+    /// The answer kept with the row, if the try had one.
+    var response: ResponseRecord? {
+        switch self {
+        case .succeeded(let record): record
+        case .retry(_, _, let record, _), .failed(_, let record): record
+        }
+    }
+
+    /// The error kept as the row's last, nil on success.
+    var error: RowError? {
+        switch self {
+        case .succeeded: nil
+        case .retry(_, let error, _, _), .failed(let error, _): error
+        }
+    }
+
+    /// Whether the try uses up one of the row's attempts (a 429 does not).
+    var countsAsAttempt: Bool {
+        if case .retry(_, _, _, let counts) = self { return counts }
+        return true
+    }
+}

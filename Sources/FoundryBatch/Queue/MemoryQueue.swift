@@ -15,24 +15,32 @@ import Synchronization
 /// ```
 public final class MemoryQueue: RowQueue {
     struct Stored: Sendable {
-        var seq: Int64
         var row: NewRow
         var loadID: Int64
-        var state = RowState.pending
-        var attempts = 0
+        /// The state, attempts and last answer, as the SQLite queue's columns hold them.
+        var record: RowRecord
         var nextAttemptAt: Date = .distantPast
         var leaseOwner: String?
         var leaseExpiresAt: Date?
-        var statusCode: Int?
-        var requestID: String?
-        var clientRequestID: String?
-        var response: String?
         var promptTokens: Int?
         var completionTokens: Int?
         var latencyMs: Double?
-        var errorCode: String?
-        var errorMessage: String?
 
+        init(seq: Int64, row: NewRow, loadID: Int64) {
+            self.row = row
+            self.loadID = loadID
+            record = RowRecord(seq: seq, id: row.id, variant: row.variant, state: .pending, attempts: 0, metadata: row.metadata)
+        }
+
+        var seq: Int64 { record.seq }
+        var state: RowState {
+            get { record.state }
+            set { record.state = newValue }
+        }
+        var attempts: Int {
+            get { record.attempts }
+            set { record.attempts = newValue }
+        }
         var key: Key { Key(id: row.id, variant: row.variant) }
         var isRunning: Bool { state == .running }
         func isHeld(by owner: String) -> Bool { state == .running && leaseOwner == owner }
@@ -152,15 +160,15 @@ public final class MemoryQueue: RowQueue {
         row.leaseOwner = nil
         row.leaseExpiresAt = nil
         let response = outcome.response, error = outcome.error
-        row.statusCode = response?.statusCode ?? error?.statusCode
-        row.requestID = response?.requestID
-        row.clientRequestID = response?.clientRequestID ?? completion.clientRequestID
-        row.response = response?.body
+        row.record.statusCode = response?.statusCode ?? error?.statusCode
+        row.record.requestID = response?.requestID
+        row.record.clientRequestID = response?.clientRequestID ?? completion.clientRequestID
+        row.record.response = response?.body
+        row.record.errorCode = error?.code
+        row.record.errorMessage = error?.message
         row.promptTokens = response?.promptTokens
         row.completionTokens = response?.completionTokens
         row.latencyMs = response?.latencyMs
-        row.errorCode = error?.code
-        row.errorMessage = error?.message
     }
 
     public func release(owner: String, seqs: [Int64]?) async throws {
@@ -191,7 +199,7 @@ public final class MemoryQueue: RowQueue {
                 let row = storage.rows[at]
                 let any = filter.statusCodes.isEmpty && filter.errorCodes.isEmpty
                 let matches =
-                    any || row.statusCode.map(filter.statusCodes.contains) == true || row.errorCode.map(filter.errorCodes.contains) == true
+                    any || row.record.statusCode.map(filter.statusCodes.contains) == true || row.record.errorCode.map(filter.errorCodes.contains) == true
                 guard matches else { continue }
                 storage.rows[at].state = .pending
                 storage.rows[at].attempts = 0
@@ -249,11 +257,12 @@ public final class MemoryQueue: RowQueue {
             }
             var errors: [String?: QueueReport.ErrorFigure] = [:]
             for row in rows where row.state == .failed {
-                var figure = errors[row.errorCode] ?? .init(code: row.errorCode ?? "unknown", count: 0, exampleID: row.row.id, exampleMessage: row.errorMessage ?? "")
+                let code = row.record.errorCode, message = row.record.errorMessage
+                var figure = errors[code] ?? .init(code: code ?? "unknown", count: 0, exampleID: row.row.id, exampleMessage: message ?? "")
                 figure.count += 1
                 figure.exampleID = min(figure.exampleID, row.row.id)
-                if let message = row.errorMessage { figure.exampleMessage = figure.exampleMessage.isEmpty ? message : min(figure.exampleMessage, message) }
-                errors[row.errorCode] = figure
+                if let message { figure.exampleMessage = figure.exampleMessage.isEmpty ? message : min(figure.exampleMessage, message) }
+                errors[code] = figure
             }
             // Most frequent first; a tie in code order, a row without a code first (as SQL sorts NULL).
             let common = errors.sorted { a, b in
@@ -279,13 +288,7 @@ public final class MemoryQueue: RowQueue {
         // A snapshot, as SQLite's read is: the lock is not held while `body` writes files.
         let rows = storage.withLock { $0.rows }
         for row in rows where row.state == .succeeded || row.state == .failed {
-            try body(
-                ExportRow(
-                    seq: row.seq, id: row.row.id, variant: row.row.variant, state: row.state, attempts: row.attempts,
-                    metadata: row.row.metadata, statusCode: row.statusCode, requestID: row.requestID, clientRequestID: row.clientRequestID,
-                    response: row.response, error: row.errorCode.map { RowError(code: $0, message: row.errorMessage ?? "", statusCode: row.statusCode) }
-                )
-            )
+            try body(row.record.exportRow)
         }
     }
 }

@@ -322,3 +322,28 @@ extension QueueCounts {
         completionTokens = Bounded.add(completionTokens, group.completionTokens)
     }
 }
+
+/// A row's state and last answer as every queue keeps them: the error's parts in their
+/// own fields, as in the `rows` table.
+struct RowRecord: Sendable, Decodable {
+    var seq: Int64
+    var id: String
+    var variant: String
+    var state: RowState
+    var attempts: Int
+    var metadata: String?
+    var statusCode: Int?
+    var requestID: String?
+    var clientRequestID: String?
+    var response: String?
+    var errorCode: String?
+    var errorMessage: String?
+
+    var exportRow: ExportRow {
+        ExportRow(
+            seq: seq, id: id, variant: variant, state: state, attempts: attempts, metadata: metadata, statusCode: statusCode,
+            requestID: requestID, clientRequestID: clientRequestID, response: response,
+            error: errorCode.map { RowError(code: $0, message: errorMessage ?? "", statusCode: statusCode) }
+        )
+    }
+}

@@ -353,7 +353,7 @@ public final class SQLiteQueue: RowQueue {
         try await storage {
             // Synchronous on purpose: one read, streamed through a cursor into `body`.
             try pool.read { db in
-                let cursor = try FinishedRow.fetchCursor(
+                let cursor = try RowRecord.fetchCursor(
                     db,
                     sql: """
                         SELECT seq, id, variant, state, attempts, metadata, status_code AS statusCode, request_id AS requestID,

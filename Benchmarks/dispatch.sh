@@ -2,7 +2,7 @@
 # Dispatch figure: requests/s that `foundry-batch run` gets from the emulator (latency 0,
 # concurrency 64), against `wrk` on the same endpoint (the anchor, target >= 50%) and a
 # Python `openai` AsyncAzureOpenAI + asyncio semaphore script (installed into a venv).
-# Usage: Benchmarks/dispatch.sh [ROWS=30000] [PYTHON_ROWS=5000]
+# Usage: Benchmarks/dispatch.sh [ROWS=30000] [PYTHON_ROWS=5000]   (PYTHON_ROWS=0 skips Python)
 source "$(dirname "$0")/common.sh"
 ROWS=${1:-30000}
 PYROWS=${2:-5000}
@@ -39,7 +39,10 @@ SUCCEEDED=$(python3 -c "import json; print(json.load(open('$WORK/run.json'))['su
 
 # The script a data team would otherwise write.
 PY="python3"
-if python3 -m venv "$WORK/venv" >/dev/null 2>&1 && "$WORK/venv/bin/pip" install -q openai >/dev/null 2>&1; then
+if [ "$PYROWS" -le 0 ]; then
+  PYRATE=""
+  PYSKIP="python openai: skipped (PYTHON_ROWS=0)"
+elif python3 -m venv "$WORK/venv" >/dev/null 2>&1 && "$WORK/venv/bin/pip" install -q openai >/dev/null 2>&1; then
   PY="$WORK/venv/bin/python"
   cat > "$WORK/client.py" <<'PYTHON'
 import asyncio, json, sys, time
@@ -62,6 +65,7 @@ PYTHON
   PYRATE=$(python3 -c "import json; d=json.load(open('$WORK/py.json')); print(d['rows']/d['seconds'])")
 else
   PYRATE=""
+  PYSKIP="python openai: could not install the openai package into a venv; skipped"
 fi
 
 printf "wrk (anchor):           %8.0f req/s\n" "$WRK"
@@ -71,5 +75,5 @@ if [ -n "$PYRATE" ]; then
   printf "python openai asyncio:  %8.0f req/s  (%s rows)\n" "$PYRATE" "$PYROWS"
   echo "ratio foundry-batch / python: $(ratio "$OURS" "$PYRATE")"
 else
-  echo "python openai: could not install the openai package into a venv; skipped"
+  echo "$PYSKIP"
 fi

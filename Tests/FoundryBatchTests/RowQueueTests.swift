@@ -177,6 +177,14 @@ import Testing
         #expect(try await fixture.queue.activity().nextDue.map { abs($0.timeIntervalSince(now + 5)) < 0.01 } == true)
     }
 
+    @Test func aRowThisVersionCannotReadIsAStorageError() async throws {
+        let fixture = try await loaded(1, .sqlite)
+        try await fixture.pool.write { db in try db.execute(sql: "UPDATE rows SET api = 'telepathy'") }
+        await #expect(throws: StorageError.self) {
+            _ = try await fixture.queue.claim(owner: "A", limit: 1, leaseUntil: Date() + 60, now: Date())
+        }
+    }
+
     @Test func aStateFileBelongsToOneJob() throws {
         let fixture = try Fixture()
         #expect(throws: StorageError.self) { try SQLiteQueue(path: fixture.directory.file("state.sqlite"), jobName: "other") }

@@ -6,8 +6,8 @@ import Synchronization
 /// without the file, so it is lost when the process ends.
 ///
 /// For tests (the queue suite runs against both implementations) and for embedding a run
-/// that needs no resume. One lock guards every row; a load holds it for its length, as
-/// SQLite's write lock does.
+/// that needs no resume. One lock guards every row, and a load holds it for its length:
+/// another call meanwhile blocks its thread rather than suspending, so load before working.
 ///
 /// ```swift
 /// let queue = MemoryQueue()
@@ -255,24 +255,33 @@ public final class MemoryQueue: RowQueue {
                     counts: counts, latencyP50: percentile(0.5), latencyP95: percentile(0.95), attempts: chosen.reduce(0) { $0 + $1.attempts }
                 )
             }
-            var errors: [String?: QueueReport.ErrorFigure] = [:]
+            // As SQL groups them: min() of ids and of the messages given, compared as bytes.
+            func least(_ a: String?, _ b: String?) -> String? {
+                guard let a, let b else { return a ?? b }
+                return a.utf8.lexicographicallyPrecedes(b.utf8) ? a : b
+            }
+            var errors: [String?: (figure: QueueReport.ErrorFigure, message: String?)] = [:]
             for row in rows where row.state == .failed {
-                let code = row.record.errorCode, message = row.record.errorMessage
-                var figure = errors[code] ?? .init(code: code ?? "unknown", count: 0, exampleID: row.row.id, exampleMessage: message ?? "")
-                figure.count += 1
-                figure.exampleID = min(figure.exampleID, row.row.id)
-                if let message { figure.exampleMessage = figure.exampleMessage.isEmpty ? message : min(figure.exampleMessage, message) }
-                errors[code] = figure
+                let code = row.record.errorCode
+                var entry = errors[code] ?? (.init(code: code ?? "unknown", count: 0, exampleID: row.row.id, exampleMessage: ""), nil)
+                entry.figure.count += 1
+                entry.figure.exampleID = least(entry.figure.exampleID, row.row.id) ?? row.row.id
+                entry.message = least(entry.message, row.record.errorMessage)
+                errors[code] = entry
             }
             // Most frequent first; a tie in code order, a row without a code first (as SQL sorts NULL).
             let common = errors.sorted { a, b in
-                if a.value.count != b.value.count { return a.value.count > b.value.count }
+                if a.value.figure.count != b.value.figure.count { return a.value.figure.count > b.value.figure.count }
                 switch (a.key, b.key) {
                 case (nil, _): return b.key != nil
                 case (_, nil): return false
-                case (let x?, let y?): return x < y
+                case (let x?, let y?): return x.utf8.lexicographicallyPrecedes(y.utf8)
                 }
-            }.prefix(5).map(\.value)
+            }.prefix(5).map { entry in
+                var figure = entry.value.figure
+                figure.exampleMessage = entry.value.message ?? ""
+                return figure
+            }
             let open = rows.filter { $0.state == .pending || $0.state == .running }
             return QueueReport(
                 job: figures(job, variant: nil), variants: variants.map { figures($0, variant: $0.variant) },

@@ -211,7 +211,8 @@ public struct ExportRow: Sendable {
 ///
 /// Rows move pending -> running (under a lease) -> succeeded | failed, or back to pending
 /// when a try is to be repeated, a lease expires or a run is interrupted. Every method is
-/// safe to call from several processes at once on the same job.
+/// safe to call from several tasks at once; ``SQLiteQueue`` also from several processes
+/// on the same job.
 public protocol RowQueue: Sendable {
     /// Runs `body` in one transaction; a thrown error discards every row it added.
     ///

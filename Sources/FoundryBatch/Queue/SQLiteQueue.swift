@@ -91,11 +91,18 @@ public final class SQLiteQueue: RowQueue {
 
     /// The one mapping of database failures: a ``StorageError`` naming the file. Errors of
     /// the caller's own (an exporter's write, an input error in a load) pass unchanged.
+    ///
+    /// A row that does not decode (a value this version does not know, written by another
+    /// version or by hand) is a storage failure too, never a raw `DecodingError`.
     func storage<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as DatabaseError {
             throw StorageError(path: path, message: "state database error: \(Self.describe(error))")
+        } catch let error where error is RowDecodingError || error is DecodingError {
+            throw StorageError(
+                path: path, message: "the state database holds a row this version cannot read (written by another version, or edited by hand)"
+            )
         }
     }
 

@@ -66,8 +66,10 @@ actor ProgressReporter {
         }
     }
 
-    func finish() {
+    /// Stops the progress task and waits for it, so it never reads a closed queue.
+    func finish() async {
         task?.cancel()
+        await task?.value
         if mode == .terminal { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
     }
 

@@ -6,7 +6,7 @@ import NIOHTTP1
 /// function of the answer, the row, the settings and the run's throttle clocks.
 ///
 /// The runner gathers the facts (the answer read once, the clocks when it is a 429), asks
-/// ``decide(_:row:settings:credential:pacing:now:)``, and carries the action out. Nothing here
+/// ``decide(_:row:settings:credential:pacing:now:backoff:)``, and carries the action out. Nothing here
 /// waits, sends or writes, so the tests call it directly for every branch.
 enum RowDecision {
     /// The job's retry limits, resolved with the command line's overrides.

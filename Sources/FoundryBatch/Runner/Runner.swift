@@ -78,11 +78,14 @@ public final class Runner: Sendable {
         }
         await control.register(workers)
         await workers.value
+        // Every task of the run ends here, before the session may close the queue.
         heartbeat.cancel()
         stopWatcher.cancel()
+        await heartbeat.value
+        await stopWatcher.value
         await source.close()
-        try await queue.release(owner: owner, seqs: nil)
         await progress.finish()
+        try await queue.release(owner: owner, seqs: nil)
         return (await state.counters, await control.reason)
     }
 
@@ -189,6 +192,8 @@ public final class Runner: Sendable {
             let now = Date()
             let url = target.url(api: row.api, deployment: row.deployment)
             let reading = RowDecision.Reading(answer, row: row, url: url, clientRequestID: clientRequestID, now: now)
+            // Read for every 429, also one that stops the run (a Retry-After beyond
+            // max_retry_wait): the clocks it moves are not read again once the run stops.
             var pacing: RowDecision.Pacing?
             if let delay = reading.throttleDelay {
                 pacing = RowDecision.Pacing(job: await gate.throttle(serverDelay: delay, now: now), rowThrottledFor: await state.throttled(row.seq, now: now))

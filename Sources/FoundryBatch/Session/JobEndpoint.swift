@@ -7,7 +7,7 @@ import Foundation
 /// for `endpoint: emulator`, with a credential of the job's `auth:` kind made up for it.
 ///
 /// Nothing made up here (secret, key, certificate) is printed or stored; temporary files
-/// are removed by ``close()``. Opened and closed by ``JobSession``.
+/// are removed by ``close()``. Opened and closed by ``ServiceSession``.
 final class ServiceEndpoint: Sendable {
     let target: ServiceTarget
     let emulator: Emulator?

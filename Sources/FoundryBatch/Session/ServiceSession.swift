@@ -5,7 +5,7 @@ import Foundation
 /// the target with its credential and shared token provider, and, for `endpoint: emulator`,
 /// the emulator started in this process.
 ///
-/// The one place where a job file becomes something that sends: ``JobSession/run(options:control:)``
+/// The one place where a job file becomes something that sends: ``JobSession/run(options:control:logger:)``
 /// and `auth` open one, and ``with(job:concurrency:_:)`` closes everything it opened on every
 /// path, thrown errors included.
 ///

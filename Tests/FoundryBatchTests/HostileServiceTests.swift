@@ -424,7 +424,8 @@ import Testing
         defer { Task { try? await http.shutdown() } }
         do {
             _ = try ServiceTarget.resolve(
-                job: fixture.job, baseURL: "https://r.example", environment: CredentialEnvironment(["AZURE_OPENAI_API_KEY": "s3cr3t\u{01}KEY"]), http: http
+                spec: fixture.job.targetsToUse[0], job: fixture.job, baseURL: "https://r.example",
+                environment: CredentialEnvironment(["AZURE_OPENAI_API_KEY": "s3cr3t\u{01}KEY"]), http: http, credentials: CredentialCache()
             )
             Issue.record("a key with a control character was accepted")
         } catch let error as FatalCondition {

@@ -69,18 +69,19 @@ import Testing
     }
 
     @Test func waitsBeyondMaxRetryWaitStopTheRun() {
-        guard case .stop(let asked) = decide(reading(429, ["retry-after": "3600"]), pacing: pacing()) else {
-            Issue.record("a Retry-After beyond max_retry_wait stops the run")
+        guard case .park(let asked, let until) = decide(reading(429, ["retry-after": "3600"]), pacing: pacing()) else {
+            Issue.record("a Retry-After beyond max_retry_wait parks the target")
             return
         }
         #expect(asked.message.contains("3600 s") && asked.message.contains("Run the job again after"))
-        guard case .stop(let only429) = decide(reading(429), pacing: pacing(jobFor: 61)) else {
-            Issue.record("nothing but 429 for longer than max_retry_wait stops the run")
+        #expect(until == now + 3600, "the target is parked until its Retry-After ends")
+        guard case .park(let only429, nil) = decide(reading(429), pacing: pacing(jobFor: 61)) else {
+            Issue.record("nothing but 429 for longer than max_retry_wait parks the target")
             return
         }
         #expect(only429.message.contains("nothing but 429"))
-        guard case .stop = decide(reading(503, ["retry-after": "120"])) else {
-            Issue.record("a 503 asking for more than max_retry_wait stops the run")
+        guard case .park = decide(reading(503, ["retry-after": "120"])) else {
+            Issue.record("a 503 asking for more than max_retry_wait parks the target")
             return
         }
     }
@@ -115,13 +116,13 @@ import Testing
     @Test func a401RefreshesATokenOnceThenStops() {
         let refused = reading(401, body: #"{"error":{"code":"401","message":"expired"}}"#)
         #expect(decide(refused, credential: .token(refreshed: false)) == .refreshToken)
-        guard case .stop(let again) = decide(refused, credential: .token(refreshed: true)) else {
-            Issue.record("a refused refreshed token stops the run")
+        guard case .park(let again, nil) = decide(refused, credential: .token(refreshed: true)) else {
+            Issue.record("a refused refreshed token parks the target")
             return
         }
         #expect(again.message.contains("even after a refresh"))
-        guard case .stop(let key) = decide(refused, credential: .apiKey) else {
-            Issue.record("a refused key stops the run")
+        guard case .park(let key, nil) = decide(refused, credential: .apiKey) else {
+            Issue.record("a refused key parks the target")
             return
         }
         #expect(key.message.contains("AZURE_OPENAI_API_KEY"))
@@ -133,8 +134,8 @@ import Testing
             return
         }
         #expect(error.code == "content_filter" && response?.statusCode == 400)
-        guard case .stop(let condition) = decide(reading(404, body: #"{"error":{"code":"DeploymentNotFound","message":"x"}}"#)) else {
-            Issue.record("a missing deployment stops the run")
+        guard case .park(let condition, nil) = decide(reading(404, body: #"{"error":{"code":"DeploymentNotFound","message":"x"}}"#)) else {
+            Issue.record("a missing deployment parks the target")
             return
         }
         #expect(condition.message.contains("gpt-5-mini"))

@@ -77,6 +77,45 @@ public struct JobFile: Sendable {
         }
     }
 
+    /// One deployment the job may send to: an entry of `targets:`, or the job's own
+    /// endpoint, deployment and auth when it has no `targets:`.
+    ///
+    /// Rows go to the lowest ``priority`` with headroom and, within it, in proportion to the
+    /// targets' quotas; a target that cannot serve (quota exhausted beyond
+    /// `max_retry_wait`, no such deployment, credential refused) is parked and the job goes on.
+    public struct Target: Sendable, Equatable {
+        /// `[A-Za-z0-9._-]+`, unique in the job; on each output line and in `status`.
+        public var name: String
+        public var endpoint: Endpoint
+        /// The deployment's name on that resource; nil sends the row's model as its deployment.
+        public var deployment: String?
+        public var auth: AuthKind
+        /// Where an `api-key` target reads its key.
+        public var apiKeyEnv = "AZURE_OPENAI_API_KEY"
+        public var apiVersion: String?
+        /// Pacing of this target; nil: `limits.tokens_per_minute` / `requests_per_minute`.
+        public var tokensPerMinute: Int?
+        public var requestsPerMinute: Int?
+        /// Lower tiers first: a higher tier gets rows only while every lower one is saturated or parked.
+        public var priority = 1
+        /// The row models this target serves; nil serves every model.
+        public var models: [String]?
+        /// The in-process emulator's knobs, for `endpoint: emulator`.
+        public var emulator = EmulatorSettings()
+        /// Where the target is written in the job file, for errors found after parsing
+        /// (an unset `api_key_env`).
+        public var line: Int?
+
+        /// Whether rows asking for `model` may go here.
+        public func serves(_ model: String) -> Bool { models?.contains(model) ?? true }
+
+        /// The deployment a row asking for `model` is sent to on this target.
+        public func deployment(for model: String) -> String { deployment ?? model }
+
+        /// How much of the tier's rows this target takes: its quota, else an equal share.
+        public var weight: Double { Double(tokensPerMinute ?? requestsPerMinute.map { $0 * 1000 } ?? 1) }
+    }
+
     /// Knobs of the in-process emulator, for `endpoint: emulator`: the emulator's own type,
     /// which the `emulator` command's options fill too.
     public typealias EmulatorSettings = FoundryEmulator.EmulatorSettings
@@ -88,7 +127,8 @@ public struct JobFile: Sendable {
     public var output: String?
     public var errors: String?
     public var state: String?
-    public var endpoint: Endpoint
+    /// The top-level endpoint; nil when every target names its own.
+    public var endpoint: Endpoint?
     public var deployment: String?
     public var api: API = .chat
     public var apiVersion: String?
@@ -98,9 +138,35 @@ public struct JobFile: Sendable {
     public var variants: [Variant] = []
     public var prices: Prices?
     public var emulator = EmulatorSettings()
+    /// The job's `targets:`; empty when it has none (``targetsToUse`` then makes one).
+    public var targets: [Target] = []
 
     /// The folder relative paths resolve against.
     public var directory: String { (path as NSString).deletingLastPathComponent }
+
+    /// Whether the job names its own `targets:`; output lines then say which one answered.
+    public var isPooled: Bool { !targets.isEmpty }
+
+    /// The targets a run sends to: `targets:`, or one made of the job's own endpoint,
+    /// auth and api version. A target without pacing of its own is paced by `limits:`.
+    public var targetsToUse: [Target] {
+        if !targets.isEmpty { return targets }
+        return [
+            Target(
+                name: "default", endpoint: endpoint ?? .emulator, deployment: nil, auth: auth, apiVersion: apiVersion, emulator: emulator
+            )
+        ]
+    }
+
+    /// The models rows of this job ask for, as far as the job file tells: `deployment:` and
+    /// the variants'. Batch API lines may name others; the loader checks those.
+    public var knownModels: [String] {
+        var models: [String] = []
+        for model in [deployment] + variants.map(\.deployment) {
+            if let model, !models.contains(model) { models.append(model) }
+        }
+        return models
+    }
 }
 
 extension JobFile {

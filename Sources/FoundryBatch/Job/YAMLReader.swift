@@ -11,8 +11,14 @@ struct YAMLReader {
 
     static let topKeys: Set<String> = [
         "name", "input", "output", "errors", "state", "endpoint", "deployment", "api", "api_version",
-        "auth", "request", "limits", "variants", "prices", "emulator",
+        "auth", "request", "limits", "variants", "prices", "emulator", "targets",
     ]
+    static let targetKeys: Set<String> = [
+        "name", "endpoint", "deployment", "auth", "api_key_env", "api_version", "tokens_per_minute", "requests_per_minute",
+        "priority", "models", "emulator",
+    ]
+    /// The highest `priority` a target may have: tiers are few; a larger number is a typo.
+    static let maxPriority = 1000
     static let limitKeys: Set<String> = [
         "concurrency", "requests_per_minute", "tokens_per_minute", "max_attempts", "timeout", "max_retry_wait",
         "max_tokens_total",
@@ -41,25 +47,15 @@ struct YAMLReader {
 
         guard let nameNode = fields["name"] else { throw error(root, "name", "missing required key") }
         let name = try string(nameNode, "name")
-        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
+        guard Self.isPlainName(name) else {
             throw error(nameNode, "name", "must match [A-Za-z0-9._-]+, got '\(name)'")
         }
         guard let inputNode = fields["input"] else { throw error(root, "input", "missing required key") }
         let inputs = try stringOrList(inputNode, "input")
         guard !inputs.isEmpty else { throw error(inputNode, "input", "needs at least one path") }
-        guard let endpointNode = fields["endpoint"] else { throw error(root, "endpoint", "missing required key") }
-        let endpointText = try string(endpointNode, "endpoint")
-        let endpoint: JobFile.Endpoint
-        if endpointText == "emulator" {
-            endpoint = .emulator
-        } else {
-            guard let url = URL(string: endpointText), let scheme = url.scheme?.lowercased(),
-                scheme == "https" || scheme == "http", url.host != nil
-            else {
-                throw error(endpointNode, "endpoint", "must be \"emulator\" or an http(s) URL, got '\(endpointText)'")
-            }
-            endpoint = .url(endpointText.hasSuffix("/") ? String(endpointText.dropLast()) : endpointText)
-        }
+        // With targets:, each target may name its own endpoint instead.
+        if fields["endpoint"] == nil, fields["targets"] == nil { throw error(root, "endpoint", "missing required key") }
+        let endpoint = try fields["endpoint"].map { node throws(JobFileError) in try self.endpoint(node, "endpoint") }
 
         var job = JobFile(path: path, name: name, inputs: inputs, endpoint: endpoint)
         job.output = try fields["output"].map { node throws(JobFileError) in try string(node, "output") }
@@ -80,7 +76,8 @@ struct YAMLReader {
         if let node = fields["limits"] { job.limits = try limits(node) }
         if let node = fields["variants"] { job.variants = try variants(node) }
         if let node = fields["prices"] { job.prices = try prices(node) }
-        if let node = fields["emulator"] { job.emulator = try emulatorSettings(node) }
+        if let node = fields["emulator"] { job.emulator = try emulatorSettings(node, "emulator") }
+        if let node = fields["targets"] { job.targets = try targets(node, job: job) }
         // One state file for all days, but a results file per day: every day's file would
         // hold every earlier day's rows too.
         let stateHasDate = job.state?.contains("{date}") ?? false
@@ -252,21 +249,87 @@ struct YAMLReader {
         return prices
     }
 
-    func emulatorSettings(_ node: Node) throws(JobFileError) -> JobFile.EmulatorSettings {
-        guard case .mapping(let map) = node else { throw error(node, "emulator", "expected a mapping, got a \(kind(node))") }
-        let fields = try mapping(map, allowed: Self.emulatorKeys, prefix: "emulator.")
-        var settings = JobFile.EmulatorSettings()
+    func endpoint(_ node: Node, _ key: String) throws(JobFileError) -> JobFile.Endpoint {
+        let text = try string(node, key)
+        if text == "emulator" { return .emulator }
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http", url.host != nil else {
+            throw error(node, key, "must be \"emulator\" or an http(s) URL, got '\(text)'")
+        }
+        return .url(text.hasSuffix("/") ? String(text.dropLast()) : text)
+    }
+
+    /// `targets:`: each entry's keys, defaults from the job's own endpoint, auth and api
+    /// version, unique names, and every model the job file names served by some target.
+    func targets(_ node: Node, job: JobFile) throws(JobFileError) -> [JobFile.Target] {
+        guard case .sequence(let items) = node, !items.isEmpty else {
+            throw error(node, "targets", "expected a list of targets (name:, endpoint:, deployment: ...)")
+        }
+        var result: [JobFile.Target] = []
+        for (index, item) in items.enumerated() {
+            let key = "targets[\(index)]"
+            guard case .mapping(let map) = item else { throw error(item, key, "expected a mapping with name:, got a \(kind(item))") }
+            let fields = try mapping(map, allowed: Self.targetKeys, prefix: key + ".")
+            guard let nameNode = fields["name"] else { throw error(item, key + ".name", "missing required key") }
+            let name = try string(nameNode, key + ".name")
+            guard Self.isPlainName(name) else { throw error(nameNode, key + ".name", "must match [A-Za-z0-9._-]+, got '\(name)'") }
+            guard !result.contains(where: { $0.name == name }) else { throw error(nameNode, key + ".name", "'\(name)' is used twice") }
+            let endpoint: JobFile.Endpoint
+            if let node = fields["endpoint"] {
+                endpoint = try self.endpoint(node, key + ".endpoint")
+            } else if let shared = job.endpoint {
+                endpoint = shared
+            } else {
+                throw error(item, key + ".endpoint", "missing required key (the job has no endpoint: of its own)")
+            }
+            var target = JobFile.Target(name: name, endpoint: endpoint, auth: job.auth, apiVersion: job.apiVersion, emulator: job.emulator)
+            target.line = item.mark?.line
+            target.deployment = try fields["deployment"].map { n throws(JobFileError) in try string(n, key + ".deployment") }
+            if let n = fields["auth"] { target.auth = try enumValue(n, key + ".auth", JobFile.AuthKind.self) }
+            if let n = fields["api_key_env"] {
+                let variable = try string(n, key + ".api_key_env")
+                guard !variable.isEmpty, variable.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+                    throw error(n, key + ".api_key_env", "must name an environment variable ([A-Za-z0-9_]+), got '\(variable)'")
+                }
+                target.apiKeyEnv = variable
+            }
+            if let n = fields["api_version"] { target.apiVersion = try string(n, key + ".api_version") }
+            typealias Bound = JobFile.Limits
+            if let n = fields["tokens_per_minute"] { target.tokensPerMinute = try int(n, key + ".tokens_per_minute", min: 1, max: Bound.maxPerMinute) }
+            if let n = fields["requests_per_minute"] { target.requestsPerMinute = try int(n, key + ".requests_per_minute", min: 1, max: Bound.maxPerMinute) }
+            if let n = fields["priority"] { target.priority = try int(n, key + ".priority", min: 0, max: Self.maxPriority) }
+            if let n = fields["models"] {
+                let models = try stringOrList(n, key + ".models")
+                guard !models.isEmpty else { throw error(n, key + ".models", "needs at least one model (leave it out to serve every model)") }
+                target.models = models
+            }
+            if let n = fields["emulator"] { target.emulator = try emulatorSettings(n, key + ".emulator", base: job.emulator) }
+            result.append(target)
+        }
+        for model in job.knownModels where !result.contains(where: { $0.serves(model) }) {
+            throw error(node, "targets", "no target serves model '\(model)' (deployment: or a variant's); add it to a target's models:")
+        }
+        return result
+    }
+
+    static func isPlainName(_ name: String) -> Bool {
+        !name.isEmpty && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
+    }
+
+    func emulatorSettings(_ node: Node, _ prefix: String, base: JobFile.EmulatorSettings = .init()) throws(JobFileError) -> JobFile.EmulatorSettings {
+        guard case .mapping(let map) = node else { throw error(node, prefix, "expected a mapping, got a \(kind(node))") }
+        let fields = try mapping(map, allowed: Self.emulatorKeys, prefix: prefix + ".")
+        var settings = base
         for knob in EmulatorSettings.knobs {
             guard let n = fields[knob.key] else { continue }
-            let key = "emulator." + knob.key
+            let key = prefix + "." + knob.key
             let value =
                 knob.wholeNumber
                 ? Double(try int(n, key, min: Int(knob.range.lowerBound), max: Int(knob.range.upperBound)))
                 : try double(n, key, min: knob.range.lowerBound, max: knob.range.upperBound)
             knob.set(value, in: &settings)
         }
-        if let n = fields["content_filter_phrase"] { settings.contentFilterPhrase = try string(n, "emulator.content_filter_phrase") }
-        if let n = fields["seed"] { settings.seed = UInt64(try int(n, "emulator.seed")) }
+        if let n = fields["content_filter_phrase"] { settings.contentFilterPhrase = try string(n, prefix + ".content_filter_phrase") }
+        if let n = fields["seed"] { settings.seed = UInt64(try int(n, prefix + ".seed")) }
         return settings
     }
 

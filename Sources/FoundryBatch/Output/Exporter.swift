@@ -75,6 +75,10 @@ public struct Exporter: Sendable {
             out.append(contentsOf: #","variant":"#.utf8)
             JSONValue.writeString(row.variant, to: &out)
         }
+        if let target = row.target {
+            out.append(contentsOf: #","target":"#.utf8)
+            JSONValue.writeString(target, to: &out)
+        }
         if let metadata = row.metadata {
             out.append(contentsOf: #","metadata":"#.utf8)
             out.append(contentsOf: metadata.utf8)

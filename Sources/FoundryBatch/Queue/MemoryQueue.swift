@@ -166,6 +166,7 @@ public final class MemoryQueue: RowQueue {
         row.record.response = response?.body
         row.record.errorCode = error?.code
         row.record.errorMessage = error?.message
+        row.record.target = completion.target
         row.promptTokens = response?.promptTokens
         row.completionTokens = response?.completionTokens
         row.latencyMs = response?.latencyMs

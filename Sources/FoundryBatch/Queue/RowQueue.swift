@@ -130,12 +130,15 @@ public struct Completion: Sendable, Equatable {
     /// The `x-ms-client-request-id` of the try, kept even when no answer came (a timeout),
     /// since the request may have reached the service.
     public var clientRequestID: String?
+    /// The `targets:` entry the try went to; nil for a job without `targets:`.
+    public var target: String?
 
-    public init(seq: Int64, owner: String, outcome: RowOutcome, clientRequestID: String? = nil) {
+    public init(seq: Int64, owner: String, outcome: RowOutcome, clientRequestID: String? = nil, target: String? = nil) {
         self.seq = seq
         self.owner = owner
         self.outcome = outcome
         self.clientRequestID = clientRequestID
+        self.target = target
     }
 }
 
@@ -205,6 +208,8 @@ public struct ExportRow: Sendable {
     public var clientRequestID: String?
     public var response: String?
     public var error: RowError?
+    /// The target of the last try, in a job with `targets:`.
+    public var target: String?
 }
 
 /// The queue: the single source of truth about every row.
@@ -339,12 +344,13 @@ struct RowRecord: Sendable, Decodable {
     var response: String?
     var errorCode: String?
     var errorMessage: String?
+    var target: String?
 
     var exportRow: ExportRow {
         ExportRow(
             seq: seq, id: id, variant: variant, state: state, attempts: attempts, metadata: metadata, statusCode: statusCode,
             requestID: requestID, clientRequestID: clientRequestID, response: response,
-            error: errorCode.map { RowError(code: $0, message: errorMessage ?? "", statusCode: statusCode) }
+            error: errorCode.map { RowError(code: $0, message: errorMessage ?? "", statusCode: statusCode) }, target: target
         )
     }
 }

@@ -65,6 +65,10 @@ extension SQLiteQueue {
                     """
             )
         }
+        // Phase 2: which of a job's targets answered each try.
+        migrator.registerMigration("v2-targets") { db in
+            try db.execute(sql: "ALTER TABLE rows ADD COLUMN target TEXT; ALTER TABLE attempts ADD COLUMN target TEXT")
+        }
         return migrator
     }
 }

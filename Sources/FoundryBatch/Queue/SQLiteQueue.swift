@@ -195,7 +195,7 @@ public final class SQLiteQueue: RowQueue {
                     lease_owner = NULL, lease_expires_at = NULL,
                     status_code = ?, request_id = ?, client_request_id = ?, response = ?,
                     prompt_tokens = ?, completion_tokens = ?, total_tokens = ?, latency_ms = ?,
-                    error_code = ?, error_message = ?, finished_at = ?
+                    error_code = ?, error_message = ?, finished_at = ?, target = ?
                 WHERE seq = ? AND lease_owner = ? AND state = 'running'
                 """
         )
@@ -204,20 +204,20 @@ public final class SQLiteQueue: RowQueue {
             state.rawValue, countsAsAttempt ? 1 : 0, nextAttempt,
             response?.statusCode ?? error?.statusCode, response?.requestID, clientRequestID, response?.body,
             response?.promptTokens, response?.completionTokens, response?.totalTokens, response?.latencyMs,
-            error?.code, error?.message, state == .pending ? nil : stamp,
+            error?.code, error?.message, state == .pending ? nil : stamp, completion.target,
             completion.seq, completion.owner,
         ])
         guard db.changesCount > 0 else { return false }
         if let error {
             let history = try db.cachedStatement(
                 sql: """
-                    INSERT INTO attempts(seq, attempt, at, status_code, error_code, error_message, request_id, client_request_id)
-                    SELECT seq, attempts, ?, ?, ?, ?, ?, ? FROM rows WHERE seq = ?
+                    INSERT INTO attempts(seq, attempt, at, status_code, error_code, error_message, request_id, client_request_id, target)
+                    SELECT seq, attempts, ?, ?, ?, ?, ?, ?, ? FROM rows WHERE seq = ?
                     """
             )
             try history.execute(arguments: [
                 stamp, response?.statusCode ?? error.statusCode, error.code, error.message, response?.requestID,
-                clientRequestID, completion.seq,
+                clientRequestID, completion.target, completion.seq,
             ])
         }
         return true
@@ -364,7 +364,7 @@ public final class SQLiteQueue: RowQueue {
                     db,
                     sql: """
                         SELECT seq, id, variant, state, attempts, metadata, status_code AS statusCode, request_id AS requestID,
-                            client_request_id AS clientRequestID, response, error_code AS errorCode, error_message AS errorMessage
+                            client_request_id AS clientRequestID, response, error_code AS errorCode, error_message AS errorMessage, target
                         FROM rows WHERE state IN ('succeeded', 'failed') ORDER BY seq
                         """
                 )

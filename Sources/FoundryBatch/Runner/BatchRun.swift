@@ -4,39 +4,48 @@ import Foundation
 import Logging
 
 extension ServiceTarget {
-    /// The target of a job whose endpoint is a URL: its credential from the environment.
+    /// The target of `spec` whose endpoint is a URL, its credential from the environment.
     ///
+    /// - Parameter credentials: token providers already made for this run, shared by
+    ///   targets of the same credential kind (one provider, one token, per credential).
     /// - Throws: ``UsageError`` for a plain-http endpoint on another machine with a
-    ///   credential; ``FatalCondition`` when the credential is not set up.
-    public static func resolve(job: JobFile, baseURL: String, environment: CredentialEnvironment, http: HTTPClient) throws -> ServiceTarget {
-        if job.auth != .none, let url = URL(string: baseURL), !TransportSecurity.maySendSecret(to: url) {
+    ///   credential; ``JobFileError`` for a target's `api_key_env` that is not set;
+    ///   ``FatalCondition`` when the credential is not set up.
+    static func resolve(
+        spec: JobFile.Target, job: JobFile, baseURL: String, environment: CredentialEnvironment, http: HTTPClient,
+        credentials: CredentialCache
+    ) throws -> ServiceTarget {
+        let auth = spec.auth
+        if auth != .none, let url = URL(string: baseURL), !TransportSecurity.maySendSecret(to: url) {
             throw UsageError(
                 "\(job.path): endpoint: \(baseURL) is plain http to another machine; a key or token is never sent that way. Use https (or http to localhost)."
             )
         }
         let authorization: RequestAuthorization
-        switch job.auth {
+        switch auth {
         case .none:
             authorization = .none
         case .apiKey:
-            guard let key = environment["AZURE_OPENAI_API_KEY"] else {
-                throw FatalCondition("auth: api-key needs the key in AZURE_OPENAI_API_KEY (Keys and Endpoint of the resource)")
+            let variable = spec.apiKeyEnv
+            guard let key = environment[variable] else {
+                if job.isPooled {
+                    throw JobFileError(
+                        file: job.path, line: spec.line, key: "targets[\(spec.name)].api_key_env",
+                        message: "\(variable) is not set; export the key of target '\(spec.name)' (Keys and Endpoint of its resource) in it"
+                    )
+                }
+                throw FatalCondition("auth: api-key needs the key in \(variable) (Keys and Endpoint of the resource)")
             }
             guard TransportSecurity.isHeaderSafe(key) else {
                 throw FatalCondition(
-                    "AZURE_OPENAI_API_KEY holds a character that cannot go in an HTTP header (a space, a line break, a non-ASCII character); copy the key again from Keys and Endpoint of the resource"
+                    "\(variable) holds a character that cannot go in an HTTP header (a space, a line break, a non-ASCII character); copy the key again from Keys and Endpoint of the resource"
                 )
             }
             authorization = .apiKey(key)
         default:
-            do {
-                let credential = try CredentialFactory.make(kind: job.auth, environment: environment, http: http)
-                authorization = .bearer(TokenProvider(credential: credential))
-            } catch {
-                throw FatalCondition("auth: \(job.auth.rawValue): \(error.description)")
-            }
+            authorization = .bearer(try credentials.provider(kind: auth, environment: environment, http: http))
         }
-        return ServiceTarget(baseURL: baseURL, apiVersion: job.apiVersion, authorization: authorization)
+        return ServiceTarget(baseURL: baseURL, apiVersion: spec.apiVersion, authorization: authorization)
     }
 
     /// Token requests made so far by this target's provider.
@@ -62,8 +71,7 @@ public enum BatchRun {
         let paths = session.paths
         try paths.checkWritable()
         let runner = Runner(
-            limits: session.settings.limits, queue: session.queue, http: service.http, target: service.target, options: options,
-            control: control, logger: logger
+            limits: session.settings.limits, queue: session.queue, service: service, options: options, control: control, logger: logger
         )
         let counters: RunCounters
         var stop: StopReason?
@@ -83,7 +91,7 @@ public enum BatchRun {
             throw error.afterSending()
         }
         return RunSummary(
-            job: session.job.name, counts: counts, counters: counters, tokenRequests: await service.target.tokenRequests,
+            job: session.job.name, counts: counts, counters: counters, tokenRequests: await runner.pool.tokenRequests,
             elapsed: Date().timeIntervalSince(started), export: export, stop: stop, prices: session.job.prices
         )
     }

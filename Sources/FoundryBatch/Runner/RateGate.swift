@@ -39,25 +39,35 @@ public actor RateGate {
     /// - Throws: `CancellationError` when the task is cancelled or the gate was closed.
     public func enter(tokens cost: Int) async throws {
         while true {
-            try Task.checkCancellation()
-            if closed { throw CancellationError() }
-            let current = now()
-            var wait = pausedUntil.timeIntervalSince(current)
-            if wait <= 0, active >= Int(limit.rounded(.down)) { wait = 0.01 }
-            if wait <= 0 {
-                let requestWait = requests?.wait(for: 1, now: current) ?? 0
-                let tokenWait = tokens?.wait(for: Double(cost), now: current) ?? 0
-                wait = max(requestWait, tokenWait)
-            }
-            if wait <= 0 {
-                requests?.take(1, now: current)
-                tokens?.take(Double(cost), now: current)
-                active += 1
-                return
-            }
+            let wait = try tryEnter(tokens: cost)
+            if wait <= 0 { return }
             // Short naps, so a closed gate lets its waiters go at once.
             try await Task.sleep(for: .milliseconds(max(1, Int(min(wait, 0.2) * 1000))))
         }
+    }
+
+    /// Enters at once if a request estimated at `tokens` may be sent now (returns 0), else
+    /// returns how long until it might: for a pool that tries another target meanwhile.
+    ///
+    /// - Throws: `CancellationError` when the task is cancelled or the gate was closed.
+    public func tryEnter(tokens cost: Int) throws -> TimeInterval {
+        try Task.checkCancellation()
+        if closed { throw CancellationError() }
+        let current = now()
+        var wait = pausedUntil.timeIntervalSince(current)
+        if wait <= 0, active >= Int(limit.rounded(.down)) { wait = 0.01 }
+        if wait <= 0 {
+            let requestWait = requests?.wait(for: 1, now: current) ?? 0
+            let tokenWait = tokens?.wait(for: Double(cost), now: current) ?? 0
+            wait = max(requestWait, tokenWait)
+        }
+        if wait <= 0 {
+            requests?.take(1, now: current)
+            tokens?.take(Double(cost), now: current)
+            active += 1
+            return 0
+        }
+        return wait
     }
 
     public enum Outcome: Sendable, Equatable {

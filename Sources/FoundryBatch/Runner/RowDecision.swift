@@ -56,7 +56,12 @@ enum RowDecision {
         case commit(RowOutcome, clientRequestID: String, gate: RateGate.Outcome, countsThrottle: Bool)
         /// The token was refused once: drop it and try the row again with a new one.
         case refreshToken
-        /// A condition every row would hit: stop the run, the row stays pending.
+        /// A condition every row sent to this target would hit (its quota is exhausted
+        /// beyond `max_retry_wait`, its deployment or permission is missing, its credential
+        /// is refused): park the target until `until` (nil: for the rest of the run) and
+        /// send the row elsewhere. The row keeps its attempts.
+        case park(FatalCondition, until: Date?)
+        /// Something is wrong with the run itself: stop it, the row stays pending.
         case stop(FatalCondition)
     }
 
@@ -105,18 +110,20 @@ enum RowDecision {
             return commit(.succeeded(record.response), gate: left)
         case .retry(let delay, let error, throttled: true):
             if let delay, delay > maxWait {
-                return .stop(
+                return .park(
                     FatalCondition(
                         "the service asks to wait \(Bounded.int(delay)) s before the next request (HTTP 429: \(error.message)), more than limits.max_retry_wait (\(Bounded.int(maxWait)) s): the quota is exhausted. Run the job again after \(clockTime(now.addingTimeInterval(delay)))."
-                    )
+                    ),
+                    until: now.addingTimeInterval(delay)
                 )
             }
             guard let pacing else { return .stop(FatalCondition("internal error: a 429 judged without the throttle clocks, row \(row.id)")) }
             if pacing.job.throttledFor > maxWait {
-                return .stop(
+                return .park(
                     FatalCondition(
                         "the service has answered nothing but 429 (\(error.code)) for \(Bounded.int(pacing.job.throttledFor)) s, longer than limits.max_retry_wait (\(Bounded.int(maxWait)) s): its quota is used up or it is overloaded. Run the job again later."
-                    )
+                    ),
+                    until: nil
                 )
             }
             // Our own back-off never waits longer than the job allows; the clock above ends it.
@@ -132,10 +139,11 @@ enum RowDecision {
             return commit(outcome, gate: .throttled(retryAfter: wait), countsThrottle: true)
         case .retry(let delay, let error, throttled: false):
             if let delay, delay > maxWait {
-                return .stop(
+                return .park(
                     FatalCondition(
                         "the service asks to wait \(Bounded.int(delay)) s before trying again (\(error.statusCode.map { "HTTP \($0)" } ?? error.code): \(error.message)), more than limits.max_retry_wait (\(Bounded.int(maxWait)) s). Run the job again after \(clockTime(now.addingTimeInterval(delay)))."
-                    )
+                    ),
+                    until: now.addingTimeInterval(delay)
                 )
             }
             if row.attempts + 1 >= settings.maxAttempts {
@@ -156,9 +164,9 @@ enum RowDecision {
             case .apiKey: hint = "check AZURE_OPENAI_API_KEY (a key of this resource, not another's)"
             case .none: hint = "this endpoint needs a credential: set auth: in the job file"
             }
-            return .stop(FatalCondition("the service rejected the credentials (HTTP 401): \(error.message)\nFix: \(hint)."))
+            return .park(FatalCondition("the service rejected the credentials (HTTP 401): \(error.message)\nFix: \(hint)."), until: nil)
         case .fatal(let condition):
-            return .stop(condition)
+            return .park(condition, until: nil)
         }
     }
 

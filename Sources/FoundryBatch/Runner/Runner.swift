@@ -25,8 +25,8 @@ public final class Runner: Sendable {
     /// The job's limits, with the command line's overrides applied.
     let limits: JobFile.Limits
     let queue: any RowQueue
-    let transport: HTTPTransport
-    let target: ServiceTarget
+    /// The job's targets, each with its rate gate; routes every try.
+    let pool: TargetPool
     let options: RunOptions
     let logger: Logger
     let control: RunControl
@@ -36,16 +36,15 @@ public final class Runner: Sendable {
     let decisionSettings: RowDecision.Settings
 
     public init(
-        limits: JobFile.Limits, queue: any RowQueue, http: HTTPClient, target: ServiceTarget, options: RunOptions,
+        limits: JobFile.Limits, queue: any RowQueue, service: ServiceSession, options: RunOptions,
         control: RunControl = RunControl(), logger: Logger = Logger(label: "foundry-batch.run")
     ) {
         self.limits = limits
         self.queue = queue
-        self.target = target
         self.options = options
         self.logger = logger
         self.control = control
-        transport = HTTPTransport(http: http, target: target, timeout: limits.timeout)
+        pool = TargetPool(service: service, limits: limits)
         owner = LeaseOwner.make()
         leaseDuration = max(30, limits.timeout + 15)
         decisionSettings = RowDecision.Settings(limits: limits)
@@ -55,9 +54,6 @@ public final class Runner: Sendable {
     ///
     /// - Returns: the counters of this run and why it stopped early, if it did.
     public func run() async throws -> (RunCounters, StopReason?) {
-        let gate = RateGate(
-            concurrency: limits.concurrency, requestsPerMinute: limits.requestsPerMinute, tokensPerMinute: limits.tokensPerMinute
-        )
         let source = RowSource(queue: queue, owner: owner, leaseDuration: leaseDuration, batchSize: min(max(limits.concurrency, 1), 256))
         let writer = CompletionWriter(queue: queue)
         let state = RunState(budget: limits.maxTokensTotal, spent: try await budgetSpent())
@@ -66,12 +62,12 @@ public final class Runner: Sendable {
         await progress.start()
 
         let heartbeat = Task { await self.heartbeat() }
-        let stopWatcher = Task { await self.watchStop(source: source, gate: gate) }
+        let stopWatcher = Task { await self.watchStop(source: source) }
         let concurrency = limits.concurrency
         let workers = Task {
             await withTaskGroup(of: Void.self) { group in
                 for _ in 0..<concurrency {
-                    group.addTask { await self.work(source: source, gate: gate, writer: writer, state: state) }
+                    group.addTask { await self.work(source: source, writer: writer, state: state) }
                 }
                 await group.waitForAll()
             }
@@ -96,7 +92,7 @@ public final class Runner: Sendable {
         return counts.promptTokens + counts.completionTokens
     }
 
-    func work(source: RowSource, gate: RateGate, writer: CompletionWriter, state: RunState) async {
+    func work(source: RowSource, writer: CompletionWriter, state: RunState) async {
         while await control.reason == nil, !Task.isCancelled {
             do {
                 guard let row = try await source.next() else {
@@ -106,7 +102,7 @@ public final class Runner: Sendable {
                     try await Task.sleep(for: Bounded.duration(seconds: wait))
                     continue
                 }
-                try await process(row, gate: gate, writer: writer, state: state)
+                try await process(row, writer: writer, state: state)
             } catch is CancellationError {
                 return
             } catch let error as FatalCondition {
@@ -119,38 +115,51 @@ public final class Runner: Sendable {
         }
     }
 
-    func process(_ row: ClaimedRow, gate: RateGate, writer: CompletionWriter, state: RunState) async throws {
+    func process(_ row: ClaimedRow, writer: CompletionWriter, state: RunState) async throws {
         var refreshed = false
         while true {
-            switch try await attempt(row, gate: gate, state: state, refreshed: refreshed) {
+            let (action, lane) = try await attempt(row, state: state, refreshed: refreshed)
+            switch action {
             case .refreshToken:
                 refreshed = true
+            case .park(let condition, let until):
+                // The row goes to another target, or the pool says none is left.
+                pool.park(lane, until: until, reason: condition)
+                if pool.isPooled {
+                    logger.warning("target parked", metadata: ["target": "\(lane.name)", "reason": "\(TargetPool.describe(.init(until: until, reason: condition)))"])
+                }
+                refreshed = false
             case .stop(let condition):
                 throw condition
             case .commit(let outcome, let clientRequestID, _, let countsThrottle):
                 if countsThrottle { await state.countThrottled() }
-                _ = try await writer.commit(Completion(seq: row.seq, owner: owner, outcome: outcome, clientRequestID: clientRequestID))
+                let completion = Completion(
+                    seq: row.seq, owner: owner, outcome: outcome, clientRequestID: clientRequestID, target: pool.isPooled ? lane.name : nil
+                )
+                _ = try await writer.commit(completion)
                 return
             }
         }
     }
 
     /// Admits one try of `row`: its estimate reserved in the token budget and a place taken
-    /// at the gate, both given back exactly once on every path: settled with the committed
-    /// outcome, or released when the try ends without one (a refresh, a stop, a throw).
+    /// at a target's gate, both given back exactly once on every path: settled with the
+    /// committed outcome, or released when the try ends without one (a refresh, a park, a
+    /// stop, a throw).
     func withAdmission(
-        _ row: ClaimedRow, gate: RateGate, state: RunState, _ body: () async throws -> RowDecision.Action
-    ) async throws -> RowDecision.Action {
+        _ row: ClaimedRow, state: RunState, _ body: (TargetPool.Lane) async throws -> RowDecision.Action
+    ) async throws -> (RowDecision.Action, TargetPool.Lane) {
         if let budget = await state.reserve(row.estimatedTokens) {
             throw FatalCondition("the token budget limits.max_tokens_total = \(budget) would be passed by the next request; raise it to go on")
         }
         let action: RowDecision.Action
+        let lane: TargetPool.Lane
         do {
-            try await gate.enter(tokens: row.estimatedTokens)
+            lane = try await pool.enter(model: row.deployment, tokens: row.estimatedTokens)
             do {
-                action = try await body()
+                action = try await body(lane)
             } catch {
-                await gate.leave(.other)
+                await lane.gate.leave(.other)
                 throw error
             }
         } catch {
@@ -158,18 +167,19 @@ public final class Runner: Sendable {
             throw error
         }
         if case .commit(let outcome, _, let left, _) = action {
-            await gate.leave(left)
+            await lane.gate.leave(left)
             await state.settle(row.estimatedTokens, seq: row.seq, outcome: outcome)
         } else {
-            await gate.leave(.other)
+            await lane.gate.leave(.other)
             await state.release(row.estimatedTokens)
         }
-        return action
+        return (action, lane)
     }
 
-    /// One try of `row`: admitted, on the wire, and decided by ``RowDecision``.
-    func attempt(_ row: ClaimedRow, gate: RateGate, state: RunState, refreshed: Bool) async throws -> RowDecision.Action {
-        try await withAdmission(row, gate: gate, state: state) {
+    /// One try of `row`: admitted at a target, on the wire, and decided by ``RowDecision``.
+    func attempt(_ row: ClaimedRow, state: RunState, refreshed: Bool) async throws -> (RowDecision.Action, TargetPool.Lane) {
+        try await withAdmission(row, state: state) { lane in
+            let target = lane.target
             // The token is taken after the gate: a worker may wait there through a long 429
             // pause, and must not then send a token that expired meanwhile.
             var bearer: AccessToken?
@@ -179,24 +189,27 @@ public final class Runner: Sendable {
                 } catch {
                     if Task.isCancelled { throw CancellationError() }
                     // The provider throws only AuthError, whose description says what to fix.
-                    throw FatalCondition("cannot get an Entra ID token: \(error)")
+                    return .park(FatalCondition("cannot get an Entra ID token: \(error)"), until: nil)
                 }
             }
+            let routed = lane.routed(row)
             // A retry is a request beyond the row's first: counted when it is sent, so a try
             // that gave up or a retry the run never sent (it stopped) is not one.
             await state.countRequest(seq: row.seq, retry: refreshed || row.attempts > 0)
-            let (answer, clientRequestID) = await transport.send(row, bearer: bearer?.token)
+            let (answer, clientRequestID) = await lane.transport.send(routed, bearer: bearer?.token)
             // Cancelled while on the wire: an answer that came back whole is still judged and
             // kept (it was paid for); anything else is no answer, and the row is released.
             if Task.isCancelled, answer.body == nil { throw CancellationError() }
             let now = Date()
-            let url = target.url(api: row.api, deployment: row.deployment)
-            let reading = RowDecision.Reading(answer, row: row, url: url, clientRequestID: clientRequestID, now: now)
-            // Read for every 429, also one that stops the run (a Retry-After beyond
-            // max_retry_wait): the clocks it moves are not read again once the run stops.
+            let url = target.url(api: routed.api, deployment: routed.deployment)
+            let reading = RowDecision.Reading(answer, row: routed, url: url, clientRequestID: clientRequestID, now: now)
+            // Read for every 429, also one that parks the target (a Retry-After beyond
+            // max_retry_wait): the clocks it moves matter no more once it is parked.
             var pacing: RowDecision.Pacing?
             if let delay = reading.throttleDelay {
-                pacing = RowDecision.Pacing(job: await gate.throttle(serverDelay: delay, now: now), rowThrottledFor: await state.throttled(row.seq, now: now))
+                pacing = RowDecision.Pacing(
+                    job: await lane.gate.throttle(serverDelay: delay, now: now), rowThrottledFor: await state.throttled(row.seq, now: now)
+                )
             }
             let action = RowDecision.decide(
                 reading, row: row, settings: decisionSettings, credential: .init(target.authorization, refreshed: refreshed), pacing: pacing, now: now
@@ -238,10 +251,10 @@ public final class Runner: Sendable {
     /// A stop of any kind closes the gate at once, so no worker waiting there (through a
     /// long 429 pause, say) sends another request; requests already on the wire get the
     /// grace period to finish and are then cancelled.
-    func watchStop(source: RowSource, gate: RateGate) async {
+    func watchStop(source: RowSource) async {
         await control.waitForStop()
         await source.close()
-        await gate.close()
+        await pool.close()
         try? await Task.sleep(for: Bounded.duration(seconds: options.gracePeriod))
         if Task.isCancelled { return }
         await control.cancelWorkers()

@@ -19,21 +19,26 @@ final class ServiceEndpoint: Sendable {
         self.temporaryFiles = temporaryFiles
     }
 
-    static func open(job: JobFile, http: HTTPClient) async throws -> ServiceEndpoint {
+    /// Opens `spec`'s endpoint: its URL with the process's credential, or an emulator of
+    /// its own with a credential of the target's kind made up for it.
+    static func open(_ spec: JobFile.Target, job: JobFile, http: HTTPClient, credentials: CredentialCache) async throws -> ServiceEndpoint {
         let environment = CredentialEnvironment()
-        if case .url(let base) = job.endpoint {
-            return ServiceEndpoint(target: try ServiceTarget.resolve(job: job, baseURL: base, environment: environment, http: http), emulator: nil, temporaryFiles: [])
+        func resolve(_ base: String, _ environment: CredentialEnvironment) throws -> ServiceTarget {
+            try ServiceTarget.resolve(spec: spec, job: job, baseURL: base, environment: environment, http: http, credentials: credentials)
+        }
+        if case .url(let base) = spec.endpoint {
+            return ServiceEndpoint(target: try resolve(base, environment), emulator: nil, temporaryFiles: [])
         }
         let secret = UUID().uuidString
         var configuration = EmulatorConfiguration.demo(secret: secret)
-        configuration.apply(job.emulator)
+        configuration.apply(spec.emulator)
         var files: [String] = []
         let tenant = EmulatorConfiguration.demoTenantID, client = EmulatorConfiguration.demoClientID
         var values: [String: String] = ["PATH": environment["PATH"] ?? ""]
-        switch job.auth {
+        switch spec.auth {
         case .apiKey:
             configuration.apiKeys = [secret]
-            values["AZURE_OPENAI_API_KEY"] = secret
+            values[spec.apiKeyEnv] = secret
         case .certificate:
             let certificate = try EmulatorCertificate.selfSigned()
             configuration.clients[0].certificatePEM = certificate.certificatePEM
@@ -43,7 +48,7 @@ final class ServiceEndpoint: Sendable {
         case .managedIdentity:
             values["IDENTITY_HEADER"] = configuration.identityHeader
         case .azureCLI, .none:
-            throw UsageError("\(job.path): auth: \(job.auth.rawValue) cannot sign in to endpoint: emulator (it checks credentials as Azure does); use client-secret, certificate, managed-identity, workload-identity, api-key or default")
+            throw UsageError("\(job.path): auth: \(spec.auth.rawValue) cannot sign in to endpoint: emulator (it checks credentials as Azure does); use client-secret, certificate, managed-identity, workload-identity, api-key or default")
         default:
             values.merge(["AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_CLIENT_SECRET": secret]) { $1 }
         }
@@ -55,14 +60,14 @@ final class ServiceEndpoint: Sendable {
             throw error
         }
         values["AZURE_AUTHORITY_HOST"] = emulator.baseURL
-        if job.auth == .managedIdentity { values["IDENTITY_ENDPOINT"] = emulator.baseURL + "/msi/token" }
-        if job.auth == .workloadIdentity {
+        if spec.auth == .managedIdentity { values["IDENTITY_ENDPOINT"] = emulator.baseURL + "/msi/token" }
+        if spec.auth == .workloadIdentity {
             let path = Self.temporaryFile(emulator.federatedToken(clientID: client))
             files.append(path)
             values.merge(["AZURE_TENANT_ID": tenant, "AZURE_CLIENT_ID": client, "AZURE_FEDERATED_TOKEN_FILE": path]) { $1 }
         }
         do {
-            let target = try ServiceTarget.resolve(job: job, baseURL: emulator.baseURL, environment: CredentialEnvironment(values), http: http)
+            let target = try resolve(emulator.baseURL, CredentialEnvironment(values))
             return ServiceEndpoint(target: target, emulator: emulator, temporaryFiles: files)
         } catch {
             await emulator.stop()
@@ -85,5 +90,28 @@ final class ServiceEndpoint: Sendable {
     func close() async {
         await emulator?.stop()
         Self.remove(temporaryFiles)
+    }
+}
+
+/// The token providers of one run, one per distinct credential: targets of the same kind,
+/// tenant, client and authority share one provider, and so one token and one refresh.
+///
+/// Filled while the session opens its targets, one after another, before any worker runs.
+final class CredentialCache: @unchecked Sendable {
+    // Unchecked: written only by ServiceSession.with while it opens targets sequentially,
+    // before the session is handed to anything concurrent; read by nobody after.
+    private var providers: [String: TokenProvider] = [:]
+
+    func provider(kind: CredentialKind, environment: CredentialEnvironment, http: HTTPClient) throws(FatalCondition) -> TokenProvider {
+        let names = ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE", "IDENTITY_ENDPOINT"]
+        let key = ([kind.rawValue, environment.authorityHost] + names.map { environment[$0] ?? "" }).joined(separator: "|")
+        if let shared = providers[key] { return shared }
+        do {
+            let provider = TokenProvider(credential: try CredentialFactory.make(kind: kind, environment: environment, http: http))
+            providers[key] = provider
+            return provider
+        } catch {
+            throw FatalCondition("auth: \(kind.rawValue): \(error.description)")
+        }
     }
 }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import FoundryAuth
 import Foundation
 
 /// A job's connection to its service, open for the length of one command: the HTTP client,
@@ -15,42 +16,68 @@ import Foundation
 /// }
 /// ```
 public struct ServiceSession: Sendable {
-    /// The run's client: redirects off, HTTP/2 when offered, pooled for `concurrency`.
-    public let http: HTTPClient
-    /// Where requests go and how they are authorised.
-    public let target: ServiceTarget
-
-    /// A service of the caller's own (a test server, a client shared with other work):
-    /// closing the client and the credential stays the caller's.
-    public init(http: HTTPClient, target: ServiceTarget) {
-        self.http = http
-        self.target = target
+    /// One target of the job, open: what the job file says of it and where its requests go.
+    public struct Connected: Sendable {
+        public let spec: JobFile.Target
+        public let target: ServiceTarget
     }
 
-    /// Opens the job's endpoint, runs `body`, and closes the emulator, the temporary
+    /// The run's client: redirects off, HTTP/2 when offered, pooled for `concurrency`.
+    public let http: HTTPClient
+    /// The job's targets, in the job file's order (one when it has no `targets:`).
+    public let targets: [Connected]
+    /// Whether the job names its own `targets:` (rather than one endpoint).
+    public let isPooled: Bool
+
+    /// The first target: the only one of a job without `targets:`.
+    public var target: ServiceTarget { targets[0].target }
+
+    /// A service of the caller's own (a test server, a client shared with other work), as the
+    /// one target of a job without `targets:`: closing the client and the credential stays
+    /// the caller's.
+    public init(http: HTTPClient, target: ServiceTarget) {
+        self.http = http
+        isPooled = false
+        targets = [Connected(spec: JobFile.Target(name: "default", endpoint: .url(target.baseURL), auth: .none), target: target)]
+    }
+
+    /// Several targets of the caller's, each with its job-file entry.
+    public init(http: HTTPClient, targets: [(JobFile.Target, ServiceTarget)], isPooled: Bool = true) {
+        self.http = http
+        self.isPooled = isPooled
+        self.targets = targets.map { Connected(spec: $0.0, target: $0.1) }
+    }
+
+    /// Opens every target of the job, runs `body`, and closes the emulators, the temporary
     /// credential files and the HTTP client, whatever `body` does.
     ///
-    /// - Throws: ``UsageError`` or ``FatalCondition`` when the endpoint or its credential
-    ///   cannot be set up; whatever `body` throws.
+    /// - Throws: ``UsageError``, ``JobFileError`` or ``FatalCondition`` when an endpoint or
+    ///   its credential cannot be set up; whatever `body` throws.
     public static func with<T: Sendable>(
         job: JobFile, concurrency: Int, _ body: (ServiceSession) async throws -> T
     ) async throws -> T {
         let http = HTTPClient.forRun(concurrency: concurrency)
-        let endpoint: ServiceEndpoint
-        do {
-            endpoint = try await ServiceEndpoint.open(job: job, http: http)
-        } catch {
+        let credentials = CredentialCache()
+        var endpoints: [(JobFile.Target, ServiceEndpoint)] = []
+        func close() async {
+            for (_, endpoint) in endpoints { await endpoint.close() }
             try? await http.shutdown()
+        }
+        do {
+            for spec in job.targetsToUse {
+                endpoints.append((spec, try await ServiceEndpoint.open(spec, job: job, http: http, credentials: credentials)))
+            }
+        } catch {
+            await close()
             throw error
         }
         let result: Result<T, any Error>
         do {
-            result = .success(try await body(ServiceSession(http: http, target: endpoint.target)))
+            result = .success(try await body(ServiceSession(http: http, targets: endpoints.map { ($0.0, $0.1.target) }, isPooled: job.isPooled)))
         } catch {
             result = .failure(error)
         }
-        await endpoint.close()
-        try? await http.shutdown()
+        await close()
         return try result.get()
     }
 }

@@ -1,0 +1,162 @@
+import FoundryAuth
+import Foundation
+import Synchronization
+
+/// The run's targets, each with its own rate gate and adaptive limit, and the routing of
+/// rows among them: the lowest tier with headroom first, within a tier in proportion to
+/// the targets' quotas; a parked target gets nothing until its parking ends.
+///
+/// A 429 pauses only the target that answered it. A job without `targets:` has one lane,
+/// and then parking it is exactly the old stop: no live target is left, and the run stops
+/// with the reason (exit 3).
+final class TargetPool: Sendable {
+    /// One target of the run: where it sends, and its own pacing.
+    final class Lane: Sendable {
+        let spec: JobFile.Target
+        let target: ServiceTarget
+        let gate: RateGate
+        let transport: HTTPTransport
+
+        init(spec: JobFile.Target, target: ServiceTarget, gate: RateGate, transport: HTTPTransport) {
+            self.spec = spec
+            self.target = target
+            self.gate = gate
+            self.transport = transport
+        }
+
+        var name: String { spec.name }
+
+        /// `row` as this target is sent it: its deployment, and the body's `model` with it.
+        func routed(_ row: ClaimedRow) -> ClaimedRow {
+            let deployment = spec.deployment(for: row.deployment)
+            guard deployment != row.deployment else { return row }
+            var routed = row
+            routed.deployment = deployment
+            if let body = try? JSONParser.parse(row.body), case .object = body {
+                routed.body = body.setting("model", to: .string(deployment)).jsonText
+            }
+            return routed
+        }
+    }
+
+    /// Why a target gets no rows, and until when (nil: for the rest of the run).
+    struct Parking: Sendable {
+        var until: Date?
+        var reason: FatalCondition
+    }
+
+    struct State: Sendable {
+        var parked: [String: Parking] = [:]
+        /// Rows sent to each target in this run, over its weight: the proportional share.
+        var share: [String: Double] = [:]
+    }
+
+    let lanes: [Lane]
+    /// Whether the job names its `targets:`: output lines and the log then name them.
+    let isPooled: Bool
+    let state = Mutex(State())
+
+    init(lanes: [Lane], isPooled: Bool) {
+        self.lanes = lanes
+        self.isPooled = isPooled
+    }
+
+    /// The lanes of a session's targets, paced by `limits` where a target sets no pacing.
+    convenience init(service: ServiceSession, limits: JobFile.Limits) {
+        self.init(
+            lanes: service.targets.map { connected in
+                let spec = connected.spec
+                let gate = RateGate(
+                    concurrency: limits.concurrency, requestsPerMinute: spec.requestsPerMinute ?? limits.requestsPerMinute,
+                    tokensPerMinute: spec.tokensPerMinute ?? limits.tokensPerMinute
+                )
+                let transport = HTTPTransport(http: service.http, target: connected.target, timeout: limits.timeout)
+                return Lane(spec: spec, target: connected.target, gate: gate, transport: transport)
+            },
+            isPooled: service.isPooled
+        )
+    }
+
+    /// The live lanes that serve `model`, in the order they are offered a row: by tier, then
+    /// the one furthest behind its share.
+    func candidates(for model: String, now: Date) -> [Lane] {
+        state.withLock { state in
+            lanes.filter { lane in
+                guard lane.spec.serves(model) else { return false }
+                guard let parking = state.parked[lane.name] else { return true }
+                return parking.until.map { $0 <= now } ?? false
+            }.sorted { a, b in
+                if a.spec.priority != b.spec.priority { return a.spec.priority < b.spec.priority }
+                return state.share[a.name, default: 0] < state.share[b.name, default: 0]
+            }
+        }
+    }
+
+    /// Waits for a live target serving `model` with room for a request estimated at
+    /// `tokens`, and enters its gate; the caller leaves that lane's gate.
+    ///
+    /// - Throws: ``FatalCondition`` when no live target serves `model` (exit 3, the rows
+    ///   stay pending); `CancellationError` when the run stops.
+    func enter(model: String, tokens: Int) async throws -> Lane {
+        while true {
+            let live = candidates(for: model, now: Date())
+            guard !live.isEmpty else { throw noLiveTarget(for: model) }
+            var soonest: TimeInterval = 0.2
+            for lane in live {
+                let wait = try await lane.gate.tryEnter(tokens: tokens)
+                if wait <= 0 {
+                    state.withLock { $0.share[lane.name, default: 0] += 1 / max(lane.spec.weight, 1e-9) }
+                    return lane
+                }
+                soonest = min(soonest, wait)
+            }
+            try await Task.sleep(for: .milliseconds(max(1, Int(soonest * 1000))))
+        }
+    }
+
+    /// Parks `lane`: until `until`, or for the rest of the run.
+    func park(_ lane: Lane, until: Date?, reason: FatalCondition) {
+        state.withLock { $0.parked[lane.name] = Parking(until: until, reason: reason) }
+    }
+
+    /// Where each target stands: parked until when and why, for the log and `status`.
+    var parked: [String: Parking] { state.withLock { $0.parked } }
+
+    /// The stop when no target is left for `model`: the one target's own reason, or each
+    /// target's.
+    func noLiveTarget(for model: String) -> FatalCondition {
+        let parked = self.parked
+        let serving = lanes.filter { $0.spec.serves(model) }
+        if serving.count == 1, let only = parked[serving[0].name] { return only.reason }
+        guard !serving.isEmpty else {
+            return FatalCondition("no target serves model '\(model)'; add it to a target's models: in the job file")
+        }
+        let reasons = serving.map { lane in
+            "  \(lane.name): \(parked[lane.name].map(Self.describe) ?? "live")"
+        }
+        return FatalCondition("no target is left for model '\(model)':\n" + reasons.joined(separator: "\n"))
+    }
+
+    static func describe(_ parking: Parking) -> String {
+        let until = parking.until.map { " (parked until \(RowDecision.clockTime($0)))" } ?? ""
+        return parking.reason.message.split(separator: "\n").first.map(String.init).map { $0 + until } ?? until
+    }
+
+    /// Lets every worker waiting at any gate go: the run is stopping.
+    func close() async {
+        for lane in lanes { await lane.gate.close() }
+    }
+
+    /// Token requests of the run's distinct token providers.
+    var tokenRequests: Int {
+        get async {
+            var seen = Set<ObjectIdentifier>()
+            var total = 0
+            for lane in lanes {
+                guard case .bearer(let provider) = lane.target.authorization, seen.insert(ObjectIdentifier(provider)).inserted else { continue }
+                total += await provider.requests
+            }
+            return total
+        }
+    }
+}

@@ -123,4 +123,62 @@ import Testing
         #expect(job.emulator.tpm == 6000)
         #expect(error("name: x\ninput: a\nendpoint: emulator\nemulator: {fault_rate: 2}")?.key == "emulator.fault_rate")
     }
+
+    @Test func readsEveryKeyOfATarget() throws {
+        let job = try parse(
+            """
+            name: pooled
+            input: in.jsonl
+            deployment: gpt-5-mini
+            auth: client-secret
+            api_version: 2024-10-21
+            emulator: { latency_ms: 5 }
+            targets:
+              - name: east
+                endpoint: https://east-res.openai.azure.com/
+                deployment: gpt-5-mini-east
+                auth: api-key
+                api_key_env: AZURE_OPENAI_API_KEY_EAST
+                api_version: 2025-01-01
+                tokens_per_minute: 450000
+                requests_per_minute: 2700
+                priority: 1
+                models: [gpt-5-mini]
+              - { name: local, endpoint: emulator, priority: 2, emulator: { tpm: 1000 } }
+            """
+        )
+        #expect(job.endpoint == nil && job.isPooled)
+        let east = job.targets[0], local = job.targets[1]
+        #expect(east.name == "east" && east.endpoint == .url("https://east-res.openai.azure.com"))
+        #expect(east.deployment(for: "gpt-5-mini") == "gpt-5-mini-east" && east.auth == .apiKey && east.apiKeyEnv == "AZURE_OPENAI_API_KEY_EAST")
+        #expect(east.apiVersion == "2025-01-01" && east.tokensPerMinute == 450_000 && east.requestsPerMinute == 2700)
+        #expect(east.priority == 1 && east.models == ["gpt-5-mini"] && east.line == 8)
+        #expect(local.auth == .clientSecret && local.apiVersion == "2024-10-21" && local.apiKeyEnv == "AZURE_OPENAI_API_KEY", "the job's defaults")
+        #expect(local.deployment(for: "gpt-4.1") == "gpt-4.1" && local.serves("anything"))
+        #expect(local.emulator.tpm == 1000 && local.emulator.latencyMs == 5, "the target's emulator block over the job's")
+    }
+
+    @Test(arguments: [
+        ("targets: []", "targets"),
+        ("targets:\n  - { name: a, endpont: emulator }", "targets[0].endpont"),
+        ("targets:\n  - { name: a }", "targets[0].endpoint"),
+        ("targets:\n  - { name: a, endpoint: emulator }\n  - { name: a, endpoint: emulator }", "targets[1].name"),
+        ("targets:\n  - { name: 'a b', endpoint: emulator }", "targets[0].name"),
+        ("targets:\n  - { name: a, endpoint: emulator, models: [gpt-4.1] }", "targets"),
+        ("targets:\n  - { name: a, endpoint: emulator, api_key_env: 'A-B' }", "targets[0].api_key_env"),
+        ("targets:\n  - { name: a, endpoint: emulator, priority: -1 }", "targets[0].priority"),
+        ("targets:\n  - { name: a, endpoint: emulator, tokens_per_minute: 0 }", "targets[0].tokens_per_minute"),
+    ])
+    func badTargetsAreNamedWithTheirKey(yaml: String, key: String) {
+        let problem = error("name: t\ninput: in.jsonl\ndeployment: gpt-5-mini\n" + yaml)
+        #expect(problem?.key == key, "\(problem?.description ?? "accepted")")
+        #expect(problem?.line != nil)
+    }
+
+    @Test func withoutTargetsTheJobIsItsOwnTarget() throws {
+        let job = try parse("name: t\ninput: in.jsonl\nendpoint: emulator\nauth: api-key")
+        #expect(!job.isPooled && job.targetsToUse.count == 1)
+        #expect(job.targetsToUse[0].endpoint == .emulator && job.targetsToUse[0].auth == .apiKey && job.targetsToUse[0].tokensPerMinute == nil)
+        #expect(error("name: t\ninput: in.jsonl")?.key == "endpoint", "an endpoint is needed without targets")
+    }
 }

@@ -1,0 +1,110 @@
+import AsyncHTTPClient
+import FoundryAuth
+import Foundation
+import FoundryTestSupport
+import Testing
+@testable import FoundryBatch
+
+/// Several targets for one model, each an in-process emulator of its own (`endpoint:
+/// emulator` inside a target): routing by quota, spill-over, parking, and the stop when
+/// no target is left.
+@Suite(.timeLimit(.minutes(1))) struct TargetPoolTests {
+    func prompts(_ count: Int) -> String {
+        (1...count).map { "{\"id\": \"p\($0)\", \"prompt\": \"Question \($0)\"}" }.joined(separator: "\n")
+    }
+
+    /// Loads `rows` prompts into a job with `targets` (YAML list items) and runs it.
+    func run(_ targets: String, rows: Int = 60, limits: String = "max_retry_wait: 5") async throws -> (RunSummary, [String: Int], Fixture) {
+        let fixture = try Fixture(yaml: "auth: api-key\nrequest: {max_tokens: 20}\nlimits: {concurrency: 8, \(limits)}\ntargets:\n\(targets)")
+        _ = try await fixture.load(prompts(rows))
+        let summary = try await fixture.session().run(options: RunOptions(progress: .none, gracePeriod: 0.5), control: RunControl())
+        var served: [String: Int] = [:]
+        for line in fixture.directory.jsonLines("out/test.jsonl") + fixture.directory.jsonLines("out/test.errors.jsonl") {
+            served[line["target"]?.stringValue ?? "none", default: 0] += 1
+        }
+        return (summary, served, fixture)
+    }
+
+    @Test func rowsGoInProportionToQuota() async throws {
+        let (summary, served, _) = try await run(
+            """
+              - { name: east, endpoint: emulator, tokens_per_minute: 30000, emulator: { tpm: 30000 } }
+              - { name: west, endpoint: emulator, tokens_per_minute: 60000, emulator: { tpm: 60000 } }
+            """,
+            rows: 90
+        )
+        #expect(summary.exitStatus == .success)
+        #expect(summary.counts.succeeded == 90)
+        #expect((25...35).contains(served["east"] ?? 0) && (55...65).contains(served["west"] ?? 0), "about 1:2, got \(served)")
+    }
+
+    @Test func anExhaustedTargetIsParkedAndTheOtherFinishes() async throws {
+        let (summary, served, _) = try await run(
+            """
+              - { name: spent, endpoint: emulator, emulator: { retry_after: 86400 } }
+              - { name: fresh, endpoint: emulator }
+            """
+        )
+        #expect(summary.exitStatus == .success, "\(summary.stop?.message ?? "")")
+        #expect(served == ["fresh": 60], "every row answered by the live target: \(served)")
+        #expect(summary.counters.throttled == 0, "a 429 beyond max_retry_wait parks, it is not waited for")
+    }
+
+    @Test func aTargetWithoutTheDeploymentIsParked() async throws {
+        let (summary, served, _) = try await run(
+            """
+              - { name: wrong, endpoint: emulator, deployment: gpt-missing }
+              - { name: right, endpoint: emulator }
+            """
+        )
+        #expect(summary.exitStatus == .success, "\(summary.stop?.message ?? "")")
+        #expect(served == ["right": 60])
+    }
+
+    @Test func whenNoTargetIsLeftTheRunStopsWithEachReason() async throws {
+        let (summary, _, fixture) = try await run(
+            """
+              - { name: a, endpoint: emulator, emulator: { retry_after: 86400 } }
+              - { name: b, endpoint: emulator, deployment: gpt-missing }
+            """
+        )
+        #expect(summary.exitStatus == .stopped)
+        let message = summary.stop?.message ?? ""
+        #expect(message.contains("no target is left for model 'gpt-5-mini'") && message.contains("a: ") && message.contains("b: "), "\(message)")
+        #expect(message.contains("DeploymentNotFound") && message.contains("parked until"))
+        let counts = try await fixture.queue.counts().job
+        #expect(counts.pending == 60 && counts.succeeded == 0, "the rows stay pending")
+    }
+
+    @Test func aHigherTierGetsRowsOnlyWhileTheLowerIsSaturated() async throws {
+        // A row is estimated at 23 tokens ("Question N" / 4, rounded up, + max_tokens 20), so
+        // the preferred target's bucket (one minute of 460 tokens) holds 20 rows; the rest
+        // spill over to the fallback rather than wait for it to refill.
+        let (summary, served, _) = try await run(
+            """
+              - { name: preferred, endpoint: emulator, priority: 1, tokens_per_minute: 460 }
+              - { name: fallback, endpoint: emulator, priority: 2 }
+            """
+        )
+        #expect(summary.exitStatus == .success)
+        let preferred = served["preferred"] ?? 0
+        #expect((20...24).contains(preferred) && preferred + (served["fallback"] ?? 0) == 60, "\(served)")
+    }
+
+    @Test func targetsOfOneCredentialShareOneTokenProvider() async throws {
+        let http = HTTPClient.forRun(concurrency: 1)
+        defer { Task { try? await http.shutdown() } }
+        let values = [
+            "AZURE_TENANT_ID": "00000000-0000-4000-8000-000000000001", "AZURE_CLIENT_ID": "11111111-1111-4111-8111-111111111111",
+            "AZURE_CLIENT_SECRET": "not-a-real-secret",
+        ]
+        let cache = CredentialCache()
+        let east = try cache.provider(kind: .clientSecret, environment: CredentialEnvironment(values), http: http)
+        let west = try cache.provider(kind: .clientSecret, environment: CredentialEnvironment(values), http: http)
+        #expect(east === west, "one provider, one token, for one credential")
+        var elsewhere = values
+        elsewhere["AZURE_AUTHORITY_HOST"] = "http://127.0.0.1:9"
+        #expect(try cache.provider(kind: .clientSecret, environment: CredentialEnvironment(elsewhere), http: http) !== east)
+        #expect(try cache.provider(kind: .managedIdentity, environment: CredentialEnvironment(values), http: http) !== east)
+    }
+}

@@ -39,7 +39,7 @@ import Testing
     }
 
     @Test func anExhaustedTargetIsParkedAndTheOtherFinishes() async throws {
-        let (summary, served, _) = try await run(
+        let (summary, served, fixture) = try await run(
             """
               - { name: spent, endpoint: emulator, emulator: { retry_after: 86400 } }
               - { name: fresh, endpoint: emulator }
@@ -48,6 +48,14 @@ import Testing
         #expect(summary.exitStatus == .success, "\(summary.stop?.message ?? "")")
         #expect(served == ["fresh": 60], "every row answered by the live target: \(served)")
         #expect(summary.counters.throttled == 0, "a 429 beyond max_retry_wait parks, it is not waited for")
+        let status = StatusReport(job: "test", report: try await fixture.queue.report(), prices: nil)
+        let targets = status.report.targets
+        #expect(targets.map(\.name) == ["fresh", "spent"])
+        #expect(targets[0].requests == 60 && targets[0].parking == nil && targets[0].latencyP50 != nil && targets[0].completionTokens > 0)
+        // The 429 that parked it ended no try of its row, so it is in no history yet.
+        #expect(targets[1].requests == 0 && targets[1].throttled == 0, "\(targets[1])")
+        #expect(targets[1].parking?.until.map { $0.timeIntervalSinceNow > 80_000 } == true)
+        #expect(status.json["targets"]?.arrayValue?.count == 2 && status.text.contains("spent") && status.text.contains("until "))
     }
 
     @Test func aTargetWithoutTheDeploymentIsParked() async throws {
@@ -106,5 +114,16 @@ import Testing
         elsewhere["AZURE_AUTHORITY_HOST"] = "http://127.0.0.1:9"
         #expect(try cache.provider(kind: .clientSecret, environment: CredentialEnvironment(elsewhere), http: http) !== east)
         #expect(try cache.provider(kind: .managedIdentity, environment: CredentialEnvironment(values), http: http) !== east)
+    }
+
+    @Test func aLineForAModelNoTargetServesFailsItsLoad() async throws {
+        let fixture = try Fixture(yaml: "targets:\n  - { name: a, endpoint: emulator, models: [gpt-5-mini] }")
+        let line = #"{"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-4.1", "messages": []}}"#
+        do {
+            _ = try await fixture.load(line)
+            Issue.record("a row no target serves was loaded")
+        } catch let error as InputError {
+            #expect(error.line == 1 && error.description.contains("model 'gpt-4.1' is served by no target"))
+        }
     }
 }

@@ -96,7 +96,12 @@ public struct Loader: Sendable {
         for arm in arms {
             switch builder.build(line, variant: arm) {
             case .failure(let problem): return problem.message
-            case .success(let request): built.append((arm, request))
+            case .success(let request):
+                // Found at load, not mid-run: a row that no target may take would stop the run.
+                guard job.targets.isEmpty || job.targets.contains(where: { $0.serves(request.deployment) }) else {
+                    return "model '\(request.deployment)' is served by no target (see the targets' models: in the job file)"
+                }
+                built.append((arm, request))
             }
         }
         for (arm, request) in built {

@@ -42,6 +42,9 @@ public struct StatusReport: Sendable, Equatable {
         if !report.variants.isEmpty {
             pairs.append(("variants", .array(report.variants.map { .object([("name", .string($0.counts.variant))] + fields($0)) })))
         }
+        if !report.targets.isEmpty {
+            pairs.append(("targets", .array(report.targets.map(Self.json))))
+        }
         pairs.append(
             (
                 "errors",
@@ -52,6 +55,29 @@ public struct StatusReport: Sendable, Equatable {
                 )
             )
         )
+        return .object(pairs)
+    }
+
+    static func json(_ target: QueueReport.TargetFigures) -> JSONValue {
+        var pairs: [(String, JSONValue)] = [
+            ("name", .string(target.name)), ("requests", .int(target.requests)), ("throttled", .int(target.throttled)),
+            ("prompt_tokens", .int(target.promptTokens)), ("completion_tokens", .int(target.completionTokens)),
+            ("latency_p50_ms", target.latencyP50.map { round($0, 10) } ?? .null),
+        ]
+        if let parking = target.parking {
+            let formatter = ISO8601DateFormatter()
+            pairs.append(
+                (
+                    "parked",
+                    .object([
+                        ("until", parking.until.map { .string(formatter.string(from: $0)) } ?? .null), ("reason", .string(parking.reason)),
+                        ("at", .string(formatter.string(from: parking.at))),
+                    ])
+                )
+            )
+        } else {
+            pairs.append(("parked", .null))
+        }
         return .object(pairs)
     }
 
@@ -73,6 +99,23 @@ public struct StatusReport: Sendable, Equatable {
         for variant in report.variants { rows.append(row("  " + variant.counts.variant, variant)) }
         var text = TextTable.render(rows)
         text += "\n429 answers so far: \(report.throttled)"
+        if !report.targets.isEmpty {
+            text += "\ntargets:\n"
+            text += TextTable.render(
+                [["  target", "requests", "429s", "prompt tok", "compl. tok", "p50 ms", "parked (last run)"]]
+                    + report.targets.map { target in
+                        let parked = target.parking.map { parking in
+                            (parking.until.map { "until " + RowDecision.clockTime($0) } ?? "for the run") + ": "
+                                + String(parking.reason.split(separator: "\n").first ?? "").prefix(70)
+                        }
+                        return [
+                            "  " + target.name, "\(target.requests)", "\(target.throttled)", "\(target.promptTokens)", "\(target.completionTokens)",
+                            target.latencyP50.map { String(Int($0.rounded())) } ?? "-", parked ?? "no",
+                        ]
+                    },
+                leftAligned: [0, 6]
+            )
+        }
         if !report.errors.isEmpty {
             text += "\nmost frequent errors:\n"
             text += TextTable.render(

@@ -62,8 +62,9 @@ public final class MemoryQueue: RowQueue {
         var rows: [Stored] = []
         var index: [Key: Int] = [:]
         var loads: Int64 = 0
-        /// Status codes of the attempt history, one per outcome that carried an error.
-        var attemptStatuses: [Int?] = []
+        /// The attempt history: status code and target, one per outcome that carried an error.
+        var attempts: [(status: Int?, target: String?)] = []
+        var parkings: [String: QueueReport.Parking] = [:]
     }
 
     let storage = Mutex(Storage())
@@ -139,7 +140,7 @@ public final class MemoryQueue: RowQueue {
                 guard storage.rows.indices.contains(at), storage.rows[at].isHeld(by: completion.owner) else { continue }
                 Self.apply(completion, to: &storage.rows[at])
                 if let error = completion.outcome.error {
-                    storage.attemptStatuses.append(completion.outcome.response?.statusCode ?? error.statusCode)
+                    storage.attempts.append((completion.outcome.response?.statusCode ?? error.statusCode, completion.target))
                 }
                 applied += 1
             }
@@ -286,12 +287,47 @@ public final class MemoryQueue: RowQueue {
             let open = rows.filter { $0.state == .pending || $0.state == .running }
             return QueueReport(
                 job: figures(job, variant: nil), variants: variants.map { figures($0, variant: $0.variant) },
-                throttled: storage.attemptStatuses.count { $0 == 429 }, errors: Array(common),
+                throttled: storage.attempts.count { $0.status == 429 }, errors: Array(common),
                 pendingPromptTokens: open.reduce(0) { Bounded.add($0, $1.row.estimatedPromptTokens) },
                 pendingCompletionCap: open.reduce(0) { Bounded.add($0, $1.row.estimatedTokens - $1.row.estimatedPromptTokens) },
-                pendingRows: open.count
+                pendingRows: open.count, targets: Self.targetFigures(storage)
             )
         }
+    }
+
+    static func targetFigures(_ storage: Storage) -> [QueueReport.TargetFigures] {
+        var figures: [String: QueueReport.TargetFigures] = [:]
+        var latencies: [String: [Double]] = [:]
+        for row in storage.rows where row.state == .succeeded {
+            guard let name = row.record.target else { continue }
+            var figure = figures[name] ?? .init(name: name)
+            figure.requests += 1
+            figure.promptTokens = Bounded.add(figure.promptTokens, row.promptTokens ?? 0)
+            figure.completionTokens = Bounded.add(figure.completionTokens, row.completionTokens ?? 0)
+            figures[name] = figure
+            if let latency = row.latencyMs { latencies[name, default: []].append(latency) }
+        }
+        for attempt in storage.attempts {
+            guard let name = attempt.target else { continue }
+            var figure = figures[name] ?? .init(name: name)
+            figure.requests += 1
+            if attempt.status == 429 { figure.throttled += 1 }
+            figures[name] = figure
+        }
+        for (name, parking) in storage.parkings { figures[name, default: .init(name: name)].parking = parking }
+        for (name, values) in latencies {
+            let sorted = values.sorted()
+            figures[name]?.latencyP50 = QueueReport.percentileOffset(count: sorted.count, 0.5).map { sorted[$0] }
+        }
+        return figures.values.sorted { $0.name < $1.name }
+    }
+
+    public func park(target: String, until: Date?, reason: String, at: Date) async throws {
+        storage.withLock { $0.parkings[target] = QueueReport.Parking(until: until, reason: reason, at: at) }
+    }
+
+    public func clearParkings() async throws {
+        storage.withLock { $0.parkings = [:] }
     }
 
     public func forEachFinished(_ body: (ExportRow) throws -> Void) async throws {

@@ -193,6 +193,28 @@ public struct QueueReport: Sendable, Equatable {
     public var pendingPromptTokens: Int
     public var pendingCompletionCap: Int
     public var pendingRows: Int
+    /// Per target of a job with `targets:`, by name; empty otherwise.
+    public var targets: [TargetFigures] = []
+
+    /// What one target did: tries it answered, its 429s, tokens, latency, and its parking.
+    public struct TargetFigures: Sendable, Equatable {
+        public var name: String
+        /// Answered tries: successes plus every try that ended in an error.
+        public var requests = 0
+        public var throttled = 0
+        public var promptTokens = 0
+        public var completionTokens = 0
+        public var latencyP50: Double?
+        /// When the target is parked: until when (nil: for the rest of that run), and why.
+        public var parking: Parking?
+    }
+
+    /// Why a run stopped sending to a target, as recorded by the run.
+    public struct Parking: Sendable, Equatable {
+        public var until: Date?
+        public var reason: String
+        public var at: Date
+    }
 }
 
 /// A finished row for the exporter, in input order.
@@ -252,6 +274,10 @@ public protocol RowQueue: Sendable {
     func counts() async throws -> (job: QueueCounts, variants: [QueueCounts])
     /// Latency percentiles, attempts, 429s and the most frequent errors, for `status`.
     func report() async throws -> QueueReport
+    /// Records that this run parked `target` (until `until`, nil: for the rest of the run).
+    func park(target: String, until: Date?, reason: String, at: Date) async throws
+    /// Forgets earlier runs' parkings: a new run tries every target again.
+    func clearParkings() async throws
     /// Calls `body` with every finished row in input order, streaming.
     ///
     /// `body` runs synchronously inside one read, so the rows it sees are one snapshot.

@@ -9,3 +9,19 @@ extension StateCount: FetchableRecord {}
 extension PendingFigures: FetchableRecord {}
 extension QueueReport.ErrorFigure: FetchableRecord {}
 extension RowRecord: FetchableRecord {}
+
+/// Answered rows and their tokens on one target.
+struct TargetRow: Decodable, FetchableRecord {
+    var target: String
+    var rows: Int
+    var promptTokens: Int
+    var completionTokens: Int
+}
+
+/// A target a run parked, as the `parkings` table keeps it.
+struct ParkingRow: Decodable, FetchableRecord {
+    var target: String
+    var until: Double?
+    var reason: String
+    var at: Double
+}

@@ -67,7 +67,13 @@ extension SQLiteQueue {
         }
         // Phase 2: which of a job's targets answered each try.
         migrator.registerMigration("v2-targets") { db in
-            try db.execute(sql: "ALTER TABLE rows ADD COLUMN target TEXT; ALTER TABLE attempts ADD COLUMN target TEXT")
+            try db.execute(
+                sql: """
+                    ALTER TABLE rows ADD COLUMN target TEXT;
+                    ALTER TABLE attempts ADD COLUMN target TEXT;
+                    CREATE TABLE parkings (target TEXT PRIMARY KEY, until REAL, reason TEXT NOT NULL, at REAL NOT NULL);
+                    """
+            )
         }
         return migrator
     }

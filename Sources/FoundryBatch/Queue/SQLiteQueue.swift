@@ -350,10 +350,65 @@ public final class SQLiteQueue: RowQueue {
                 return QueueReport(
                     job: try figures(job, variant: nil), variants: try variants.map { try figures($0, variant: $0.variant) },
                     throttled: throttled, errors: errors, pendingPromptTokens: pending.promptTokens,
-                    pendingCompletionCap: pending.completionCap, pendingRows: pending.rows
+                    pendingCompletionCap: pending.completionCap, pendingRows: pending.rows, targets: try Self.targetFigures(db)
                 )
             }
         }
+    }
+
+    static func targetFigures(_ db: Database) throws -> [QueueReport.TargetFigures] {
+        var figures: [String: QueueReport.TargetFigures] = [:]
+        func entry(_ name: String) -> QueueReport.TargetFigures { figures[name] ?? .init(name: name) }
+        for row in try TargetRow.fetchAll(
+            db,
+            sql: """
+                SELECT target, count(*) AS rows, coalesce(sum(prompt_tokens), 0) AS promptTokens,
+                    coalesce(sum(completion_tokens), 0) AS completionTokens
+                FROM rows WHERE state = 'succeeded' AND target IS NOT NULL GROUP BY target
+                """
+        ) {
+            var figure = entry(row.target)
+            (figure.requests, figure.promptTokens, figure.completionTokens) = (row.rows, row.promptTokens, row.completionTokens)
+            if let offset = QueueReport.percentileOffset(count: row.rows, 0.5) {
+                figure.latencyP50 = try Double.fetchOne(
+                    db, sql: "SELECT latency_ms FROM rows WHERE state = 'succeeded' AND target = ? ORDER BY latency_ms LIMIT 1 OFFSET \(offset)",
+                    arguments: [row.target]
+                )
+            }
+            figures[row.target] = figure
+        }
+        for row in try Row.fetchAll(
+            db, sql: "SELECT target, count(*), sum(status_code = 429) FROM attempts WHERE target IS NOT NULL GROUP BY target"
+        ) {
+            let name: String = row[0]
+            var figure = entry(name)
+            figure.requests += row[1] as Int
+            figure.throttled = row[2] as Int
+            figures[name] = figure
+        }
+        for parking in try ParkingRow.fetchAll(db, sql: "SELECT target, until, reason, at FROM parkings") {
+            var figure = entry(parking.target)
+            figure.parking = QueueReport.Parking(
+                until: parking.until.map { Date(timeIntervalSince1970: $0) }, reason: parking.reason, at: Date(timeIntervalSince1970: parking.at)
+            )
+            figures[parking.target] = figure
+        }
+        return figures.values.sorted { $0.name < $1.name }
+    }
+
+    public func park(target: String, until: Date?, reason: String, at: Date) async throws {
+        try await storage {
+            try await pool.write { db in
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO parkings(target, until, reason, at) VALUES (?, ?, ?, ?)",
+                    arguments: [target, until?.timeIntervalSince1970, reason, at.timeIntervalSince1970]
+                )
+            }
+        }
+    }
+
+    public func clearParkings() async throws {
+        try await storage { try await pool.write { db in try db.execute(sql: "DELETE FROM parkings") } }
     }
 
     public func forEachFinished(_ body: (ExportRow) throws -> Void) async throws {

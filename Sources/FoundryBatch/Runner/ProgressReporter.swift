@@ -16,13 +16,16 @@ actor ProgressReporter {
     let queue: any RowQueue
     let state: RunState
     let logger: Logger
+    /// The run's targets, for the live count of a job with `targets:`.
+    let pool: TargetPool?
     var task: Task<Void, Never>?
     var total = 0
     var doneAtStart = 0
     let started = Date()
 
-    init(mode: ProgressMode, queue: any RowQueue, state: RunState, logger: Logger) {
+    init(mode: ProgressMode, queue: any RowQueue, state: RunState, logger: Logger, pool: TargetPool? = nil) {
         self.mode = mode
+        self.pool = pool
         self.queue = queue
         self.state = state
         self.logger = logger
@@ -50,11 +53,16 @@ actor ProgressReporter {
         let remaining = max(total - done, 0)
         let eta = rowsPerSecond > 0 ? Self.duration(Double(remaining) / rowsPerSecond) : "?"
         let tokensPerMinute = Double(counters.promptTokens + counters.completionTokens) / elapsed * 60
-        return String(
+        var text = String(
             format: "%d/%d rows  %.1f req/s  %.0f tok/min  429s: %d  retries: %d  failed: %d  ETA %@",
             done, total, Double(counters.requests) / elapsed, tokensPerMinute, counters.throttled, counters.retries,
             counters.failed, eta
         )
+        if let pool, pool.isPooled {
+            let live = pool.liveNames(now: Date())
+            text += "  targets: \(live.isEmpty ? "none" : live.joined(separator: ","))"
+        }
+        return text
     }
 
     func report() async {

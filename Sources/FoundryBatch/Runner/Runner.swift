@@ -58,7 +58,8 @@ public final class Runner: Sendable {
         let writer = CompletionWriter(queue: queue)
         let state = RunState(budget: limits.maxTokensTotal, spent: try await budgetSpent())
         try await reclaimDeadOwners()
-        let progress = ProgressReporter(mode: options.progress, queue: queue, state: state, logger: logger)
+        if pool.isPooled { try await queue.clearParkings() }
+        let progress = ProgressReporter(mode: options.progress, queue: queue, state: state, logger: logger, pool: pool)
         await progress.start()
 
         let heartbeat = Task { await self.heartbeat() }
@@ -126,7 +127,9 @@ public final class Runner: Sendable {
                 // The row goes to another target, or the pool says none is left.
                 pool.park(lane, until: until, reason: condition)
                 if pool.isPooled {
-                    logger.warning("target parked", metadata: ["target": "\(lane.name)", "reason": "\(TargetPool.describe(.init(until: until, reason: condition)))"])
+                    let reason = TargetPool.describe(.init(until: until, reason: condition))
+                    logger.warning("target parked", metadata: ["target": "\(lane.name)", "reason": "\(reason)"])
+                    try await queue.park(target: lane.name, until: until, reason: condition.message, at: Date())
                 }
                 refreshed = false
             case .stop(let condition):

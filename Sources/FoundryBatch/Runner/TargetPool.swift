@@ -119,6 +119,12 @@ final class TargetPool: Sendable {
         state.withLock { $0.parked[lane.name] = Parking(until: until, reason: reason) }
     }
 
+    /// The targets not parked now, in the job file's order.
+    func liveNames(now: Date) -> [String] {
+        let parked = self.parked
+        return lanes.filter { lane in parked[lane.name].map { $0.until.map { $0 <= now } ?? false } ?? true }.map(\.name)
+    }
+
     /// Where each target stands: parked until when and why, for the log and `status`.
     var parked: [String: Parking] { state.withLock { $0.parked } }
 

@@ -163,6 +163,49 @@ import Testing
         }
     }
 
+    @Test func killNineDuringAPooledRunLosesAndDuplicatesNothing() async throws {
+        let slow = emulatorConfiguration { $0.latencyMs = 20; $0.latencyJitterMs = 20 }
+        try await Emulator.withRunning(slow) { east in
+            try await Emulator.withRunning(slow) { west in
+                let cli = CLI(environment: ["KEY_EAST": Self.key, "KEY_WEST": Self.key])
+                cli.write(
+                    "job.yaml",
+                    """
+                    name: e2e
+                    input: in.jsonl
+                    deployment: gpt-5-mini
+                    auth: api-key
+                    limits: {concurrency: 8, timeout: 10}
+                    targets:
+                      - { name: east, endpoint: "\(east.baseURL)", api_key_env: KEY_EAST }
+                      - { name: west, endpoint: "\(west.baseURL)", api_key_env: KEY_WEST, tokens_per_minute: 2000000 }
+                    """
+                )
+                cli.write("in.jsonl", prompts(300))
+                var kills = 0
+                for delay in [0.5, 0.8, 0.6] {
+                    let (process, out, err) = try cli.start(["run", "job.yaml", "--no-progress"])
+                    try await Task.sleep(for: .milliseconds(Int(delay * 1000)))
+                    guard process.isRunning else { break }
+                    kill(process.processIdentifier, SIGKILL)
+                    _ = try await CLI.finish(process, out, err)
+                    kills += 1
+                }
+                let final = try await cli.run("run", "job.yaml", "--no-progress", "--json")
+                #expect(final.status == 0, "\(final.stderr)")
+                expectExactlyOnce(cli, rows: 300)
+                let targets = Set(cli.lines("out/e2e.jsonl").compactMap { $0["target"] as? String })
+                #expect(targets == ["east", "west"], "both targets served and each line names one")
+                let repeated = east.stats.repeatedAnswers + west.stats.repeatedAnswers
+                #expect(repeated <= kills * 8, "at most the in-flight rows are sent again: \(repeated) for \(kills) kills")
+                let status = try await cli.run("status", "job.yaml", "--json")
+                let figures = (status.json["targets"] as? [[String: Any]]) ?? []
+                #expect(figures.compactMap { $0["name"] as? String } == ["east", "west"])
+                #expect(figures.reduce(0) { $0 + ($1["requests"] as? Int ?? 0) } >= 300)
+            }
+        }
+    }
+
     @Test func twoProcessesOnOneJobShareTheWork() async throws {
         try await Emulator.withRunning(emulatorConfiguration { $0.latencyMs = 10 }) { emulator in
             let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])

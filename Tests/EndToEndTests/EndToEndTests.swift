@@ -13,14 +13,14 @@ import Testing
         EmulatorConfiguration.forTests(secret: Self.secret, apiKeys: [Self.key], change)
     }
 
-    func job(_ emulator: Emulator, auth: String = "api-key", extra: String = "") -> String {
+    func job(_ emulator: Emulator, auth: String = "api-key", limits: String = "{concurrency: 8, timeout: 10}", extra: String = "") -> String {
         """
         name: e2e
         input: in.jsonl
         endpoint: \(emulator.baseURL)
         deployment: gpt-5-mini
         auth: \(auth)
-        limits: {concurrency: 8, timeout: 10}
+        limits: \(limits)
         \(extra)
         """
     }
@@ -220,6 +220,27 @@ import Testing
             #expect(sent == 300)
             #expect(emulator.stats.repeatedAnswers == 0)
             expectExactlyOnce(cli, rows: 300)
+        }
+    }
+
+    @Test func twoProcessesShareOneTokensPerMinuteQuota() async throws {
+        // 30k TPM and rows of about 80 tokens: the minute's burst holds 375 rows, the other
+        // 75 come at 6 a second. Each process pacing to the whole quota would draw 429s.
+        try await Emulator.withRunning(emulatorConfiguration { $0.tokensPerMinute = 30_000; $0.latencyMs = 10 }) { emulator in
+            let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])
+            cli.write("job.yaml", job(emulator, limits: "{concurrency: 8, timeout: 10, tokens_per_minute: 30000, max_attempts: 50}", extra: "request: {max_tokens: 77}"))
+            cli.write("in.jsonl", prompts(450))
+            _ = try await cli.run("load", "job.yaml")
+            let a = try cli.start(["run", "job.yaml", "--no-progress", "--json"])
+            let b = try cli.start(["run", "job.yaml", "--no-progress", "--json"])
+            let first = try await CLI.finish(a.0, a.1, a.2)
+            let second = try await CLI.finish(b.0, b.1, b.2)
+            #expect(first.status == 0 && second.status == 0, "\(first.stderr) \(second.stderr)")
+            let stats = emulator.stats
+            #expect(Double(stats.throttled) < Double(stats.requests) * 0.02, "\(stats.throttled) of \(stats.requests) answered 429")
+            #expect((first.json["requests"] as? Int ?? 0) > 0 && (second.json["requests"] as? Int ?? 0) > 0, "both processes worked")
+            _ = try await cli.run("export", "job.yaml")
+            expectExactlyOnce(cli, rows: 450)
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import FoundryTestSupport
+import Synchronization
 import Testing
 @testable import FoundryBatch
 
@@ -17,6 +18,23 @@ import Testing
         try await gate.enter(tokens: 1)
         await gate.leave(.success(remainingRequests: nil, remainingTokens: 5, estimate: 50))
         #expect(await gate.currentLimit == 14, "eases off when the service's remaining tokens run low")
+    }
+
+    @Test func aSharedQuotaKeepsTheBurstOnceAndRefillsAtTheShare() async throws {
+        let clock = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
+        let now: @Sendable () -> Date = { clock.withLock { $0 } }
+        let alone = RateGate(concurrency: 64, requestsPerMinute: nil, tokensPerMinute: 6000, now: now)
+        #expect(try await alone.tryEnter(tokens: 3000) == 0)
+        await alone.setShare(0.5)
+        #expect(try await alone.tryEnter(tokens: 3000) == 0, "what was in the bucket stays when another run joins")
+        let wait = try await alone.tryEnter(tokens: 50)
+        #expect(abs(wait - 1) < 0.01, "then it refills at half the rate: 50 a second, got \(wait)")
+        let joining = RateGate(concurrency: 64, requestsPerMinute: nil, tokensPerMinute: 6000, now: now)
+        await joining.setShare(0.5, startEmpty: true)
+        #expect(try await joining.tryEnter(tokens: 50) > 0, "a run that joins spends none of the burst")
+        clock.withLock { $0 += 60 }
+        #expect(try await joining.tryEnter(tokens: 3000) == 0)
+        #expect(try await joining.tryEnter(tokens: 1) > 0, "its bucket holds half the minute")
     }
 
     @Test func aPauseHoldsEveryWorker() async throws {

@@ -65,6 +65,7 @@ public final class MemoryQueue: RowQueue {
         /// The attempt history: status code and target, one per outcome that carried an error.
         var attempts: [(status: Int?, target: String?)] = []
         var parkings: [String: QueueReport.Parking] = [:]
+        var runners: [String: Date] = [:]
     }
 
     let storage = Mutex(Storage())
@@ -324,6 +325,18 @@ public final class MemoryQueue: RowQueue {
 
     public func park(target: String, until: Date?, reason: String, at: Date) async throws {
         storage.withLock { $0.parkings[target] = QueueReport.Parking(until: until, reason: reason, at: at) }
+    }
+
+    public func checkIn(owner: String, now: Date, staleBefore: Date) async throws -> Int {
+        storage.withLock { storage in
+            storage.runners[owner] = now
+            storage.runners = storage.runners.filter { $0.value >= staleBefore }
+            return storage.runners.count
+        }
+    }
+
+    public func checkOut(owner: String) async throws {
+        storage.withLock { _ = $0.runners.removeValue(forKey: owner) }
     }
 
     public func clearParkings() async throws {

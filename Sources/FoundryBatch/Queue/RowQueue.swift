@@ -278,6 +278,11 @@ public protocol RowQueue: Sendable {
     func park(target: String, until: Date?, reason: String, at: Date) async throws
     /// Forgets earlier runs' parkings: a new run tries every target again.
     func clearParkings() async throws
+    /// Says that `owner` is running the job now, forgets runners not seen since `staleBefore`,
+    /// and returns how many run it: the processes that share each target's quota.
+    func checkIn(owner: String, now: Date, staleBefore: Date) async throws -> Int
+    /// Says that `owner` stopped running the job.
+    func checkOut(owner: String) async throws
     /// Calls `body` with every finished row in input order, streaming.
     ///
     /// `body` runs synchronously inside one read, so the rows it sees are one snapshot.

@@ -72,6 +72,7 @@ extension SQLiteQueue {
                     ALTER TABLE rows ADD COLUMN target TEXT;
                     ALTER TABLE attempts ADD COLUMN target TEXT;
                     CREATE TABLE parkings (target TEXT PRIMARY KEY, until REAL, reason TEXT NOT NULL, at REAL NOT NULL);
+                    CREATE TABLE runners (owner TEXT PRIMARY KEY, seen REAL NOT NULL);
                     """
             )
         }

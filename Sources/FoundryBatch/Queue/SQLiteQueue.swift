@@ -407,6 +407,20 @@ public final class SQLiteQueue: RowQueue {
         }
     }
 
+    public func checkIn(owner: String, now: Date, staleBefore: Date) async throws -> Int {
+        try await storage {
+            try await pool.write { db in
+                try db.execute(sql: "INSERT OR REPLACE INTO runners(owner, seen) VALUES (?, ?)", arguments: [owner, now.timeIntervalSince1970])
+                try db.execute(sql: "DELETE FROM runners WHERE seen < ?", arguments: [staleBefore.timeIntervalSince1970])
+                return try Int.fetchOne(db, sql: "SELECT count(*) FROM runners") ?? 1
+            }
+        }
+    }
+
+    public func checkOut(owner: String) async throws {
+        try await storage { try await pool.write { db in try db.execute(sql: "DELETE FROM runners WHERE owner = ?", arguments: [owner]) } }
+    }
+
     public func clearParkings() async throws {
         try await storage { try await pool.write { db in try db.execute(sql: "DELETE FROM parkings") } }
     }

@@ -129,26 +129,52 @@ public actor RateGate {
         closed = true
     }
 
+    /// Paces to `share` of the configured RPM and TPM: the part of a target's quota that is
+    /// this process's while `1 / share` processes run the job at once.
+    ///
+    /// A process that joins a job already running starts with empty buckets (`startEmpty`):
+    /// the others have spent the shared minute's burst already.
+    public func setShare(_ share: Double, startEmpty: Bool = false) {
+        let current = now()
+        requests?.rescale(share, now: current, empty: startEmpty)
+        tokens?.rescale(share, now: current, empty: startEmpty)
+    }
+
     /// The current concurrency limit (for progress and tests).
     public var currentLimit: Int { Int(limit.rounded(.down)) }
 }
 
 /// A token bucket refilled continuously at `perMinute`, holding one minute's worth.
 struct PacingBucket {
-    let capacity: Double
-    let perSecond: Double
+    /// The configured rate; ``capacity`` and ``perSecond`` are this process's share of it.
+    let perMinute: Double
+    var capacity: Double
+    var perSecond: Double
     var level: Double
     var updated: Date
 
     init(perMinute: Double, start: Date) {
+        self.perMinute = perMinute
         capacity = perMinute
         perSecond = perMinute / 60
         level = perMinute
         updated = start
     }
 
+    /// Keeps `share` of the configured rate. What is in the bucket stays (the process that
+    /// joins late starts empty, so together they hold no more than the service's burst); it
+    /// refills again once spent below the new capacity.
+    mutating func rescale(_ share: Double, now: Date, empty: Bool) {
+        refill(now: now)
+        let share = min(max(share, 1e-6), 1)
+        capacity = perMinute * share
+        perSecond = capacity / 60
+        if empty { level = 0 }
+    }
+
     mutating func refill(now: Date) {
-        level = min(capacity, level + max(0, now.timeIntervalSince(updated)) * perSecond)
+        // A level above the capacity (kept from a larger share) is spent, not refilled.
+        if level < capacity { level = min(capacity, level + max(0, now.timeIntervalSince(updated)) * perSecond) }
         updated = now
     }
 

@@ -58,11 +58,16 @@ public final class Runner: Sendable {
         let writer = CompletionWriter(queue: queue)
         let state = RunState(budget: limits.maxTokensTotal, spent: try await budgetSpent())
         try await reclaimDeadOwners()
-        if pool.isPooled { try await queue.clearParkings() }
+        // Each target's quota is the job's, not this process's: share it with every process
+        // running the job now. One that joins a running job starts with empty buckets.
+        let runners = try await queue.checkIn(owner: owner, now: Date(), staleBefore: Date() - Self.runnerStale)
+        if runners > 1 { await pool.share(among: runners, joining: true) }
+        if pool.isPooled, runners == 1 { try await queue.clearParkings() }
         let progress = ProgressReporter(mode: options.progress, queue: queue, state: state, logger: logger, pool: pool)
         await progress.start()
 
         let heartbeat = Task { await self.heartbeat() }
+        let sharing = Task { await self.shareQuota(runners: runners) }
         let stopWatcher = Task { await self.watchStop(source: source) }
         let concurrency = limits.concurrency
         let workers = Task {
@@ -78,8 +83,11 @@ public final class Runner: Sendable {
         // Every task of the run ends here, before the session may close the queue.
         heartbeat.cancel()
         stopWatcher.cancel()
+        sharing.cancel()
         await heartbeat.value
         await stopWatcher.value
+        await sharing.value
+        try? await queue.checkOut(owner: owner)
         await source.close()
         await progress.finish()
         try await queue.release(owner: owner, seqs: nil)
@@ -221,6 +229,28 @@ public final class Runner: Sendable {
                 await provider.invalidate(bearer)
             }
             return action
+        }
+    }
+
+    /// A runner not seen for this long (killed) no longer takes a share of the quota.
+    static let runnerStale: TimeInterval = 5
+    /// How often a run says it is alive and counts the others.
+    static let runnerInterval: TimeInterval = 1
+
+    /// Keeps this process's share of each target's quota right as other runs of the job
+    /// start and end.
+    func shareQuota(runners: Int) async {
+        var current = runners
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Bounded.duration(seconds: Self.runnerInterval))
+            if Task.isCancelled { return }
+            let now = Date()
+            guard let counted = try? await queue.checkIn(owner: owner, now: now, staleBefore: now - Self.runnerStale) else { continue }
+            if counted != current {
+                logger.info("sharing the quota", metadata: ["runners": "\(counted)"])
+                await pool.share(among: counted)
+                current = counted
+            }
         }
     }
 

@@ -148,6 +148,11 @@ final class TargetPool: Sendable {
         return parking.reason.message.split(separator: "\n").first.map(String.init).map { $0 + until } ?? until
     }
 
+    /// Paces every target to its share of the quota while `runners` processes run the job.
+    func share(among runners: Int, joining: Bool = false) async {
+        for lane in lanes { await lane.gate.setShare(1 / Double(max(runners, 1)), startEmpty: joining) }
+    }
+
     /// Lets every worker waiting at any gate go: the run is stopping.
     func close() async {
         for lane in lanes { await lane.gate.close() }

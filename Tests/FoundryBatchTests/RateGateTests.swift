@@ -37,6 +37,25 @@ import Testing
         #expect(try await joining.tryEnter(tokens: 1) > 0, "its bucket holds half the minute")
     }
 
+    @Test func aQuotaTheJobWasNotToldIsLearnedFromATokenThrottle() async throws {
+        let gate = RateGate(concurrency: 8, requestsPerMinute: nil, tokensPerMinute: nil)
+        #expect(await gate.tokensPerMinute == nil)
+        // 60 tokens short, and 60 ms to wait: the service refills 1,000 tokens a second.
+        await gate.learnTokenRate(cost: 80, remaining: 20, retryAfter: 0.06)
+        let learned = try #require(await gate.tokensPerMinute)
+        #expect(abs(learned - 58_200) < 1, "3% under 60,000 a minute, got \(learned)")
+        #expect(try await gate.tryEnter(tokens: 80) > 0, "the service's bucket is empty: so is ours")
+        try await Task.sleep(for: .milliseconds(120))
+        #expect(try await gate.tryEnter(tokens: 80) == 0)
+        await gate.leave(.success(remainingRequests: nil, remainingTokens: 50_000, estimate: 80))
+        #expect(abs((await gate.tokensPerMinute ?? 0) - learned * 1.005) < 1, "plenty left at the service: climb a little")
+        await gate.learnTokenRate(cost: 80, remaining: 0, retryAfter: 1)
+        #expect(abs((await gate.tokensPerMinute ?? 0) - 80 * 60 * 0.97) < 1, "a later 429 lowers it at once")
+        let told = RateGate(concurrency: 8, requestsPerMinute: nil, tokensPerMinute: 6000)
+        await told.learnTokenRate(cost: 80, remaining: 0, retryAfter: 1)
+        #expect(await told.tokensPerMinute == 6000, "a configured quota is the job's word")
+    }
+
     @Test func aPauseHoldsEveryWorker() async throws {
         let gate = RateGate(concurrency: 4, requestsPerMinute: nil, tokensPerMinute: nil)
         await gate.pause(for: 0.3)

@@ -23,6 +23,10 @@ public actor RateGate {
     var throttleRounds = 0
     /// The first 429 since the last success.
     var throttledSince: Date?
+    /// This process's part of the quota (``setShare(_:startEmpty:)``).
+    var share: Double = 1
+    /// Whether the token bucket was learned from the service's 429s, not configured.
+    var learnedTokens = false
 
     public init(concurrency: Int, requestsPerMinute: Int?, tokensPerMinute: Int?, now: @escaping @Sendable () -> Date = { Date() }) {
         maximum = concurrency
@@ -85,6 +89,15 @@ public actor RateGate {
             let nearLimit = remainingRequests.map { $0 < 1 } == true || remainingTokens.map { $0 < estimate } == true
             throttleRounds = 0
             throttledSince = nil
+            // A learned rate may be short (a Retry-After rounded up to whole seconds): while
+            // the service says it has more than three seconds of it left, climb by 0.5% a success.
+            if learnedTokens, let remainingTokens, var bucket = tokens, Double(remainingTokens) > bucket.perMinute * 0.05 {
+                let current = now()
+                bucket.refill(now: current)
+                bucket.perMinute *= 1.005
+                bucket.rescale(share, now: current, empty: false)
+                tokens = bucket
+            }
             if nearLimit {
                 limit = max(1, limit * 0.9)
             } else {
@@ -135,10 +148,35 @@ public actor RateGate {
     /// A process that joins a job already running starts with empty buckets (`startEmpty`):
     /// the others have spent the shared minute's burst already.
     public func setShare(_ share: Double, startEmpty: Bool = false) {
+        self.share = share
         let current = now()
         requests?.rescale(share, now: current, empty: startEmpty)
         tokens?.rescale(share, now: current, empty: startEmpty)
     }
+
+    /// Learns the service's token rate from a 429 when the job sets no `tokens_per_minute`.
+    ///
+    /// A token 429 says how long until `cost` fits and (`x-ratelimit-remaining-tokens`) how
+    /// many are left: the service refills at `(cost - remaining) / retryAfter` tokens a
+    /// second. From then on the gate paces just under that rate, starting empty (the
+    /// service's bucket is), instead of meeting a 429 every time its burst runs out.
+    /// Later 429s refine the rate: down at once, up by at most a tenth.
+    public func learnTokenRate(cost: Int, remaining: Int, retryAfter: TimeInterval) {
+        guard tokens == nil || learnedTokens, retryAfter > 0, retryAfter.isFinite, cost > remaining else { return }
+        let perSecond = Double(cost - max(remaining, 0)) / retryAfter
+        // 3% under the service's rate: the estimate is the service's own charge, and its
+        // Retry-After is rounded up, so this errs on the slow side.
+        var perMinute = perSecond * 60 * 0.97
+        if let current = tokens?.perMinute { perMinute = min(perMinute, current * 1.1) }
+        guard perMinute.isFinite, perMinute >= 1 else { return }
+        var bucket = PacingBucket(perMinute: perMinute, start: now())
+        bucket.rescale(share, now: now(), empty: true)
+        tokens = bucket
+        learnedTokens = true
+    }
+
+    /// The token rate the gate paces to, configured or learned (for tests and progress).
+    public var tokensPerMinute: Double? { tokens?.perMinute }
 
     /// The current concurrency limit (for progress and tests).
     public var currentLimit: Int { Int(limit.rounded(.down)) }
@@ -147,7 +185,7 @@ public actor RateGate {
 /// A token bucket refilled continuously at `perMinute`, holding one minute's worth.
 struct PacingBucket {
     /// The configured rate; ``capacity`` and ``perSecond`` are this process's share of it.
-    let perMinute: Double
+    var perMinute: Double
     var capacity: Double
     var perSecond: Double
     var level: Double

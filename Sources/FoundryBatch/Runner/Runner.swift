@@ -225,6 +225,12 @@ public final class Runner: Sendable {
             let action = RowDecision.decide(
                 reading, row: row, settings: decisionSettings, credential: .init(target.authorization, refreshed: refreshed), pacing: pacing, now: now
             )
+            // A 429 for tokens (fewer left than this request needs) tells the service's rate.
+            if case .commit(.retry, _, .throttled, _) = action, let delay = reading.throttleDelay ?? nil,
+                let remaining = reading.record?.remaining.tokens, remaining < row.estimatedTokens
+            {
+                await lane.gate.learnTokenRate(cost: row.estimatedTokens, remaining: remaining, retryAfter: delay)
+            }
             if case .refreshToken = action, case .bearer(let provider) = target.authorization, let bearer {
                 await provider.invalidate(bearer)
             }

@@ -126,4 +126,17 @@ import Testing
             #expect(error.line == 1 && error.description.contains("model 'gpt-4.1' is served by no target"))
         }
     }
+
+    @Test func anUnsetApiKeyEnvIsAJobFileErrorWithItsLine() async throws {
+        let fixture = try Fixture(
+            yaml: "auth: api-key\ntargets:\n  - { name: east, endpoint: https://east.example, api_key_env: FOUNDRY_BATCH_TEST_UNSET_KEY }"
+        )
+        do {
+            try await ServiceSession.with(job: fixture.job, concurrency: 1) { _ in }
+            Issue.record("an unset api_key_env was accepted")
+        } catch let error as JobFileError {
+            #expect(error.line != nil && error.exitStatus == .badInput)
+            #expect(error.description.contains("FOUNDRY_BATCH_TEST_UNSET_KEY is not set") && error.description.contains("east"))
+        }
+    }
 }

@@ -23,7 +23,7 @@ import Testing
     }
 
     func decide(
-        _ reading: RowDecision.Reading, attempts: Int = 0, credential: RowDecision.Credential = .apiKey,
+        _ reading: RowDecision.Reading, attempts: Int = 0, credential: RowDecision.Credential = .apiKey(variable: "AZURE_OPENAI_API_KEY"),
         pacing: RowDecision.Pacing? = nil
     ) -> RowDecision.Action {
         RowDecision.decide(reading, row: row(attempts: attempts), settings: settings, credential: credential, pacing: pacing, now: now) { _ in 2 }
@@ -121,7 +121,7 @@ import Testing
             return
         }
         #expect(again.message.contains("even after a refresh"))
-        guard case .park(let key, nil) = decide(refused, credential: .apiKey) else {
+        guard case .park(let key, nil) = decide(refused, credential: .apiKey(variable: "AZURE_OPENAI_API_KEY")) else {
             Issue.record("a refused key parks the target")
             return
         }

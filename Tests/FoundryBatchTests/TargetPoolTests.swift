@@ -139,4 +139,27 @@ import Testing
             #expect(error.description.contains("FOUNDRY_BATCH_TEST_UNSET_KEY is not set") && error.description.contains("east"))
         }
     }
+
+    @Test func anUnreachableTargetHoldsNoRowWhileAnotherServes() async throws {
+        // Port 1 on loopback refuses at once; a retry goes to the other target, and after a
+        // few tries without an answer the silent one goes last.
+        let (summary, served, fixture) = try await run(
+            """
+              - { name: gone, endpoint: "http://127.0.0.1:1", auth: none }
+              - { name: here, endpoint: emulator }
+            """,
+            rows: 30, limits: "max_retry_wait: 5, max_attempts: 2, timeout: 3"
+        )
+        #expect(summary.exitStatus == .success, "\(summary.stop?.message ?? "")")
+        #expect(served == ["here": 30], "\(served)")
+        let figures = try await fixture.queue.report().targets
+        #expect(figures.first { $0.name == "gone" }.map { $0.requests > 0 && $0.throttled == 0 } == true, "status reads tries without a status code")
+    }
+
+    @Test func aTargetWithItsOwnDeploymentServesTheJobsModelOnly() async throws {
+        let fixture = try Fixture(yaml: "targets:\n  - { name: dz, endpoint: emulator, deployment: gpt-5-mini-dz }")
+        #expect(fixture.job.targets[0].models == ["gpt-5-mini"])
+        let line = #"{"custom_id": "e", "method": "POST", "url": "/v1/embeddings", "body": {"model": "text-embedding-3-small", "input": "x"}}"#
+        await #expect(throws: InputError.self) { _ = try await fixture.load(line) }
+    }
 }

@@ -112,8 +112,13 @@ public struct JobFile: Sendable {
         /// The deployment a row asking for `model` is sent to on this target.
         public func deployment(for model: String) -> String { deployment ?? model }
 
-        /// How much of the tier's rows this target takes: its quota, else an equal share.
-        public var weight: Double { Double(tokensPerMinute ?? requestsPerMinute.map { $0 * 1000 } ?? 1) }
+        /// How much of the tier's rows this target takes: its quota (its own, else the job's
+        /// `limits:` that pace it), else an equal share.
+        public func weight(limits: Limits) -> Double {
+            if let tokens = tokensPerMinute ?? limits.tokensPerMinute { return Double(tokens) }
+            if let requests = requestsPerMinute ?? limits.requestsPerMinute { return Double(requests) * 1000 }
+            return 1
+        }
     }
 
     /// Knobs of the in-process emulator, for `endpoint: emulator`: the emulator's own type,

@@ -303,6 +303,14 @@ struct YAMLReader {
                 target.models = models
             }
             if let n = fields["emulator"] { target.emulator = try emulatorSettings(n, key + ".emulator", base: job.emulator) }
+            // A deployment of its own is one model's: without models:, the job's model only,
+            // so an embeddings line never goes to a chat deployment under another name.
+            if target.deployment != nil, target.models == nil {
+                guard let model = job.deployment else {
+                    throw error(item, key + ".models", "a target with its own deployment: serves one model: name it in models: (the job has no deployment:)")
+                }
+                target.models = [model]
+            }
             result.append(target)
         }
         for model in job.knownModels where !result.contains(where: { $0.serves(model) }) {

@@ -118,7 +118,8 @@ public final class MemoryQueue: RowQueue {
                 claimed.append(
                     ClaimedRow(
                         seq: stored.seq, id: stored.row.id, variant: stored.row.variant, api: stored.row.api, deployment: stored.row.deployment,
-                        body: stored.row.body, attempts: stored.attempts, estimatedTokens: stored.row.estimatedTokens
+                        body: stored.row.body, attempts: stored.attempts, estimatedTokens: stored.row.estimatedTokens,
+                        lastTarget: stored.record.target
                     )
                 )
             }

@@ -68,6 +68,8 @@ public struct ClaimedRow: Sendable, Equatable, Decodable {
     /// Answered tries so far (not counting this one).
     public var attempts: Int
     public var estimatedTokens: Int
+    /// The target of the row's last try in a job with `targets:` (a retry goes elsewhere first).
+    public var lastTarget: String? = nil
 }
 
 /// An error recorded against a row: a stable code, a message for people, and the HTTP status.

@@ -133,7 +133,7 @@ public final class SQLiteQueue: RowQueue {
                             first_sent_at = coalesce(first_sent_at, ?)
                         WHERE seq IN (
                             SELECT seq FROM rows WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?)
-                        RETURNING seq, id, variant, api, deployment, body, attempts, estimated_tokens AS estimatedTokens
+                        RETURNING seq, id, variant, api, deployment, body, attempts, estimated_tokens AS estimatedTokens, target AS lastTarget
                         """,
                     arguments: [owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970, now.timeIntervalSince1970, limit]
                 ).sorted { $0.seq < $1.seq }
@@ -378,7 +378,7 @@ public final class SQLiteQueue: RowQueue {
             figures[row.target] = figure
         }
         for row in try Row.fetchAll(
-            db, sql: "SELECT target, count(*), sum(status_code = 429) FROM attempts WHERE target IS NOT NULL GROUP BY target"
+            db, sql: "SELECT target, count(*), coalesce(sum(status_code = 429), 0) FROM attempts WHERE target IS NOT NULL GROUP BY target"
         ) {
             let name: String = row[0]
             var figure = entry(name)

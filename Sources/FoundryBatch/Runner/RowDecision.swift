@@ -28,14 +28,15 @@ enum RowDecision {
     /// How the request was authorised, as far as a 401 is concerned.
     enum Credential: Sendable, Equatable {
         case none
-        case apiKey
+        /// An api-key read from `variable`.
+        case apiKey(variable: String)
         /// A bearer token; `refreshed` once it was dropped and fetched again for this row.
         case token(refreshed: Bool)
 
-        init(_ authorization: RequestAuthorization, refreshed: Bool) {
+        init(_ authorization: RequestAuthorization, refreshed: Bool, keyVariable: String = "AZURE_OPENAI_API_KEY") {
             switch authorization {
             case .none: self = .none
-            case .apiKey: self = .apiKey
+            case .apiKey: self = .apiKey(variable: keyVariable)
             case .bearer: self = .token(refreshed: refreshed)
             }
         }
@@ -161,7 +162,7 @@ enum RowDecision {
             switch credential {
             case .token(refreshed: false): return .refreshToken
             case .token(refreshed: true): hint = "the token was refused even after a refresh; check the credential's tenant and that the endpoint belongs to it"
-            case .apiKey: hint = "check AZURE_OPENAI_API_KEY (a key of this resource, not another's)"
+            case .apiKey(let variable): hint = "check \(variable) (a key of this resource, not another's)"
             case .none: hint = "this endpoint needs a credential: set auth: in the job file"
             }
             return .park(FatalCondition("the service rejected the credentials (HTTP 401): \(error.message)\nFix: \(hint)."), until: nil)

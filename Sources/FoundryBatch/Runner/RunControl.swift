@@ -112,4 +112,7 @@ actor RunState {
     }
 
     func countThrottled() { counters.throttled += 1 }
+
+    /// Forgets `seq`'s throttle clock: its target was parked, and the next one starts afresh.
+    func forgetThrottle(_ seq: Int64) { throttledSince[seq] = nil }
 }

@@ -133,8 +133,8 @@ public final class Runner: Sendable {
                 refreshed = true
             case .park(let condition, let until):
                 // The row goes to another target, or the pool says none is left.
-                pool.park(lane, until: until, reason: condition)
-                if pool.isPooled {
+                await state.forgetThrottle(row.seq)
+                if pool.park(lane, until: until, reason: condition), pool.isPooled {
                     let reason = TargetPool.describe(.init(until: until, reason: condition))
                     logger.warning("target parked", metadata: ["target": "\(lane.name)", "reason": "\(reason)"])
                     try await queue.park(target: lane.name, until: until, reason: condition.message, at: Date())
@@ -166,7 +166,7 @@ public final class Runner: Sendable {
         let action: RowDecision.Action
         let lane: TargetPool.Lane
         do {
-            lane = try await pool.enter(model: row.deployment, tokens: row.estimatedTokens)
+            lane = try await pool.enter(model: row.deployment, tokens: row.estimatedTokens, avoid: row.lastTarget)
             do {
                 action = try await body(lane)
             } catch {
@@ -208,6 +208,7 @@ public final class Runner: Sendable {
             // that gave up or a retry the run never sent (it stopped) is not one.
             await state.countRequest(seq: row.seq, retry: refreshed || row.attempts > 0)
             let (answer, clientRequestID) = await lane.transport.send(routed, bearer: bearer?.token)
+            pool.noteAnswer(lane, answered: answer.body != nil)
             // Cancelled while on the wire: an answer that came back whole is still judged and
             // kept (it was paid for); anything else is no answer, and the row is released.
             if Task.isCancelled, answer.body == nil { throw CancellationError() }
@@ -223,7 +224,7 @@ public final class Runner: Sendable {
                 )
             }
             let action = RowDecision.decide(
-                reading, row: row, settings: decisionSettings, credential: .init(target.authorization, refreshed: refreshed), pacing: pacing, now: now
+                reading, row: row, settings: decisionSettings, credential: .init(target.authorization, refreshed: refreshed, keyVariable: lane.spec.apiKeyEnv), pacing: pacing, now: now
             )
             // A 429 for tokens (fewer left than this request needs) tells the service's rate.
             if case .commit(.retry, _, .throttled, _) = action, let delay = reading.throttleDelay ?? nil,

@@ -16,12 +16,15 @@ final class TargetPool: Sendable {
         let target: ServiceTarget
         let gate: RateGate
         let transport: HTTPTransport
+        /// Its share of its tier: its quota, configured or from `limits:`.
+        let weight: Double
 
-        init(spec: JobFile.Target, target: ServiceTarget, gate: RateGate, transport: HTTPTransport) {
+        init(spec: JobFile.Target, target: ServiceTarget, gate: RateGate, transport: HTTPTransport, weight: Double = 1) {
             self.spec = spec
             self.target = target
             self.gate = gate
             self.transport = transport
+            self.weight = max(weight, 1e-9)
         }
 
         var name: String { spec.name }
@@ -49,7 +52,14 @@ final class TargetPool: Sendable {
         var parked: [String: Parking] = [:]
         /// Rows sent to each target in this run, over its weight: the proportional share.
         var share: [String: Double] = [:]
+        /// Tries in a row that got no answer (timeouts, refused or dropped connections).
+        var silent: [String: Int] = [:]
     }
+
+    /// After this many tries in a row without an answer, a target goes last in its tier
+    /// until it answers again: a stalled or unreachable deployment must not hold rows
+    /// while another can serve them.
+    static let silenceLimit = 3
 
     let lanes: [Lane]
     /// Whether the job names its `targets:`: output lines and the log then name them.
@@ -71,22 +81,33 @@ final class TargetPool: Sendable {
                     tokensPerMinute: spec.tokensPerMinute ?? limits.tokensPerMinute
                 )
                 let transport = HTTPTransport(http: service.http, target: connected.target, timeout: limits.timeout)
-                return Lane(spec: spec, target: connected.target, gate: gate, transport: transport)
+                return Lane(spec: spec, target: connected.target, gate: gate, transport: transport, weight: spec.weight(limits: limits))
             },
             isPooled: service.isPooled
         )
     }
 
-    /// The live lanes that serve `model`, in the order they are offered a row: by tier, then
-    /// the one furthest behind its share.
-    func candidates(for model: String, now: Date) -> [Lane] {
+    /// The live lanes that serve `model`, in the order they are offered a row: by tier;
+    /// within it, a target that keeps giving no answer, or `avoid` (where the row's last
+    /// try failed), last; then the one furthest behind its share.
+    func candidates(for model: String, avoid: String? = nil, now: Date) -> [Lane] {
         state.withLock { state in
-            lanes.filter { lane in
-                guard lane.spec.serves(model) else { return false }
-                guard let parking = state.parked[lane.name] else { return true }
-                return parking.until.map { $0 <= now } ?? false
-            }.sorted { a, b in
+            var live: [Lane] = []
+            for lane in lanes where lane.spec.serves(model) {
+                if let parking = state.parked[lane.name] {
+                    guard let until = parking.until, until <= now else { continue }
+                    // Back from a timed parking: it starts level with the others, not
+                    // far behind, or it would take every row of its tier for a while.
+                    state.parked[lane.name] = nil
+                    let others = lanes.filter { $0.name != lane.name && $0.spec.priority == lane.spec.priority }
+                    state.share[lane.name] = others.compactMap { state.share[$0.name] }.min() ?? 0
+                }
+                live.append(lane)
+            }
+            func demoted(_ lane: Lane) -> Bool { lane.name == avoid || state.silent[lane.name, default: 0] >= Self.silenceLimit }
+            return live.sorted { a, b in
                 if a.spec.priority != b.spec.priority { return a.spec.priority < b.spec.priority }
+                if demoted(a) != demoted(b) { return !demoted(a) }
                 return state.share[a.name, default: 0] < state.share[b.name, default: 0]
             }
         }
@@ -95,28 +116,51 @@ final class TargetPool: Sendable {
     /// Waits for a live target serving `model` with room for a request estimated at
     /// `tokens`, and enters its gate; the caller leaves that lane's gate.
     ///
+    /// - Parameter avoid: the target of the row's last try, tried last when it failed there.
     /// - Throws: ``FatalCondition`` when no live target serves `model` (exit 3, the rows
     ///   stay pending); `CancellationError` when the run stops.
-    func enter(model: String, tokens: Int) async throws -> Lane {
+    func enter(model: String, tokens: Int, avoid: String? = nil) async throws -> Lane {
         while true {
-            let live = candidates(for: model, now: Date())
+            let live = candidates(for: model, avoid: avoid, now: Date())
             guard !live.isEmpty else { throw noLiveTarget(for: model) }
             var soonest: TimeInterval = 0.2
             for lane in live {
+                // The share is taken before the gate is asked, so workers choosing at the
+                // same moment spread over the targets instead of all picking the same one.
+                guard reserveShare(lane) else { continue }
                 let wait = try await lane.gate.tryEnter(tokens: tokens)
-                if wait <= 0 {
-                    state.withLock { $0.share[lane.name, default: 0] += 1 / max(lane.spec.weight, 1e-9) }
-                    return lane
-                }
+                if wait <= 0 { return lane }
+                state.withLock { $0.share[lane.name, default: 0] -= 1 / lane.weight }
                 soonest = min(soonest, wait)
             }
             try await Task.sleep(for: .milliseconds(max(1, Int(soonest * 1000))))
         }
     }
 
-    /// Parks `lane`: until `until`, or for the rest of the run.
-    func park(_ lane: Lane, until: Date?, reason: FatalCondition) {
-        state.withLock { $0.parked[lane.name] = Parking(until: until, reason: reason) }
+    /// Takes one row of `lane`'s share, unless it was parked meanwhile.
+    func reserveShare(_ lane: Lane) -> Bool {
+        state.withLock { state in
+            if let parking = state.parked[lane.name], parking.until.map({ $0 > Date() }) ?? true { return false }
+            state.share[lane.name, default: 0] += 1 / lane.weight
+            return true
+        }
+    }
+
+    /// Records whether `lane` answered: tries in a row without an answer demote it.
+    func noteAnswer(_ lane: Lane, answered: Bool) {
+        state.withLock { state in state.silent[lane.name] = answered ? 0 : state.silent[lane.name, default: 0] + 1 }
+    }
+
+    /// Parks `lane`: until `until`, or for the rest of the run. - Returns: whether it was
+    /// live until now (so the park is logged once, not by every try that was in flight).
+    @discardableResult
+    func park(_ lane: Lane, until: Date?, reason: FatalCondition) -> Bool {
+        state.withLock { state in
+            let now = Date()
+            let wasLive = state.parked[lane.name].map { parking in parking.until.map { $0 <= now } ?? false } ?? true
+            if wasLive { state.parked[lane.name] = Parking(until: until, reason: reason) }
+            return wasLive
+        }
     }
 
     /// The targets not parked now, in the job file's order.
@@ -145,7 +189,8 @@ final class TargetPool: Sendable {
 
     static func describe(_ parking: Parking) -> String {
         let until = parking.until.map { " (parked until \(RowDecision.clockTime($0)))" } ?? ""
-        return parking.reason.message.split(separator: "\n").first.map(String.init).map { $0 + until } ?? until
+        let lines = parking.reason.message.split(separator: "\n", omittingEmptySubsequences: false)
+        return ([String(lines.first ?? "") + until] + lines.dropFirst().map { "    " + $0 }).joined(separator: "\n")
     }
 
     /// Paces every target to its share of the quota while `runners` processes run the job.

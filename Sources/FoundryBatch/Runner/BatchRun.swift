@@ -47,14 +47,6 @@ extension ServiceTarget {
         }
         return ServiceTarget(baseURL: baseURL, apiVersion: spec.apiVersion, authorization: authorization)
     }
-
-    /// Token requests made so far by this target's provider.
-    public var tokenRequests: Int {
-        get async {
-            if case .bearer(let provider) = authorization { return await provider.requests }
-            return 0
-        }
-    }
 }
 
 /// `run` once the rows are loaded: process every pending row, export, and summarise.

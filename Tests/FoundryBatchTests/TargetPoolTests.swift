@@ -162,4 +162,22 @@ import Testing
         let line = #"{"custom_id": "e", "method": "POST", "url": "/v1/embeddings", "body": {"model": "text-embedding-3-small", "input": "x"}}"#
         await #expect(throws: InputError.self) { _ = try await fixture.load(line) }
     }
+
+    @Test func aRowIsSentToATargetUnderItsDeploymentName() {
+        let target = ServiceTarget(baseURL: "https://dz.example", apiVersion: nil, authorization: .none)
+        var spec = JobFile.Target(name: "dz", endpoint: .url(target.baseURL), auth: .none)
+        spec.deployment = "gpt-5-mini-dz"
+        let lane = TargetPool.Lane(
+            spec: spec, target: target, gate: RateGate(concurrency: 1, requestsPerMinute: nil, tokensPerMinute: nil),
+            transport: HTTPTransport(http: .shared, target: target, timeout: 1)
+        )
+        func row(_ body: String) -> ClaimedRow {
+            ClaimedRow(seq: 1, id: "r", variant: "", api: .chat, deployment: "gpt-5-mini", body: body, attempts: 0, estimatedTokens: 1)
+        }
+        let simple = lane.routed(row(#"{"model":"gpt-5-mini","messages":[{"role":"user","content":"hi"}]}"#))
+        #expect(simple.deployment == "gpt-5-mini-dz")
+        #expect(simple.body == #"{"model":"gpt-5-mini-dz","messages":[{"role":"user","content":"hi"}]}"#)
+        let batch = lane.routed(row(#"{"messages":[],"model":"gpt-5-mini","temperature":0}"#))
+        #expect(batch.body == #"{"messages":[],"model":"gpt-5-mini-dz","temperature":0}"#, "a body with model elsewhere keeps its key order")
+    }
 }

@@ -35,7 +35,12 @@ final class TargetPool: Sendable {
             guard deployment != row.deployment else { return row }
             var routed = row
             routed.deployment = deployment
-            if let body = try? JSONParser.parse(row.body), case .object = body {
+            // Simple lines are built with "model" first: swap that prefix on the hot path,
+            // and parse only a Batch API body that put it elsewhere.
+            let prefix = #"{"model":"# + JSONValue.string(row.deployment).jsonText
+            if row.body.hasPrefix(prefix) {
+                routed.body = #"{"model":"# + JSONValue.string(deployment).jsonText + row.body.dropFirst(prefix.count)
+            } else if let body = try? JSONParser.parse(row.body), case .object = body {
                 routed.body = body.setting("model", to: .string(deployment)).jsonText
             }
             return routed

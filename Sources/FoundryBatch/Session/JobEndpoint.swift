@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import FoundryAuth
 import FoundryEmulator
 import Foundation
+import Synchronization
 
 /// Where a job's requests go: its URL endpoint, or an emulator started in this process
 /// for `endpoint: emulator`, with a credential of the job's `auth:` kind made up for it.
@@ -96,19 +97,17 @@ final class ServiceEndpoint: Sendable {
 /// The token providers of one run, one per distinct credential: targets of the same kind,
 /// tenant, client and authority share one provider, and so one token and one refresh.
 ///
-/// Filled while the session opens its targets, one after another, before any worker runs.
-final class CredentialCache: @unchecked Sendable {
-    // Unchecked: written only by ServiceSession.with while it opens targets sequentially,
-    // before the session is handed to anything concurrent; read by nobody after.
-    private var providers: [String: TokenProvider] = [:]
+/// Filled while the session opens its targets, before any worker runs.
+final class CredentialCache: Sendable {
+    private let providers = Mutex<[String: TokenProvider]>([:])
 
     func provider(kind: CredentialKind, environment: CredentialEnvironment, http: HTTPClient) throws(FatalCondition) -> TokenProvider {
         let names = ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE", "IDENTITY_ENDPOINT"]
         let key = ([kind.rawValue, environment.authorityHost] + names.map { environment[$0] ?? "" }).joined(separator: "|")
-        if let shared = providers[key] { return shared }
+        if let shared = providers.withLock({ $0[key] }) { return shared }
         do {
             let provider = TokenProvider(credential: try CredentialFactory.make(kind: kind, environment: environment, http: http))
-            providers[key] = provider
+            providers.withLock { $0[key] = provider }
             return provider
         } catch {
             throw FatalCondition("auth: \(kind.rawValue): \(error.description)")

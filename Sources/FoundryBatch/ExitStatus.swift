@@ -12,6 +12,9 @@ public enum ExitStatus: Int32, Sendable, CustomStringConvertible {
     /// Answers already committed are safe in the state database; fix the disk or folder and
     /// run again (or `export`).
     case storageFailed = 4
+    /// `run --no-wait`: batches still run at the provider; run again to collect them
+    /// (EX_TEMPFAIL, which cron wrappers read as "try again later").
+    case batchesRunning = 75
     /// Interrupted by SIGINT or SIGTERM; in-flight rows were released.
     case interrupted = 130
 
@@ -22,6 +25,7 @@ public enum ExitStatus: Int32, Sendable, CustomStringConvertible {
         case .badInput: "bad usage, job file or input"
         case .stopped: "stopped"
         case .storageFailed: "storage failed after sending"
+        case .batchesRunning: "batches still running"
         case .interrupted: "interrupted"
         }
     }

@@ -76,6 +76,20 @@ public struct EmulatorConfiguration: Sendable {
     public var contentFilterPhrase: String? = "BLOCKME"
     /// Seed of the fault dice, so a run can be repeated.
     public var seed: UInt64 = 42
+    /// Batch API: seconds from a batch's creation to `completed` (a tenth validating, eight
+    /// tenths in progress, lines finishing evenly, a tenth finalizing). 0 finishes at once.
+    public var batchSeconds: Double = 2
+    /// Batch API: share of lines answered 500 in the error file, chosen from ``seed`` and the
+    /// line's `custom_id`, so the same lines fail on every run.
+    public var batchFailRate: Double = 0
+    /// Batch API: the first this-many batches created (that pass validation) expire half done.
+    public var batchExpireFirst = 0
+    /// Batch API: the first this-many creates are refused 400 `token_limit_exceeded`, as
+    /// Azure's fail-fast regions answer when the enqueued-token quota is used up.
+    public var batchRefuseCreates = 0
+    /// Batch API: the first this-many batches fail validation with `token_limit_exceeded`,
+    /// as regions without fail fast report the enqueued-token quota.
+    public var batchFailValidationTokenLimit = 0
     /// Whether the secret was given by the user (for the banner); a made-up one is never told.
     public var secretGiven = true
 

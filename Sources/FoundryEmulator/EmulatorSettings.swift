@@ -18,6 +18,16 @@ public struct EmulatorSettings: Sendable, Equatable {
     public var retryAfter: Double?
     public var contentFilterPhrase: String?
     public var seed: UInt64?
+    /// Batch API: seconds a batch takes from creation to `completed`.
+    public var batchSeconds: Double?
+    /// Batch API: share of lines that end in the error file with a 500.
+    public var batchFailRate: Double?
+    /// Batch API: the first this-many batches created expire half done.
+    public var batchExpireFirst: Int?
+    /// Batch API: the first this-many creates are refused 400 `token_limit_exceeded` (fail fast).
+    public var batchRefuseCreates: Int?
+    /// Batch API: the first this-many batches fail validation with `token_limit_exceeded`.
+    public var batchFailValidationTokenLimit: Int?
 
     public init() {}
 
@@ -27,11 +37,18 @@ public struct EmulatorSettings: Sendable, Equatable {
         case tokenTTL = "token_ttl", rpm, tpm, latencyMs = "latency_ms", latencyJitterMs = "latency_jitter_ms"
         case faultRate = "fault_rate", throttleRate = "throttle_rate", throttleSeconds = "throttle_seconds", dropRate = "drop_rate"
         case slowRate = "slow_rate", slowSeconds = "slow_seconds", retryAfter = "retry_after"
+        case batchSeconds = "batch_seconds", batchFailRate = "batch_fail_rate", batchExpireFirst = "batch_expire_first"
+        case batchRefuseCreates = "batch_refuse_creates", batchFailValidationTokenLimit = "batch_fail_validation_token_limit"
 
         public var key: String { rawValue }
         /// The command-line spelling: `--token-ttl`.
         public var option: String { "--" + rawValue.replacingOccurrences(of: "_", with: "-") }
-        public var wholeNumber: Bool { self == .rpm || self == .tpm }
+        public var wholeNumber: Bool {
+            switch self {
+            case .rpm, .tpm, .batchExpireFirst, .batchRefuseCreates, .batchFailValidationTokenLimit: true
+            default: false
+            }
+        }
 
         public var range: ClosedRange<Double> {
             switch self {
@@ -40,6 +57,9 @@ public struct EmulatorSettings: Sendable, Equatable {
             case .latencyMs, .latencyJitterMs: 0...600_000
             case .faultRate, .throttleRate, .dropRate, .slowRate: 0...1
             case .throttleSeconds, .slowSeconds, .retryAfter: 0...86_400
+            case .batchSeconds: 0...86_400
+            case .batchFailRate: 0...1
+            case .batchExpireFirst, .batchRefuseCreates, .batchFailValidationTokenLimit: 0...1_000
             }
         }
 
@@ -57,10 +77,15 @@ public struct EmulatorSettings: Sendable, Equatable {
             case .slowRate: settings.slowRate
             case .slowSeconds: settings.slowSeconds
             case .retryAfter: settings.retryAfter
+            case .batchSeconds: settings.batchSeconds
+            case .batchFailRate: settings.batchFailRate
+            case .batchExpireFirst: settings.batchExpireFirst.map(Double.init)
+            case .batchRefuseCreates: settings.batchRefuseCreates.map(Double.init)
+            case .batchFailValidationTokenLimit: settings.batchFailValidationTokenLimit.map(Double.init)
             }
         }
 
-        /// Sets the knob; `value` must be in ``range`` (whole for `rpm` and `tpm`).
+        /// Sets the knob; `value` must be in ``range`` (whole where ``wholeNumber``).
         public func set(_ value: Double, in settings: inout EmulatorSettings) {
             switch self {
             case .tokenTTL: settings.tokenTTL = value
@@ -75,6 +100,11 @@ public struct EmulatorSettings: Sendable, Equatable {
             case .slowRate: settings.slowRate = value
             case .slowSeconds: settings.slowSeconds = value
             case .retryAfter: settings.retryAfter = value
+            case .batchSeconds: settings.batchSeconds = value
+            case .batchFailRate: settings.batchFailRate = value
+            case .batchExpireFirst: settings.batchExpireFirst = Int(value)
+            case .batchRefuseCreates: settings.batchRefuseCreates = Int(value)
+            case .batchFailValidationTokenLimit: settings.batchFailValidationTokenLimit = Int(value)
             }
         }
     }
@@ -114,6 +144,11 @@ extension EmulatorConfiguration {
         fixedRetryAfter = settings.retryAfter ?? fixedRetryAfter
         if let value = settings.contentFilterPhrase { contentFilterPhrase = value }
         if let value = settings.seed { seed = value }
+        if let value = settings.batchSeconds { batchSeconds = value }
+        if let value = settings.batchFailRate { batchFailRate = value }
+        if let value = settings.batchExpireFirst { batchExpireFirst = value }
+        if let value = settings.batchRefuseCreates { batchRefuseCreates = value }
+        if let value = settings.batchFailValidationTokenLimit { batchFailValidationTokenLimit = value }
     }
 }
 

@@ -31,6 +31,11 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Option(help: "Answer every request 429 with this Retry-After, seconds (quota exhausted).") var retryAfter: Double?
     @Option(help: "Prompts containing this text are refused by the content filter (default BLOCKME).") var contentFilterPhrase: String?
     @Option(help: "Seed of the fault dice.") var seed: UInt64?
+    @Option(help: "Batch API: seconds a batch takes from creation to completed (default 2).") var batchSeconds: Double?
+    @Option(help: "Batch API: share of lines answered 500 in the error file (0...1).") var batchFailRate: Double?
+    @Option(help: "Batch API: the first N batches expire half done.") var batchExpireFirst: Int?
+    @Option(help: "Batch API: the first N creates are refused (token_limit_exceeded).") var batchRefuseCreates: Int?
+    @Option(help: "Batch API: the first N batches fail validation (token_limit_exceeded).") var batchFailValidationTokenLimit: Int?
 
     /// The options as the one settings type the job file's `emulator:` block also fills.
     var settings: EmulatorSettings {
@@ -39,6 +44,8 @@ struct EmulatorCommand: AsyncParsableCommand {
         (settings.faultRate, settings.throttleRate, settings.throttleSeconds, settings.dropRate) = (faultRate, throttleRate, throttleSeconds, dropRate)
         (settings.slowRate, settings.slowSeconds, settings.retryAfter) = (slowRate, slowSeconds, retryAfter)
         (settings.contentFilterPhrase, settings.seed) = (contentFilterPhrase, seed)
+        (settings.batchSeconds, settings.batchFailRate, settings.batchExpireFirst) = (batchSeconds, batchFailRate, batchExpireFirst)
+        (settings.batchRefuseCreates, settings.batchFailValidationTokenLimit) = (batchRefuseCreates, batchFailValidationTokenLimit)
         return settings
     }
 

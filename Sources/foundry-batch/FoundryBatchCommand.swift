@@ -11,9 +11,11 @@ struct FoundryBatchCommand: AsyncParsableCommand {
             Exit codes: 0 every row succeeded; 1 some rows failed (see the errors file); 2 bad usage, \
             job file or input (nothing was sent); 3 stopped by a condition every row would hit (rows stay \
             pending, rerun later); 4 storage failed after sending (answers are safe in the state database); \
-            130 interrupted (rerun to resume).
+            75 batches still run at the provider (run --no-wait; rerun to collect); 130 interrupted (rerun to resume).
             """,
-        subcommands: [RunCommand.self, LoadCommand.self, StatusCommand.self, RetryCommand.self, ExportCommand.self, AuthCommand.self, EmulatorCommand.self]
+        subcommands: [RunCommand.self, LoadCommand.self, StatusCommand.self, RetryCommand.self, ExportCommand.self, CancelCommand.self, AuthCommand.self,
+            EmulatorCommand.self,
+        ]
     )
 
     /// Parses, runs, and maps every failure to the contract's exit codes, never a stack trace.

@@ -10,7 +10,8 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Run it again after a failure, a crash or an interrupt: it resumes where it stopped and \
             never sends a finished row again. Exit codes: 0 all rows succeeded, 1 some failed, \
-            2 bad job or input, 3 stopped (rows stay pending), 4 storage failed after sending, 130 interrupted.
+            2 bad job or input, 3 stopped (rows stay pending), 4 storage failed after sending, 75 batches still \
+            running (--no-wait), 130 interrupted.
             """
     )
 
@@ -39,6 +40,9 @@ struct RunCommand: AsyncParsableCommand {
 
     @Flag(help: "Write invalid input lines to <output>.rejects.jsonl and load the rest (as load --skip-invalid).")
     var skipInvalid = false
+
+    @Flag(help: "engine: batch or auto: submit, poll once, export what is done; exit 75 while batches run.")
+    var noWait = false
 
     func validate() throws {
         if let concurrency, !(1...JobFile.Limits.maxConcurrency).contains(concurrency) {
@@ -97,6 +101,6 @@ struct RunCommand: AsyncParsableCommand {
             return nil
         }
         let progress: ProgressMode = noProgress ? .none : (Terminal.isInteractive ? .terminal : .log)
-        return try await session.run(options: RunOptions(progress: progress), control: control)
+        return try await session.run(options: RunOptions(progress: progress, wait: !noWait), control: control)
     }
 }

@@ -117,6 +117,37 @@ import Testing
         #expect(error("name: [unclosed")?.message.contains("not valid YAML") == true)
     }
 
+    @Test func readsTheEngineAndBatchBlocks() throws {
+        let job = try parse(
+            """
+            name: n
+            input: in.jsonl
+            endpoint: emulator
+            engine: auto
+            batch: {deployment: gpt-5-mini-batch, completion_window: 24h, max_requests_per_file: 100000, max_bytes_per_file: 1000000, poll_interval: 60, finish_by: "06:30"}
+            prices: {prompt_per_1k: 1, batch_factor: 0.4}
+            """
+        )
+        #expect(job.engine == .auto)
+        #expect(job.batch.deployment == "gpt-5-mini-batch" && job.batch.maxRequestsPerFile == 100_000 && job.batch.maxBytesPerFile == 1_000_000)
+        #expect(job.batch.finishBy?.seconds == 6 * 3600 + 30 * 60)
+        #expect(job.prices?.batchFactor == 0.4)
+        #expect(JobFile.TimeOfDay("23:59:59")?.seconds == 86_399)
+        #expect(JobFile.TimeOfDay("24:00") == nil && JobFile.TimeOfDay("6") == nil && JobFile.TimeOfDay("06:60") == nil)
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let evening = Date(timeIntervalSince1970: 86_400 * 10 + 22 * 3600)
+        #expect(JobFile.TimeOfDay("06:00")!.next(after: evening, calendar: calendar) == Date(timeIntervalSince1970: 86_400 * 11 + 6 * 3600))
+        #expect(JobFile.TimeOfDay("23:00")!.next(after: evening, calendar: calendar) == Date(timeIntervalSince1970: 86_400 * 10 + 23 * 3600))
+        let base = "name: n\ninput: in.jsonl\nendpoint: emulator\n"
+        #expect(error(base + "engine: auto\n")?.key == "batch.finish_by")
+        #expect(error(base + "engine: nightly\n")?.key == "engine")
+        #expect(error(base + "batch: {poll_intervall: 60}\n")?.message.contains("did you mean batch.poll_interval") == true)
+        #expect(error(base + "batch: {max_requests_per_file: 100001}\n")?.key == "batch.max_requests_per_file")
+        #expect(error(base + "batch: {finish_by: \"6am\"}\n")?.key == "batch.finish_by")
+        #expect(error(base + "batch: {completion_window: 2h}\n")?.key == "batch.completion_window")
+    }
+
     @Test func readsTheEmulatorBlock() throws {
         let job = try parse("name: x\ninput: a\nendpoint: emulator\nemulator: {token_ttl: 3, tpm: 6000, fault_rate: 0.2}")
         #expect(job.emulator.tokenTTL == 3)

@@ -69,11 +69,71 @@ public struct JobFile: Sendable {
     public struct Prices: Sendable, Equatable {
         public var promptPer1K: Double = 0
         public var completionPer1K: Double = 0
+        /// The batch price relative to online (`prices.batch_factor`): Azure's Global Batch
+        /// costs half of Global Standard.
+        public var batchFactor: Double = 0.5
 
         /// The cost of `prompt` and `completion` tokens at these prices: the one formula
         /// behind `status`, the run summary and `--dry-run`.
         public func cost(prompt: Int, completion: Int) -> Double {
             Double(prompt) / 1000 * promptPer1K + Double(completion) / 1000 * completionPer1K
+        }
+
+        /// The cost of `counts`: the tokens answered by batches at the batch price, the rest online.
+        public func cost(_ counts: QueueCounts) -> Double {
+            cost(prompt: counts.promptTokens - counts.batchPromptTokens, completion: counts.completionTokens - counts.batchCompletionTokens)
+                + batchFactor * cost(prompt: counts.batchPromptTokens, completion: counts.batchCompletionTokens)
+        }
+    }
+
+    /// How a job's rows reach the service.
+    public enum Engine: String, Sendable, CaseIterable {
+        /// One request per row, as the rows' targets' quotas allow.
+        case online
+        /// Files of rows submitted to the provider's Batch API: half the price, within its
+        /// completion window, against a separate enqueued-token quota.
+        case batch
+        /// Batches first; the rows left go online when only that meets `batch.finish_by`.
+        case auto
+    }
+
+    /// The `batch:` block: how `engine: batch` and `engine: auto` cut and follow batches.
+    public struct Batch: Sendable, Equatable {
+        /// The Global or Data-zone Batch deployment; nil sends the row's model (its target's deployment).
+        public var deployment: String?
+        public var completionWindow = "24h"
+        /// Lines per file: Azure allows 100,000, OpenAI 50,000.
+        public var maxRequestsPerFile = 50_000
+        /// Bytes per file: both services allow 200 MB.
+        public var maxBytesPerFile = 190_000_000
+        /// Seconds between status checks of a live batch (Microsoft asks for no less than 60).
+        public var pollInterval: Double = 60
+        /// `engine: auto`: the local time of day (`HH:MM` or `HH:MM:SS`) by which every row must be done.
+        public var finishBy: TimeOfDay?
+        public init() {}
+
+        public static let maxRequestsLimit = 100_000
+        public static let maxBytesLimit = 200_000_000
+    }
+
+    /// A local time of day, `HH:MM[:SS]`: `finish_by`.
+    public struct TimeOfDay: Sendable, Equatable {
+        public var seconds: Int
+
+        public init?(_ text: String) {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
+            guard (2...3).contains(parts.count), parts.allSatisfy({ $0 != nil }) else { return nil }
+            let (h, m, s) = (parts[0]!, parts[1]!, parts.count == 3 ? parts[2]! : 0)
+            guard (0..<24).contains(h), (0..<60).contains(m), (0..<60).contains(s) else { return nil }
+            seconds = h * 3600 + m * 60 + s
+        }
+
+        /// The next moment at this time of day, local time: today's, or tomorrow's once it passed.
+        public func next(after now: Date, calendar: Calendar = .current) -> Date {
+            let midnight = calendar.startOfDay(for: now)
+            let today = midnight.addingTimeInterval(TimeInterval(seconds))
+            if today > now { return today }
+            return calendar.date(byAdding: .day, value: 1, to: midnight)?.addingTimeInterval(TimeInterval(seconds)) ?? today.addingTimeInterval(86_400)
         }
     }
 
@@ -145,6 +205,8 @@ public struct JobFile: Sendable {
     public var emulator = EmulatorSettings()
     /// The job's `targets:`; empty when it has none (``targetsToUse`` then makes one).
     public var targets: [Target] = []
+    public var engine: Engine = .online
+    public var batch = Batch()
 
     /// The folder relative paths resolve against.
     public var directory: String { (path as NSString).deletingLastPathComponent }

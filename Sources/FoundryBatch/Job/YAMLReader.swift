@@ -11,7 +11,10 @@ struct YAMLReader {
 
     static let topKeys: Set<String> = [
         "name", "input", "output", "errors", "state", "endpoint", "deployment", "api", "api_version",
-        "auth", "request", "limits", "variants", "prices", "emulator", "targets",
+        "auth", "request", "limits", "variants", "prices", "emulator", "targets", "engine", "batch",
+    ]
+    static let batchKeys: Set<String> = [
+        "deployment", "completion_window", "max_requests_per_file", "max_bytes_per_file", "poll_interval", "finish_by",
     ]
     static let targetKeys: Set<String> = [
         "name", "endpoint", "deployment", "auth", "api_key_env", "api_version", "tokens_per_minute", "requests_per_minute",
@@ -24,7 +27,7 @@ struct YAMLReader {
         "max_tokens_total",
     ]
     static let variantKeys: Set<String> = ["name", "deployment", "request"]
-    static let priceKeys: Set<String> = ["prompt_per_1k", "completion_per_1k"]
+    static let priceKeys: Set<String> = ["prompt_per_1k", "completion_per_1k", "batch_factor"]
     static let emulatorKeys = EmulatorSettings.keys
 
     func error(_ node: Node?, _ key: String?, _ message: String) -> JobFileError {
@@ -78,6 +81,11 @@ struct YAMLReader {
         if let node = fields["prices"] { job.prices = try prices(node) }
         if let node = fields["emulator"] { job.emulator = try emulatorSettings(node, "emulator") }
         if let node = fields["targets"] { job.targets = try targets(node, job: job) }
+        if let node = fields["engine"] { job.engine = try enumValue(node, "engine", JobFile.Engine.self) }
+        if let node = fields["batch"] { job.batch = try batch(node) }
+        if job.engine == .auto, job.batch.finishBy == nil {
+            throw error(fields["engine"], "batch.finish_by", "engine: auto needs batch.finish_by, the local time (HH:MM) by which every row must be done")
+        }
         // One state file for all days, but a results file per day: every day's file would
         // hold every earlier day's rows too.
         let stateHasDate = job.state?.contains("{date}") ?? false
@@ -246,7 +254,34 @@ struct YAMLReader {
         var prices = JobFile.Prices()
         if let n = fields["prompt_per_1k"] { prices.promptPer1K = try double(n, "prices.prompt_per_1k", max: 1e6) }
         if let n = fields["completion_per_1k"] { prices.completionPer1K = try double(n, "prices.completion_per_1k", max: 1e6) }
+        if let n = fields["batch_factor"] { prices.batchFactor = try double(n, "prices.batch_factor", max: 10) }
         return prices
+    }
+
+    func batch(_ node: Node) throws(JobFileError) -> JobFile.Batch {
+        guard case .mapping(let map) = node else { throw error(node, "batch", "expected a mapping, got a \(kind(node))") }
+        let fields = try mapping(map, allowed: Self.batchKeys, prefix: "batch.")
+        var batch = JobFile.Batch()
+        typealias Bound = JobFile.Batch
+        batch.deployment = try fields["deployment"].map { n throws(JobFileError) in try string(n, "batch.deployment") }
+        if let n = fields["completion_window"] {
+            let window = try string(n, "batch.completion_window")
+            guard window.hasSuffix("h"), let hours = Int(window.dropLast()), (24...336).contains(hours) else {
+                throw error(n, "batch.completion_window", "must be hours from 24h to 336h (the services accept 24h), got '\(window)'")
+            }
+            batch.completionWindow = window
+        }
+        if let n = fields["max_requests_per_file"] { batch.maxRequestsPerFile = try int(n, "batch.max_requests_per_file", min: 1, max: Bound.maxRequestsLimit) }
+        if let n = fields["max_bytes_per_file"] { batch.maxBytesPerFile = try int(n, "batch.max_bytes_per_file", min: 1024, max: Bound.maxBytesLimit) }
+        if let n = fields["poll_interval"] { batch.pollInterval = try double(n, "batch.poll_interval", min: 0.01, max: 86_400) }
+        if let n = fields["finish_by"] {
+            let text = try string(n, "batch.finish_by")
+            guard let time = JobFile.TimeOfDay(text) else {
+                throw error(n, "batch.finish_by", "must be a local time of day HH:MM or HH:MM:SS, got '\(text)'")
+            }
+            batch.finishBy = time
+        }
+        return batch
     }
 
     func endpoint(_ node: Node, _ key: String) throws(JobFileError) -> JobFile.Endpoint {

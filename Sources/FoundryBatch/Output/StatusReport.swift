@@ -15,7 +15,7 @@ public struct StatusReport: Sendable, Equatable {
     public var counts: QueueCounts { report.job.counts }
 
     func cost(_ counts: QueueCounts) -> Double? {
-        prices?.cost(prompt: counts.promptTokens, completion: counts.completionTokens)
+        prices?.cost(counts)
     }
 
     static func round(_ value: Double, _ places: Double = 10000) -> JSONValue { .double((value * places).rounded() / places) }
@@ -45,6 +45,9 @@ public struct StatusReport: Sendable, Equatable {
         if !report.targets.isEmpty {
             pairs.append(("targets", .array(report.targets.map(Self.json))))
         }
+        if !report.batches.isEmpty {
+            pairs.append(("batches", .array(report.batches.map(Self.json))))
+        }
         pairs.append(
             (
                 "errors",
@@ -56,6 +59,18 @@ public struct StatusReport: Sendable, Equatable {
             )
         )
         return .object(pairs)
+    }
+
+    static func json(_ batch: BatchRecord) -> JSONValue {
+        let formatter = ISO8601DateFormatter()
+        func date(_ value: Date?) -> JSONValue { value.map { .string(formatter.string(from: $0)) } ?? .null }
+        return .object([
+            ("number", .int(Int(batch.number))), ("id", batch.batchID.map(JSONValue.string) ?? .null), ("target", .string(batch.target)),
+            ("model", .string(batch.model)), ("phase", .string(batch.phase.rawValue)), ("status", batch.status.map(JSONValue.string) ?? .null),
+            ("rows", .int(batch.rows)), ("completed", .int(batch.completed)), ("failed", .int(batch.failed)),
+            ("created", date(batch.submittedAt ?? batch.createdAt)), ("ends_by", date(batch.endsBy)),
+            ("message", batch.message.map(JSONValue.string) ?? .null),
+        ])
     }
 
     static func json(_ target: QueueReport.TargetFigures) -> JSONValue {
@@ -114,6 +129,22 @@ public struct StatusReport: Sendable, Equatable {
                         ]
                     },
                 leftAligned: [0, 6]
+            )
+        }
+        if !report.batches.isEmpty {
+            // The live ones, and the last few that ended: a nightly job makes many.
+            let shown = report.batches.filter(\.phase.isLive) + report.batches.filter { !$0.phase.isLive }.suffix(5)
+            text += "\nbatches (\(report.batches.count(where: \.phase.isLive)) live of \(report.batches.count)):\n"
+            text += TextTable.render(
+                [["  #", "batch id", "target", "state", "rows", "done", "failed", "created", "ends by"]]
+                    + shown.sorted { $0.number < $1.number }.map { batch in
+                        let state = batch.phase.isLive ? (batch.status ?? batch.phase.rawValue) : "collected (\(batch.status ?? "-"))"
+                        return [
+                            "  \(batch.number)", batch.batchID ?? "-", batch.target, state, "\(batch.rows)", "\(batch.completed)", "\(batch.failed)",
+                            RowDecision.clockTime(batch.submittedAt ?? batch.createdAt), batch.endsBy.map(RowDecision.clockTime) ?? "-",
+                        ]
+                    },
+                leftAligned: [0, 1, 2, 3, 7, 8]
             )
         }
         if !report.errors.isEmpty {

@@ -25,6 +25,8 @@ public final class MemoryQueue: RowQueue {
         var promptTokens: Int?
         var completionTokens: Int?
         var latencyMs: Double?
+        /// The batch that answered the row's last try.
+        var batch: Int64?
 
         init(seq: Int64, row: NewRow, loadID: Int64) {
             self.row = row
@@ -66,6 +68,7 @@ public final class MemoryQueue: RowQueue {
         var attempts: [(status: Int?, target: String?)] = []
         var parkings: [String: QueueReport.Parking] = [:]
         var runners: [String: Date] = [:]
+        var batches: [BatchRecord] = []
     }
 
     let storage = Mutex(Storage())
@@ -170,6 +173,7 @@ public final class MemoryQueue: RowQueue {
         row.record.errorCode = error?.code
         row.record.errorMessage = error?.message
         row.record.target = completion.target
+        row.batch = completion.batch
         row.promptTokens = response?.promptTokens
         row.completionTokens = response?.completionTokens
         row.latencyMs = response?.latencyMs
@@ -240,6 +244,10 @@ public final class MemoryQueue: RowQueue {
             group.rows += 1
             group.promptTokens = Bounded.add(group.promptTokens, row.promptTokens ?? 0)
             group.completionTokens = Bounded.add(group.completionTokens, row.completionTokens ?? 0)
+            if row.batch != nil {
+                group.batchPromptTokens = Bounded.add(group.batchPromptTokens, row.promptTokens ?? 0)
+                group.batchCompletionTokens = Bounded.add(group.batchCompletionTokens, row.completionTokens ?? 0)
+            }
             groups[key] = group
         }
         return QueueCounts.tally(Array(groups.values))
@@ -292,9 +300,15 @@ public final class MemoryQueue: RowQueue {
                 throttled: storage.attempts.count { $0.status == 429 }, errors: Array(common),
                 pendingPromptTokens: open.reduce(0) { Bounded.add($0, $1.row.estimatedPromptTokens) },
                 pendingCompletionCap: open.reduce(0) { Bounded.add($0, $1.row.estimatedTokens - $1.row.estimatedPromptTokens) },
-                pendingRows: open.count, targets: Self.targetFigures(storage)
+                pendingRows: open.count, targets: Self.targetFigures(storage), batches: storage.batches,
+                onlineLatencyP50: Self.median(rows.filter { $0.state == .succeeded && $0.batch == nil }.compactMap(\.latencyMs))
             )
         }
+    }
+
+    static func median(_ values: [Double]) -> Double? {
+        let sorted = values.sorted()
+        return QueueReport.percentileOffset(count: sorted.count, 0.5).map { sorted[$0] }
     }
 
     static func targetFigures(_ storage: Storage) -> [QueueReport.TargetFigures] {

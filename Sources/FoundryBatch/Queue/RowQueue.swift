@@ -134,13 +134,16 @@ public struct Completion: Sendable, Equatable {
     public var clientRequestID: String?
     /// The `targets:` entry the try went to; nil for a job without `targets:`.
     public var target: String?
+    /// The batch that answered the try; nil for an online try.
+    public var batch: Int64?
 
-    public init(seq: Int64, owner: String, outcome: RowOutcome, clientRequestID: String? = nil, target: String? = nil) {
+    public init(seq: Int64, owner: String, outcome: RowOutcome, clientRequestID: String? = nil, target: String? = nil, batch: Int64? = nil) {
         self.seq = seq
         self.owner = owner
         self.outcome = outcome
         self.clientRequestID = clientRequestID
         self.target = target
+        self.batch = batch
     }
 }
 
@@ -163,6 +166,9 @@ public struct QueueCounts: Sendable, Equatable {
     public var failed = 0
     public var promptTokens = 0
     public var completionTokens = 0
+    /// The part of the tokens answered by batches, billed at `prices.batch_factor`.
+    public var batchPromptTokens = 0
+    public var batchCompletionTokens = 0
     public var total: Int { pending + running + succeeded + failed }
     public init() {}
 }
@@ -197,6 +203,10 @@ public struct QueueReport: Sendable, Equatable {
     public var pendingRows: Int
     /// Per target of a job with `targets:`, by name; empty otherwise.
     public var targets: [TargetFigures] = []
+    /// The job's batches at the provider, by number.
+    public var batches: [BatchRecord] = []
+    /// Median latency of rows answered online (not by a batch), milliseconds.
+    public var onlineLatencyP50: Double?
 
     /// What one target did: tries it answered, its 429s, tokens, latency, and its parking.
     public struct TargetFigures: Sendable, Equatable {
@@ -285,6 +295,23 @@ public protocol RowQueue: Sendable {
     func checkIn(owner: String, now: Date, staleBefore: Date) async throws -> Int
     /// Says that `owner` stopped running the job.
     func checkOut(owner: String) async throws
+    // MARK: Batches
+
+    /// The due pending rows by model and API, each group with its rows and stored bytes.
+    func pendingGroups(now: Date) async throws -> [PendingGroup]
+    /// Binds due pending rows of `cut`'s model and API, in input order, to a new batch (at
+    /// least one row, then as many as fit `maxRows` and `maxBytes`), in one transaction.
+    ///
+    /// The rows become `running` under ``BatchRecord/owner`` with a lease that never
+    /// expires: they belong to the batch until it is collected. - Returns: nil when none is due.
+    func cutBatch(_ cut: BatchCut, now: Date) async throws -> BatchRecord?
+    /// Writes the batch's phase, ids, status and counts (everything but its rows).
+    func updateBatch(_ batch: BatchRecord) async throws
+    /// Every batch of the job, by number.
+    func batches() async throws -> [BatchRecord]
+    /// Calls `body` with every row the batch still holds, in input order, streaming.
+    func forEachBatchLine(number: Int64, _ body: (BatchLine) throws -> Void) async throws
+
     /// Calls `body` with every finished row in input order, streaming.
     ///
     /// `body` runs synchronously inside one read, so the rows it sees are one snapshot.
@@ -321,6 +348,8 @@ struct StateCount: Sendable, Decodable {
     var rows: Int
     var promptTokens: Int
     var completionTokens: Int
+    var batchPromptTokens = 0
+    var batchCompletionTokens = 0
 }
 
 /// Estimated tokens of the rows not yet done, for `status` and `--dry-run`.
@@ -359,6 +388,8 @@ extension QueueCounts {
         }
         promptTokens = Bounded.add(promptTokens, group.promptTokens)
         completionTokens = Bounded.add(completionTokens, group.completionTokens)
+        batchPromptTokens = Bounded.add(batchPromptTokens, group.batchPromptTokens)
+        batchCompletionTokens = Bounded.add(batchCompletionTokens, group.batchCompletionTokens)
     }
 }
 

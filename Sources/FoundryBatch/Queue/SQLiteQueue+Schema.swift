@@ -76,6 +76,38 @@ extension SQLiteQueue {
                     """
             )
         }
+        // Phase 2: batches at the provider, and which batch answered a row.
+        migrator.registerMigration("v3-batches") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE rows ADD COLUMN batch INTEGER;
+                    CREATE TABLE batches (
+                        number INTEGER PRIMARY KEY,
+                        target TEXT NOT NULL,
+                        model TEXT NOT NULL,
+                        api TEXT NOT NULL,
+                        phase TEXT NOT NULL,
+                        rows INTEGER NOT NULL,
+                        bytes INTEGER NOT NULL,
+                        file_id TEXT,
+                        batch_id TEXT,
+                        status TEXT,
+                        completed INTEGER NOT NULL DEFAULT 0,
+                        failed INTEGER NOT NULL DEFAULT 0,
+                        created_at REAL NOT NULL,
+                        submitted_at REAL,
+                        ends_by REAL,
+                        output_file_id TEXT,
+                        error_file_id TEXT,
+                        not_before REAL,
+                        refusals INTEGER NOT NULL DEFAULT 0,
+                        cancel_requested INTEGER NOT NULL DEFAULT 0,
+                        message TEXT
+                    );
+                    CREATE INDEX rows_batch ON rows(lease_owner, seq) WHERE state = 'running';
+                    """
+            )
+        }
         return migrator
     }
 }

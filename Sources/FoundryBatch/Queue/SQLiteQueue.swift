@@ -195,7 +195,7 @@ public final class SQLiteQueue: RowQueue {
                     lease_owner = NULL, lease_expires_at = NULL,
                     status_code = ?, request_id = ?, client_request_id = ?, response = ?,
                     prompt_tokens = ?, completion_tokens = ?, total_tokens = ?, latency_ms = ?,
-                    error_code = ?, error_message = ?, finished_at = ?, target = ?
+                    error_code = ?, error_message = ?, finished_at = ?, target = ?, batch = ?
                 WHERE seq = ? AND lease_owner = ? AND state = 'running'
                 """
         )
@@ -204,7 +204,7 @@ public final class SQLiteQueue: RowQueue {
             state.rawValue, countsAsAttempt ? 1 : 0, nextAttempt,
             response?.statusCode ?? error?.statusCode, response?.requestID, clientRequestID, response?.body,
             response?.promptTokens, response?.completionTokens, response?.totalTokens, response?.latencyMs,
-            error?.code, error?.message, state == .pending ? nil : stamp, completion.target,
+            error?.code, error?.message, state == .pending ? nil : stamp, completion.target, completion.batch,
             completion.seq, completion.owner,
         ])
         guard db.changesCount > 0 else { return false }
@@ -304,7 +304,9 @@ public final class SQLiteQueue: RowQueue {
                     db,
                     sql: """
                         SELECT variant, state, count(*) AS rows, coalesce(sum(prompt_tokens), 0) AS promptTokens,
-                            coalesce(sum(completion_tokens), 0) AS completionTokens
+                            coalesce(sum(completion_tokens), 0) AS completionTokens,
+                            coalesce(sum(CASE WHEN batch IS NOT NULL THEN prompt_tokens END), 0) AS batchPromptTokens,
+                            coalesce(sum(CASE WHEN batch IS NOT NULL THEN completion_tokens END), 0) AS batchCompletionTokens
                         FROM rows GROUP BY variant, state
                         """
                 )
@@ -350,10 +352,18 @@ public final class SQLiteQueue: RowQueue {
                 return QueueReport(
                     job: try figures(job, variant: nil), variants: try variants.map { try figures($0, variant: $0.variant) },
                     throttled: throttled, errors: errors, pendingPromptTokens: pending.promptTokens,
-                    pendingCompletionCap: pending.completionCap, pendingRows: pending.rows, targets: try Self.targetFigures(db)
+                    pendingCompletionCap: pending.completionCap, pendingRows: pending.rows, targets: try Self.targetFigures(db),
+                    batches: try Self.batches(db), onlineLatencyP50: try Self.onlineLatency(db)
                 )
             }
         }
+    }
+
+    static func onlineLatency(_ db: Database) throws -> Double? {
+        let online = "FROM rows WHERE state = 'succeeded' AND batch IS NULL"
+        let count = try Int.fetchOne(db, sql: "SELECT count(*) \(online)") ?? 0
+        guard let offset = QueueReport.percentileOffset(count: count, 0.5) else { return nil }
+        return try Double.fetchOne(db, sql: "SELECT latency_ms \(online) ORDER BY latency_ms LIMIT 1 OFFSET \(offset)")
     }
 
     static func targetFigures(_ db: Database) throws -> [QueueReport.TargetFigures] {

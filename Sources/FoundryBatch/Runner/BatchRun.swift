@@ -49,7 +49,8 @@ extension ServiceTarget {
     }
 }
 
-/// `run` once the rows are loaded: process every pending row, export, and summarise.
+/// `run` once the rows are loaded: process every pending row with the job's engine,
+/// export, and summarise.
 public enum BatchRun {
     /// Runs `session`'s pending rows against `service`.
     ///
@@ -65,12 +66,13 @@ public enum BatchRun {
         let runner = Runner(
             limits: session.settings.limits, queue: session.queue, service: service, options: options, control: control, logger: logger
         )
-        let counters: RunCounters
+        var counters = RunCounters()
         var stop: StopReason?
         var export = ExportReport(output: paths.output, errors: paths.errors)
         let counts: QueueCounts
+        let live: Int
         do {
-            (counters, stop) = try await runner.run()
+            (counters, stop) = try await run(session: session, service: service, runner: runner, options: options, control: control, logger: logger)
             do {
                 export = try await session.export()
             } catch let error as StorageError {
@@ -79,12 +81,112 @@ public enum BatchRun {
                 if stop == nil { stop = .storageFailed(error.afterSending()) } else { logger.error("\(error.afterSending().description)") }
             }
             counts = try await session.queue.counts().job
+            live = try await session.queue.batches().count(where: \.phase.isLive)
         } catch let error as StorageError {
             throw error.afterSending()
         }
-        return RunSummary(
+        var summary = RunSummary(
             job: session.job.name, counts: counts, counters: counters, tokenRequests: await runner.pool.tokenRequests,
             elapsed: Date().timeIntervalSince(started), export: export, stop: stop, prices: session.job.prices
         )
+        summary.liveBatches = live
+        return summary
+    }
+
+    /// The job's engine over its rows: online, batch, or batches then online (auto).
+    static func run(
+        session: JobSession, service: ServiceSession, runner: Runner, options: RunOptions, control: RunControl, logger: Logger
+    ) async throws -> (RunCounters, StopReason?) {
+        let job = session.job
+        if job.engine == .online {
+            let live = try await session.queue.batches().filter(\.phase.isLive)
+            if !live.isEmpty {
+                let rows = live.reduce(0) { $0 + $1.rows }
+                return (
+                    RunCounters(),
+                    .fatal(FatalCondition("\(live.count) batch\(live.count == 1 ? "" : "es") of this job (\(rows) rows) still run at the provider; run it with engine: batch to collect them, or foundry-batch cancel to take their rows back"))
+                )
+            }
+            return try await runner.run()
+        }
+        var shouldSwitch: (@Sendable (QueueReport) async -> Bool)?
+        if job.engine == .auto, let finishBy = job.batch.finishBy {
+            let deadline = finishBy.next(after: Date())
+            let settings = session.settings
+            logger.info("engine auto: every row done by \(RowDecision.clockTime(deadline))")
+            shouldSwitch = { report in
+                let online = OnlineEstimate(settings: settings, report: report).seconds(rows: report.pendingRows)
+                return Date().addingTimeInterval(online * 1.25 + 2 * settings.job.batch.pollInterval + 5) >= deadline
+            }
+        }
+        let engine = BatchEngine(
+            session: session, service: service, control: control, wait: options.wait, progress: options.progress, logger: logger,
+            shouldSwitch: shouldSwitch
+        )
+        let ending: BatchEngine.Ending
+        do {
+            ending = try await engine.run(.run)
+        } catch let condition as FatalCondition {
+            return (engine.counters.snapshot, .fatal(condition))
+        } catch is CancellationError {
+            return (engine.counters.snapshot, await control.reason ?? .interrupted)
+        }
+        let batchCounters = engine.counters.snapshot
+        guard ending == .switchToOnline, await control.reason == nil else { return (batchCounters, await control.reason) }
+        var (counters, stop) = try await runner.run()
+        counters.add(batchCounters)
+        return (counters, stop)
+    }
+
+    /// Cancels the job's live batches and collects what they finished (`cancel`); the rest
+    /// of their rows return to pending. - Returns: the batches cancelled.
+    static func cancel(session: JobSession, service: ServiceSession, control: RunControl, logger: Logger) async throws -> Int {
+        let live = try await session.queue.batches().count(where: \.phase.isLive)
+        let engine = BatchEngine(session: session, service: service, control: control, wait: true, progress: .none, logger: logger)
+        _ = try await engine.run(.cancel)
+        return live
+    }
+}
+
+/// How long the rows left would take online: the targets' pacing and the latency measured
+/// so far (10 s per answer until the job has online answers), whichever bounds the rate.
+struct OnlineEstimate {
+    let settings: JobSettings
+    let report: QueueReport
+
+    /// An answer's latency before any was measured: a long answer of a reasoning model.
+    static let assumedLatency: TimeInterval = 10
+
+    /// Rows per second online.
+    var rate: Double {
+        let limits = settings.limits
+        let latency = report.onlineLatencyP50.map { max($0 / 1000, 0.01) } ?? Self.assumedLatency
+        let byWorkers = Double(limits.concurrency) / latency
+        let tokensPerRow = report.pendingRows > 0 ? Double(report.pendingPromptTokens + report.pendingCompletionCap) / Double(report.pendingRows) : 1
+        var paced = 0.0
+        for target in settings.job.targetsToUse {
+            let requests = (target.requestsPerMinute ?? limits.requestsPerMinute).map { Double($0) / 60 }
+            let tokens = (target.tokensPerMinute ?? limits.tokensPerMinute).map { Double($0) / 60 / max(tokensPerRow, 1) }
+            // A target without pacing is bounded by the workers alone.
+            guard requests != nil || tokens != nil else { return byWorkers }
+            paced += min(requests ?? .infinity, tokens ?? .infinity)
+        }
+        return min(byWorkers, paced)
+    }
+
+    func seconds(rows: Int) -> TimeInterval {
+        Double(rows) / max(rate, 1e-6)
+    }
+}
+
+extension RunCounters {
+    mutating func add(_ other: RunCounters) {
+        requests += other.requests
+        retries += other.retries
+        throttled += other.throttled
+        succeeded += other.succeeded
+        failed += other.failed
+        promptTokens += other.promptTokens
+        completionTokens += other.completionTokens
     }
 }

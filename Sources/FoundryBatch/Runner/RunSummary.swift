@@ -44,6 +44,8 @@ public struct RunSummary: Sendable {
     public var export: ExportReport
     public var stop: StopReason?
     public var prices: JobFile.Prices?
+    /// Batches still running at the provider when the run returned (`--no-wait`).
+    public var liveBatches = 0
 
     public var exitStatus: ExitStatus {
         switch stop {
@@ -51,13 +53,13 @@ public struct RunSummary: Sendable {
         case .interrupted: .interrupted
         case .storageFailed: .storageFailed
         case .notStarted(_, let status): status
-        case nil: counts.failed > 0 ? .rowsFailed : .success
+        case nil: liveBatches > 0 ? .batchesRunning : counts.failed > 0 ? .rowsFailed : .success
         }
     }
 
-    /// Estimated cost from the job's prices and the job's token totals.
+    /// Estimated cost from the job's prices and the job's token totals, batches' at the batch price.
     public var cost: Double? {
-        prices?.cost(prompt: counts.promptTokens, completion: counts.completionTokens)
+        prices?.cost(counts)
     }
 
     /// The contract's `--json` object.
@@ -71,6 +73,7 @@ public struct RunSummary: Sendable {
             ("output", .string(export.output)), ("errors", .string(export.errors)),
         ]
         if let cost { pairs.append(("estimated_cost", .double((cost * 10000).rounded() / 10000))) }
+        if liveBatches > 0 { pairs.append(("batches_running", .int(liveBatches))) }
         pairs.append(("exit_code", .int(Int(exitStatus.rawValue))))
         if let stop { pairs.append(("error", .string(stop.message))) }
         return .object(pairs)
@@ -87,6 +90,9 @@ public struct RunSummary: Sendable {
             "  results: \(export.output) (\(Self.lines(export.succeeded)))",
         ]
         if export.failed > 0 { lines.append("  errors:  \(export.errors) (\(Self.lines(export.failed)))") }
+        if liveBatches > 0 {
+            lines.append("  \(liveBatches) batch\(liveBatches == 1 ? "" : "es") still running at the provider: run the job again to collect (foundry-batch status lists them)")
+        }
         lines.append(String(format: "  %.1f s", elapsed))
         switch stop {
         case .fatal, .storageFailed, .notStarted: lines.append("stopped: \(stop?.message ?? "")")

@@ -9,10 +9,14 @@ public struct RunOptions: Sendable {
     /// How in-flight requests may finish after SIGINT/SIGTERM before they are cancelled.
     public var gracePeriod: TimeInterval = 5
     public var progress: ProgressMode = .log
+    /// `engine: batch` and `auto`: wait until every batch ended (the default), or submit,
+    /// poll once, export what is done and return (`run --no-wait`, exit 75 while batches run).
+    public var wait = true
 
-    public init(progress: ProgressMode = .log, gracePeriod: TimeInterval = 5) {
+    public init(progress: ProgressMode = .log, gracePeriod: TimeInterval = 5, wait: Bool = true) {
         self.progress = progress
         self.gracePeriod = gracePeriod
+        self.wait = wait
     }
 }
 

@@ -35,15 +35,24 @@ final class TargetPool: Sendable {
             guard deployment != row.deployment else { return row }
             var routed = row
             routed.deployment = deployment
-            // Simple lines are built with "model" first: swap that prefix on the hot path,
-            // and parse only a Batch API body that put it elsewhere.
-            let prefix = #"{"model":"# + JSONValue.string(row.deployment).jsonText
-            if row.body.hasPrefix(prefix) {
-                routed.body = #"{"model":"# + JSONValue.string(deployment).jsonText + row.body.dropFirst(prefix.count)
-            } else if let body = try? JSONParser.parse(row.body), case .object = body {
-                routed.body = body.setting("model", to: .string(deployment)).jsonText
-            }
+            routed.body = Self.body(row.body, model: row.deployment, as: deployment)
             return routed
+        }
+
+        /// A stored body whose `model` is `model`, with `deployment` in its place.
+        ///
+        /// Simple lines are built with "model" first: swap that prefix on the hot path, and
+        /// parse only a Batch API body that put it elsewhere.
+        static func body(_ body: String, model: String, as deployment: String) -> String {
+            guard deployment != model else { return body }
+            let prefix = #"{"model":"# + JSONValue.string(model).jsonText
+            if body.hasPrefix(prefix) {
+                return #"{"model":"# + JSONValue.string(deployment).jsonText + body.dropFirst(prefix.count)
+            }
+            if let value = try? JSONParser.parse(body), case .object = value {
+                return value.setting("model", to: .string(deployment)).jsonText
+            }
+            return body
         }
     }
 

@@ -63,12 +63,24 @@ public struct JobSession: Sendable {
         StatusReport(job: job.name, report: try await queue.report(), prices: job.prices)
     }
 
+    /// Cancels the job's live batches at the provider, keeping what they finished; their
+    /// other rows return to pending (`cancel`). - Returns: how many batches were live.
+    public func cancelBatches(control: RunControl, logger: Logger = Logger(label: "foundry-batch.cancel")) async throws -> Int {
+        try await ServiceSession.with(job: job, concurrency: 4) { service in
+            try await BatchRun.cancel(session: self, service: service, control: control, logger: logger)
+        }
+    }
+
     /// What `run --dry-run` shows: the rows a run would send, and their tokens and cost.
     public func dryRun() async throws -> DryRunReport {
         let report = try await queue.report()
+        var batchFiles: [DryRunReport.BatchFiles]?
+        if job.engine != .online {
+            batchFiles = try await queue.pendingGroups(now: .distantFuture).map { DryRunReport.BatchFiles($0, batch: job.batch) }
+        }
         return DryRunReport(
             job: job.name, rows: report.pendingRows, promptTokens: report.pendingPromptTokens,
-            completionCap: report.pendingCompletionCap, prices: job.prices
+            completionCap: report.pendingCompletionCap, prices: job.prices, batchFiles: batchFiles
         )
     }
 

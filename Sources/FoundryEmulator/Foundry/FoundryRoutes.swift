@@ -8,7 +8,7 @@ import Hummingbird
 struct FoundryRoutes {
     let state: EmulatorState
 
-    enum Operation: String {
+    enum Operation: String, Sendable {
         case chat, responses, embeddings
 
         var azureName: String {
@@ -39,6 +39,8 @@ struct FoundryRoutes {
             try await infer(request, .embeddings, deployment: context.parameters.get("deployment") ?? "")
         }
         router.get("/openai/deployments") { request, _ in deployments(request) }
+        // Files and batches (the Batch API), on both path styles.
+        BatchRoutes(state: state).register(on: router)
     }
 
     /// The principal behind the request, or Azure's 401 answer.
@@ -133,12 +135,37 @@ struct FoundryRoutes {
                 )
             )
         }
-        if let phrase = state.configuration.contentFilterPhrase, !phrase.isEmpty, inference.promptText.contains(phrase) {
+        if Self.isFiltered(inference, phrase: state.configuration.contentFilterPhrase) {
             return finish(400, AzureError.contentFilter)
         }
         let delay = state.jitter()
         if delay > 0 { try await Task.sleep(for: .milliseconds(delay)) }
 
+        let answer = Self.answer(operation, body: body, inference: inference, deployment: deployment, requestID: requestID, created: started)
+        return finish(200, answer.body, promptKey: answer.promptKey, tokens: answer.tokens)
+    }
+
+    /// Whether the content filter refuses the prompt (400 `content_filter`).
+    static func isFiltered(_ inference: InferenceRequest, phrase: String?) -> Bool {
+        guard let phrase, !phrase.isEmpty else { return false }
+        return inference.promptText.contains(phrase)
+    }
+
+    /// A 200 answer's body, with the tokens it serves and the key that tells repeated work.
+    struct Answer {
+        var body: [String: Any]
+        var tokens: Int
+        var promptKey: String
+    }
+
+    /// The body the online route answers 200 with.
+    ///
+    /// The Batch API builds each output line's `response.body` here too, so a row answered in a
+    /// batch reads exactly as it would online (only `id` and `created` differ, as they do
+    /// between two online answers).
+    static func answer(
+        _ operation: Operation, body: [String: Any], inference: InferenceRequest, deployment: String, requestID: String, created started: Date
+    ) -> Answer {
         let promptTokens = EmulatorAnswer.tokens(inference.promptText)
         let promptKey = deployment + "\u{0}" + inference.promptText
         switch operation {
@@ -147,10 +174,9 @@ struct FoundryRoutes {
             let data = inputs.enumerated().map { index, text in
                 ["object": "embedding", "index": index, "embedding": EmulatorAnswer.embedding(for: text)] as [String: Any]
             }
-            return finish(
-                200,
-                ["object": "list", "data": data, "model": deployment, "usage": ["prompt_tokens": promptTokens, "total_tokens": promptTokens]],
-                promptKey: promptKey, tokens: promptTokens
+            return Answer(
+                body: ["object": "list", "data": data, "model": deployment, "usage": ["prompt_tokens": promptTokens, "total_tokens": promptTokens]],
+                tokens: promptTokens, promptKey: promptKey
             )
         case .chat, .responses:
             var text = EmulatorAnswer.text(for: inference.lastUserText)
@@ -163,7 +189,7 @@ struct FoundryRoutes {
             }
             let created = Int(started.timeIntervalSince1970)
             let id = SHA256.hash(data: Data((promptKey + requestID).utf8)).prefix(12).map { String(format: "%02x", $0) }.joined()
-            let body: [String: Any] =
+            let answer: [String: Any] =
                 operation == .chat
                 ? [
                     "id": "chatcmpl-\(id)", "object": "chat.completion", "created": created, "model": deployment,
@@ -183,7 +209,7 @@ struct FoundryRoutes {
                     ],
                     "usage": ["input_tokens": promptTokens, "output_tokens": completionTokens, "total_tokens": promptTokens + completionTokens],
                 ]
-            return finish(200, body, promptKey: promptKey, tokens: promptTokens + completionTokens)
+            return Answer(body: answer, tokens: promptTokens + completionTokens, promptKey: promptKey)
         }
     }
 

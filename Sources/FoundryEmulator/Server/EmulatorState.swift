@@ -12,6 +12,8 @@ final class EmulatorState: Sendable {
         var stats = EmulatorStats()
         var inFlight = 0
         var answeredPrompts: Set<String> = []
+        /// Prompts answered 200 in batch lines, kept apart so online `repeated_answers` is unchanged.
+        var batchAnsweredPrompts: Set<String> = []
         var clientRequestIDs: [String: Int] = [:]
         /// The current Retry-After window: from its first 429 until the latest end any 429 gave.
         var blockedSince: Date = .distantPast
@@ -26,6 +28,8 @@ final class EmulatorState: Sendable {
 
     let inner: Mutex<Inner>
     let issuer = EmulatorTokenIssuer()
+    /// Files and batches of the Batch API, behind their own lock.
+    let batches = BatchStore()
 
     init(configuration: EmulatorConfiguration) {
         inner = Mutex(Inner(configuration: configuration, random: SplitMix64(seed: configuration.seed)))
@@ -82,6 +86,33 @@ final class EmulatorState: Sendable {
             if status == 200, let promptKey {
                 if !state.answeredPrompts.insert(promptKey).inserted { state.stats.repeatedAnswers += 1 }
                 state.stats.tokensServed += tokens
+            }
+        }
+    }
+
+    /// Counts one Batch API call, apart from the inference counters.
+    func recordBatchCall(_ call: String, status: Int) {
+        inner.withLock { state in
+            state.stats.batchCalls[call, default: [:]][String(status), default: 0] += 1
+        }
+    }
+
+    /// Changes the batch counters (uploads, creates, refusals).
+    func recordBatch(_ change: (inout EmulatorStats) -> Void) {
+        inner.withLock { change(&$0.stats) }
+    }
+
+    /// Counts batch lines that ran: the prompt keys of those answered 200, and those that failed.
+    func recordBatchLines(_ work: BatchStore.Work) {
+        guard !work.isEmpty else { return }
+        inner.withLock { state in
+            state.stats.batchLinesAnswered += work.answeredPromptKeys.count
+            state.stats.batchLinesFailed += work.failed
+            state.stats.batchTokensServed += work.tokens
+            state.stats.batchRowsInTwoLiveBatches += work.doubled
+            for key in work.answeredPromptKeys {
+                let seen = state.answeredPrompts.contains(key)
+                if !state.batchAnsweredPrompts.insert(key).inserted || seen { state.stats.batchRepeatedAnswers += 1 }
             }
         }
     }

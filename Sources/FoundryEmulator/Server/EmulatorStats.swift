@@ -23,6 +23,26 @@ public struct EmulatorStats: Sendable, Codable, Equatable {
     public var tokensCharged = 0
     public var tokensServed = 0
 
+    /// Batch API calls (files and batches), kept apart from ``requests`` and ``byRoute`` so a
+    /// test can tell that a batch job sent nothing online: call ("files.upload",
+    /// "files.get", "files.content", "files.delete", "batches.create", "batches.get",
+    /// "batches.list", "batches.cancel") -> status -> count.
+    public var batchCalls: [String: [String: Int]] = [:]
+    public var filesUploaded = 0
+    public var batchesCreated = 0
+    /// Creates refused 400 `token_limit_exceeded`.
+    public var batchCreatesRefused = 0
+    /// Batch lines answered 200 (in an output file), and lines that ran and failed (error file).
+    public var batchLinesAnswered = 0
+    public var batchLinesFailed = 0
+    /// Tokens (prompt + completion) in batch lines answered 200.
+    public var batchTokensServed = 0
+    /// Batch lines answered 200 for a prompt already answered 200, online or in a batch.
+    public var batchRepeatedAnswers = 0
+    /// Lines of a created batch whose custom id was in another batch still running: a row in
+    /// two live batches.
+    public var batchRowsInTwoLiveBatches = 0
+
     public var totalTokenRequests: Int { tokenRequests.values.reduce(0, +) }
 
     enum CodingKeys: String, CodingKey {
@@ -32,5 +52,9 @@ public struct EmulatorStats: Sendable, Codable, Equatable {
         case repeatedClientRequestIDs = "repeated_client_request_ids"
         case maxRequestsPerClientRequestID = "max_requests_per_client_request_id"
         case repeatedAnswers = "repeated_answers", tokensCharged = "tokens_charged", tokensServed = "tokens_served"
+        case batchCalls = "batch_calls", filesUploaded = "files_uploaded", batchesCreated = "batches_created"
+        case batchCreatesRefused = "batch_creates_refused", batchLinesAnswered = "batch_lines_answered"
+        case batchLinesFailed = "batch_lines_failed", batchTokensServed = "batch_tokens_served"
+        case batchRepeatedAnswers = "batch_repeated_answers", batchRowsInTwoLiveBatches = "batch_rows_in_two_live_batches"
     }
 }

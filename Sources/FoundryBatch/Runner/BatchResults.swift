@@ -1,0 +1,133 @@
+import FoundryAuth
+import Foundation
+import NIOHTTP1
+
+/// Reads a batch's output or error file into outcomes of its rows, line by line, and
+/// commits them through the queue exactly as online answers are committed.
+///
+/// A line with a `response` is judged by ``RetryPolicy`` as the same answer online would
+/// be (a 200 succeeds, a 400 fails the row, a 5xx or 429 retries it in a later batch). A line
+/// with only an `error` (`batch_expired`, `batch_cancelled`, `request_timeout`) is a row the
+/// batch did not finish: it goes back to pending.
+struct BatchResults: Sendable {
+    let record: BatchRecord
+    let limits: JobFile.Limits
+    /// Whether output lines name the target (a job with `targets:`).
+    let pooled: Bool
+
+    /// The custom id of row `seq` in a batch file: unique in the job, whatever the row's id.
+    static func customID(_ seq: Int64) -> String { "r\(seq)" }
+
+    static func seq(customID: String) -> Int64? {
+        guard customID.hasPrefix("r") else { return nil }
+        return Int64(customID.dropFirst())
+    }
+
+    /// What settling rows did, for the run's counters.
+    struct Settled: Sendable {
+        var answered = 0
+        var succeeded = 0
+        var failed = 0
+        var promptTokens = 0
+        var completionTokens = 0
+
+        init() {}
+
+        init(_ completions: [Completion]) {
+            for completion in completions { add(completion) }
+        }
+
+        mutating func add(_ completion: Completion) {
+            switch completion.outcome {
+            case .succeeded(let response):
+                succeeded += 1
+                promptTokens = Bounded.add(promptTokens, response.promptTokens ?? 0)
+                completionTokens = Bounded.add(completionTokens, response.completionTokens ?? 0)
+            case .failed: failed += 1
+            case .retry: break
+            }
+            if completion.outcome.response != nil { answered += 1 }
+        }
+    }
+
+    /// Reads the downloaded file at `path` and commits each answered row. - Returns: what it settled.
+    func read(path: String, queue: any RowQueue) async throws -> Settled {
+        var reader: LineReader
+        do { reader = try LineReader(path: path) } catch { throw StorageError(path: path, message: error.message) }
+        var settled = Settled()
+        var batch: [Completion] = []
+        var attempts: [Int64: Int] = [:]
+        try await queue.forEachBatchLine(number: record.number) { attempts[$0.seq] = $0.attempts }
+        let now = Date()
+        while let line = reader.next() {
+            guard let completion = outcome(of: line, attempts: attempts, now: now) else { continue }
+            settled.add(completion)
+            batch.append(completion)
+            if batch.count >= 1000 {
+                try await queue.complete(batch, now: now)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        try await queue.complete(batch, now: now)
+        return settled
+    }
+
+    /// The outcome of one line of an output or error file; nil for a line that names no row
+    /// of this batch, or that only says the row was not run (it stays for ``unfinished``).
+    func outcome(of line: ArraySlice<UInt8>, attempts: [Int64: Int], now: Date) -> Completion? {
+        guard let value = try? JSONParser.parse(line), let customID = value["custom_id"]?.stringValue,
+            let seq = Self.seq(customID: customID), let tries = attempts[seq]
+        else { return nil }
+        guard let response = value["response"], case .object = response, let status = ServiceUsage.count(response["status_code"]) else {
+            return nil
+        }
+        let body = response["body"] ?? .null
+        var headers = HTTPHeaders()
+        if let requestID = response["request_id"]?.stringValue { headers.add(name: "apim-request-id", value: requestID) }
+        let bytes = Array(body.jsonText.utf8)
+        let answer = ServiceAnswer.response(status: min(status, 999), headers: headers, body: bytes, latencyMs: turnaround(now))
+        let lineID = value["id"]?.stringValue.map { $0.hasPrefix("batch_req_") ? String($0.dropFirst(10)) : $0 } ?? customID
+        let decoded = ServiceBody.decode(bytes)
+        let verdict = RetryPolicy.classify(answer, body: decoded, deployment: record.model, url: "batch \(record.batchID ?? "")", now: now)
+        let recorded = Recorded(answer, decoded: decoded, clientRequestID: lineID)?.response
+        let outcome: RowOutcome
+        switch verdict {
+        case .success:
+            guard let recorded else { return nil }
+            outcome = .succeeded(recorded)
+        case .permanent(let error):
+            outcome = .failed(error: error, response: recorded)
+        case .retry(_, let error, _), .unauthorized(let error):
+            outcome = again(error, attempts: tries, response: recorded, now: now)
+        case .fatal(let condition):
+            outcome = again(RowError(code: "batch_line_refused", message: condition.message, statusCode: status), attempts: tries, response: recorded, now: now)
+        }
+        return completion(seq, outcome)
+    }
+
+    /// The row back to pending for the next submission, or failed once out of attempts.
+    func again(_ error: RowError, attempts: Int, response: ResponseRecord?, now: Date, countsAsAttempt: Bool = true) -> RowOutcome {
+        if countsAsAttempt, attempts + 1 >= limits.maxAttempts {
+            var final = error
+            final.message = "gave up after \(attempts + 1) attempts: \(error.message)"
+            return .failed(error: final, response: response)
+        }
+        return .retry(at: now, error: error, response: response, countsAsAttempt: countsAsAttempt)
+    }
+
+    /// The outcome of a row the batch holds without an answer for it.
+    func unfinished(_ line: BatchLine, message: String, countsAsAttempt: Bool) -> Completion {
+        let code = record.status?.lowercased() == "expired" ? "batch_expired" : "batch_unfinished"
+        let outcome = again(RowError(code: code, message: message), attempts: line.attempts, response: nil, now: Date(), countsAsAttempt: countsAsAttempt)
+        return completion(line.seq, outcome)
+    }
+
+    func completion(_ seq: Int64, _ outcome: RowOutcome) -> Completion {
+        Completion(seq: seq, owner: record.owner, outcome: outcome, target: pooled ? record.target : nil, batch: record.number)
+    }
+
+    /// Milliseconds from the batch's submission to now: how long its answers took.
+    func turnaround(_ now: Date) -> Double {
+        max(0, now.timeIntervalSince(record.submittedAt ?? record.createdAt)) * 1000
+    }
+}

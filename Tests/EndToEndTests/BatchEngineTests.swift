@@ -106,6 +106,34 @@ import Testing
         }
     }
 
+    @Test(arguments: ["2024-10-21", "2024-07-01-preview"]) func theApiVersionPathStyleWorksInEitherSpelling(_ version: String) async throws {
+        try await Emulator.withRunning(emulatorConfiguration()) { emulator in
+            let cli = cli()
+            cli.write("job.yaml", job(emulator, extra: "api_version: \(version)"))
+            cli.write("in.jsonl", prompts(30))
+            let run = try await cli.run("run", "job.yaml", "--no-progress")
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(emulator.stats.batchCalls["batches.create"]?.keys.contains("201") == true, "the api-version style answers 201")
+            expectExactlyOnce(cli, rows: 30)
+            let status = try await cli.run("status", "job.yaml")
+            #expect(status.stdout.contains(version == "2024-07-01-preview" ? "collected (Completed)" : "collected (completed)"), "\(status.stdout)")
+        }
+    }
+
+    @Test func aFileTheProviderRefusesStopsWithExit3NamingTheFileAndReason() async throws {
+        try await Emulator.withRunning(emulatorConfiguration()) { emulator in
+            let cli = cli()
+            cli.write("job.yaml", job(emulator, batch: "{poll_interval: 0.1, deployment: no-such-batch-deployment}"))
+            cli.write("in.jsonl", prompts(5))
+            let run = try await cli.run("run", "job.yaml", "--no-progress")
+            #expect(run.status == 3, "\(run.stderr)")
+            #expect(run.stdout.contains("foundry-batch-1.jsonl") && run.stdout.contains("model_not_found"), "\(run.stdout)")
+            let status = try await cli.run("status", "job.yaml", "--json")
+            #expect(status.json["pending"] as? Int == 5)
+            #expect(!run.stdout.contains(Self.key) && !run.stderr.contains(Self.key))
+        }
+    }
+
     @Test func killNineAfterTheCreateAndAfterAPollResumesTheSameBatch() async throws {
         try await Emulator.withRunning(emulatorConfiguration { $0.batchSeconds = 3 }) { emulator in
             let cli = cli()

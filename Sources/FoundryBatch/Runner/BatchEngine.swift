@@ -112,6 +112,32 @@ final class BatchEngine: Sendable {
         return ending
     }
 
+    /// ``run(_:)`` as a task the run's control can cancel: a stop (Ctrl-C) lets a call on
+    /// the wire (an upload may take minutes) finish for `gracePeriod`, then cancels it. The
+    /// batches keep running at the provider either way.
+    func runStoppable(_ mode: Mode, gracePeriod: TimeInterval) async throws -> Ending {
+        let result = Mutex<Result<Ending, any Error>>(.failure(CancellationError()))
+        let work = Task {
+            do {
+                let ending = try await self.run(mode)
+                result.withLock { $0 = .success(ending) }
+            } catch {
+                result.withLock { $0 = .failure(error) }
+            }
+        }
+        await control.register(work)
+        let control = self.control
+        let watcher = Task {
+            await control.waitForStop()
+            try? await Task.sleep(for: Bounded.duration(seconds: gracePeriod))
+            if !Task.isCancelled { await control.cancelWorkers() }
+        }
+        await work.value
+        watcher.cancel()
+        await watcher.value
+        return try result.withLock { $0 }.get()
+    }
+
     /// Seconds until the next batch is due a poll or a create, at least a twentieth of a second.
     func nextWake(_ live: [BatchRecord], polled: [Int64: Date]) -> TimeInterval {
         let now = Date()

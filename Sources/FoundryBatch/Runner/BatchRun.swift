@@ -125,7 +125,7 @@ public enum BatchRun {
         )
         let ending: BatchEngine.Ending
         do {
-            ending = try await engine.run(.run)
+            ending = try await engine.runStoppable(.run, gracePeriod: options.gracePeriod)
         } catch let condition as FatalCondition {
             return (engine.counters.snapshot, .fatal(condition))
         } catch is CancellationError {
@@ -143,7 +143,7 @@ public enum BatchRun {
     static func cancel(session: JobSession, service: ServiceSession, control: RunControl, logger: Logger) async throws -> Int {
         let live = try await session.queue.batches().count(where: \.phase.isLive)
         let engine = BatchEngine(session: session, service: service, control: control, wait: true, progress: .none, logger: logger)
-        _ = try await engine.run(.cancel)
+        _ = try await engine.runStoppable(.cancel, gracePeriod: 5)
         return live
     }
 }

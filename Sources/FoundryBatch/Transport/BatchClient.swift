@@ -24,7 +24,8 @@ public struct BatchRefusal: Error, Sendable, Equatable {
 /// `{base}/openai/files?api-version=`. A 429, a 5xx, a timeout or a dropped connection is
 /// tried again after the service's delay or a back-off; a delay beyond `max_retry_wait`, a
 /// rejected credential, a missing role or a missing route stops the run
-/// (``FatalCondition``); any other 4xx is a ``BatchRefusal``.
+/// (``FatalCondition``), and so does any other 4xx or a redirect, except for a create: its
+/// refusal is a ``BatchRefusal`` for the engine to judge (the enqueued-token quota).
 struct BatchClient: Sendable {
     let http: HTTPClient
     let target: ServiceTarget
@@ -74,7 +75,9 @@ struct BatchClient: Sendable {
 
     /// Uploads the file at `path` as `name`, purpose `batch`, streamed from disk. - Returns: the file id.
     func upload(path: String, name: String) async throws -> String {
-        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int ?? 0
+        guard let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int else {
+            throw StorageError(path: path, message: "cannot read the batch file to upload")
+        }
         let boundary = "foundry-batch-\(UUID().uuidString)"
         let head = "--\(boundary)\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(name)\"\r\nContent-Type: application/jsonl\r\n\r\n"
         let tail = "\r\n--\(boundary)--\r\n"
@@ -93,7 +96,7 @@ struct BatchClient: Sendable {
         let body = JSONValue.object([
             ("input_file_id", .string(fileID)), ("endpoint", .string(endpoint(for: api))), ("completion_window", .string(window)),
         ])
-        return try await object(.POST, url("batches"), body: body.jsonText, what: "the batch create for file \(fileID)")
+        return try await object(.POST, url("batches"), body: body.jsonText, what: "the batch create for file \(fileID)", refusable: true)
     }
 
     func get(_ id: String) async throws -> BatchObject {
@@ -149,8 +152,8 @@ struct BatchClient: Sendable {
 
     // MARK: Plumbing
 
-    func object(_ method: HTTPMethod, _ url: String, body: String? = nil, what: String) async throws -> BatchObject {
-        let answer = try await call(method, url, what: what) {
+    func object(_ method: HTTPMethod, _ url: String, body: String? = nil, what: String, refusable: Bool = false) async throws -> BatchObject {
+        let answer = try await call(method, url, what: what, refusable: refusable) {
             body.map { (.bytes(ByteBuffer(string: $0)), "application/json") } ?? (nil, nil)
         }
         guard let batch = BatchObject(json: answer) else {
@@ -161,11 +164,11 @@ struct BatchClient: Sendable {
 
     /// One control call with a small JSON answer, tried again as the type's doc says.
     func call(
-        _ method: HTTPMethod, _ url: String, timeout: TimeInterval? = nil, what: String,
+        _ method: HTTPMethod, _ url: String, timeout: TimeInterval? = nil, what: String, refusable: Bool = false,
         body: @Sendable () -> (HTTPClientRequest.Body?, String?) = { (nil, nil) }
     ) async throws -> JSONValue {
         let limit = timeout ?? self.timeout
-        let answer = try await retrying(what: what) { bearer in
+        let answer = try await retrying(what: what, refusable: refusable) { bearer in
             var request = self.request(method, url, bearer: bearer)
             let (payload, type) = body()
             if let payload { request.body = payload }
@@ -198,7 +201,7 @@ struct BatchClient: Sendable {
 
     /// Sends `exchange` until it is answered with a 2xx, as the type's doc says. - Returns: that answer.
     @discardableResult
-    func retrying(what: String, _ exchange: @Sendable (String?) async throws -> ServiceAnswer) async throws -> ServiceAnswer {
+    func retrying(what: String, refusable: Bool = false, _ exchange: @Sendable (String?) async throws -> ServiceAnswer) async throws -> ServiceAnswer {
         if target.authorization.carriesSecret, let url = URL(string: target.baseURL), !TransportSecurity.maySendSecret(to: url) {
             throw FatalCondition("refusing to send a credential to \(TransportSecurity.origin(ofLocation: target.baseURL)) over plain http: use https")
         }
@@ -253,7 +256,10 @@ struct BatchClient: Sendable {
                 }
                 throw FatalCondition("target '\(name)' rejected the credentials for \(what) (HTTP 401): \(error.message)\nCheck auth: of the target (or its api_key_env).")
             case .permanent(let error):
-                throw BatchRefusal(status: error.statusCode ?? 0, code: error.code, message: error.message)
+                if refusable { throw BatchRefusal(status: error.statusCode ?? 0, code: error.code, message: error.message) }
+                throw FatalCondition(
+                    "target '\(name)' refused \(what) (\(error.statusCode.map { "HTTP \($0)" } ?? error.code) \(error.code)): \(error.message)\nCheck endpoint: and api_version: of the target."
+                )
             case .fatal(let condition):
                 // A 404 here is a route the resource does not serve, not a missing deployment.
                 if case .response(404, _, _, _) = answer {

@@ -22,14 +22,7 @@ batch: {max_requests_per_file: 500, poll_interval: 0.2}
 limits: {max_attempts: 20}
 YAML
 export AZURE_OPENAI_API_KEY=bench-key
-kills=0
-for i in $(seq "$KILLS"); do
-  "$BIN" run "$WORK/job.yaml" --no-progress > /dev/null 2>&1 &
-  pid=$!
-  sleep "$(python3 -c 'import random; print(round(random.uniform(0.1, 1.5), 2))')"
-  if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
-  wait "$pid" 2>/dev/null || true
-done
+kill_runs "$WORK/job.yaml" "$KILLS" 0.1 1.5
 "$BIN" run "$WORK/job.yaml" --no-progress --json > "$WORK/final.json" 2> "$WORK/final.log" || true
 python3 - "$WORK" "$ROWS" "$kills" "$PORT" <<'PY'
 import json, sqlite3, sys, urllib.request

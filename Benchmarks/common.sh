@@ -45,3 +45,16 @@ need() {
   fi
   command -v "$1" > /dev/null || { echo "missing: $1 (install the Debian package $2)" >&2; exit 1; }
 }
+
+# kill_runs JOB COUNT MIN MAX: starts `run JOB` COUNT times and kill -9s each after a random
+# MIN..MAX seconds; sets `kills` to how many were killed (a run that finished first is not).
+kill_runs() {
+  kills=0
+  for _ in $(seq "$2"); do
+    "$BIN" run "$1" --no-progress > /dev/null 2>&1 &
+    local pid=$!
+    sleep "$(python3 -c "import random; print(round(random.uniform($3, $4), 2))")"
+    if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
+    wait "$pid" 2>/dev/null || true
+  done
+}

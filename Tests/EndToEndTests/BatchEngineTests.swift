@@ -36,20 +36,6 @@ import Testing
 
     func cli() -> CLI { CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key]) }
 
-    /// Every row once in the results, each with its own answer.
-    func expectExactlyOnce(_ cli: CLI, rows: Int, file: String = "out/nightly.jsonl", sourceLocation: SourceLocation = #_sourceLocation) {
-        let lines = cli.lines(file)
-        let ids = lines.compactMap { $0["custom_id"] as? String }
-        #expect(ids.count == rows, "\(ids.count) result lines", sourceLocation: sourceLocation)
-        #expect(Set(ids).count == rows, "a row appears twice", sourceLocation: sourceLocation)
-        for line in lines {
-            let id = line["custom_id"] as? String ?? ""
-            let body = (line["response"] as? [String: Any])?["body"] as? [String: Any]
-            let content = ((body?["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String
-            #expect(content == EmulatorAnswer.text(for: "Prompt \(id.dropFirst())"), sourceLocation: sourceLocation)
-        }
-    }
-
     func batches(_ cli: CLI) throws -> [Row] {
         let database = try DatabaseQueue(path: cli.path(".foundry-batch/nightly.sqlite"))
         return try database.read { try Row.fetchAll($0, sql: "SELECT number, phase, batch_id, status, rows FROM batches ORDER BY number") }
@@ -63,7 +49,7 @@ import Testing
             cli.write("in.jsonl", prompts(500))
             let run = try await cli.run("run", "job.yaml", "--json", "--no-progress")
             #expect(run.status == 0, "\(run.stderr)")
-            expectExactlyOnce(cli, rows: 500)
+            cli.expectExactlyOnce("out/nightly.jsonl", rows: 500)
             let stats = emulator.stats
             #expect(stats.requests == 0, "no online request")
             #expect(stats.batchesCreated == 1 && stats.filesUploaded == 1)
@@ -114,7 +100,7 @@ import Testing
             let run = try await cli.run("run", "job.yaml", "--no-progress")
             #expect(run.status == 0, "\(run.stderr)")
             #expect(emulator.stats.batchCalls["batches.create"]?.keys.contains("201") == true, "the api-version style answers 201")
-            expectExactlyOnce(cli, rows: 30)
+            cli.expectExactlyOnce("out/nightly.jsonl", rows: 30)
             let status = try await cli.run("status", "job.yaml")
             #expect(status.stdout.contains(version == "2024-07-01-preview" ? "collected (Completed)" : "collected (completed)"), "\(status.stdout)")
         }
@@ -155,7 +141,7 @@ import Testing
             #expect(final.status == 0, "\(final.stderr)")
             #expect(emulator.stats.batchesCreated == 1, "the rerun followed the batch it had made")
             #expect(emulator.stats.batchRepeatedAnswers == 0)
-            expectExactlyOnce(cli, rows: 300)
+            cli.expectExactlyOnce("out/nightly.jsonl", rows: 300)
         }
     }
 
@@ -168,7 +154,7 @@ import Testing
             #expect(run.status == 0, "\(run.stderr)")
             #expect(emulator.stats.batchesCreated == 2)
             #expect(emulator.stats.batchRepeatedAnswers == 0, "no answered row was sent again")
-            expectExactlyOnce(cli, rows: 200)
+            cli.expectExactlyOnce("out/nightly.jsonl", rows: 200)
             let second = try #require(try batches(cli).last)
             #expect((second["rows"] as Int) < 200 && (second["rows"] as Int) > 0)
         }
@@ -183,7 +169,7 @@ import Testing
             #expect(run.status == 0, "\(run.stderr)")
             #expect(emulator.stats.batchCreatesRefused == 2)
             #expect(emulator.stats.batchesCreated == 2, "one failed validation for the quota, then one ran")
-            expectExactlyOnce(cli, rows: 50)
+            cli.expectExactlyOnce("out/nightly.jsonl", rows: 50)
         }
     }
 
@@ -205,7 +191,7 @@ import Testing
             }
             #expect(last.status == 0, "\(last.stderr)")
             #expect(emulator.stats.batchesCreated == 1)
-            expectExactlyOnce(cli, rows: 40)
+            cli.expectExactlyOnce("out/nightly.jsonl", rows: 40)
         }
     }
 
@@ -232,7 +218,7 @@ import Testing
             let rerun = try await cli.run("run", "job.yaml", "--no-progress")
             #expect(rerun.status == 0, "\(rerun.stderr)")
             #expect(emulator.stats.batchRepeatedAnswers == 0)
-            expectExactlyOnce(cli, rows: 100)
+            cli.expectExactlyOnce("out/nightly.jsonl", rows: 100)
         }
     }
 
@@ -251,7 +237,7 @@ import Testing
             #expect(emulator.stats.batchesCreated == 1, "batch first")
             #expect(emulator.stats.batchCalls["batches.cancel"]?.values.reduce(0, +) ?? 0 >= 1)
             #expect(emulator.stats.requests == 20, "the tail went online")
-            expectExactlyOnce(cli, rows: 20)
+            cli.expectExactlyOnce("out/nightly.jsonl", rows: 20)
         }
     }
 }

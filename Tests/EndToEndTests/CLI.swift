@@ -1,3 +1,4 @@
+import FoundryEmulator
 import Foundation
 import Testing
 
@@ -100,3 +101,21 @@ final class CLI: Sendable {
         )
     }
 }
+
+extension CLI {
+    /// Checks that the results file `file` holds exactly one line per row of `prompts`-style
+    /// input (`rN` asks "Prompt N"), each with that row's own answer.
+    func expectExactlyOnce(_ file: String, rows: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+        let lines = lines(file)
+        let ids = lines.compactMap { $0["custom_id"] as? String }
+        #expect(ids.count == rows, "\(ids.count) result lines", sourceLocation: sourceLocation)
+        #expect(Set(ids).count == rows, "a row appears twice", sourceLocation: sourceLocation)
+        for line in lines {
+            let id = line["custom_id"] as? String ?? ""
+            let body = (line["response"] as? [String: Any])?["body"] as? [String: Any]
+            let content = ((body?["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String
+            #expect(content == EmulatorAnswer.text(for: "Prompt \(id.dropFirst())"), sourceLocation: sourceLocation)
+        }
+    }
+}
+

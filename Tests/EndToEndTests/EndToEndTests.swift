@@ -29,20 +29,6 @@ import Testing
         (1...count).map { "{\"id\": \"r\($0)\", \"prompt\": \"Prompt \($0)\"}" }.joined(separator: "\n") + "\n"
     }
 
-    /// Checks the results file holds exactly one line per row, each with that row's answer.
-    func expectExactlyOnce(_ cli: CLI, rows: Int, sourceLocation: SourceLocation = #_sourceLocation) {
-        let lines = cli.lines("out/e2e.jsonl")
-        let ids = lines.compactMap { $0["custom_id"] as? String }
-        #expect(ids.count == rows, "\(ids.count) result lines", sourceLocation: sourceLocation)
-        #expect(Set(ids).count == rows, "a row appears twice", sourceLocation: sourceLocation)
-        for line in lines {
-            let id = line["custom_id"] as? String ?? ""
-            let body = (line["response"] as? [String: Any])?["body"] as? [String: Any]
-            let content = ((body?["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String
-            #expect(content == EmulatorAnswer.text(for: "Prompt \(id.dropFirst())"), sourceLocation: sourceLocation)
-        }
-    }
-
     @Test func theDemoJobRunsOutOfTheBoxAndASecondRunHasNothingToDo() async throws {
         let cli = CLI()
         try FileManager.default.createDirectory(atPath: cli.path("jobs"), withIntermediateDirectories: true)
@@ -133,7 +119,7 @@ import Testing
             #expect(try await cli.run("status", "job.yaml", "--json").json["pending"] as? Int == 30)
             emulator.update { $0.clients[0].hasRole = true }
             #expect(try await cli.run("run", "job.yaml", "--no-progress").status == 0)
-            expectExactlyOnce(cli, rows: 30)
+            cli.expectExactlyOnce("out/e2e.jsonl", rows: 30)
         }
     }
 
@@ -154,7 +140,7 @@ import Testing
             }
             let final = try await cli.run("run", "job.yaml", "--no-progress", "--json")
             #expect(final.status == 0, "\(final.stderr)")
-            expectExactlyOnce(cli, rows: 400)
+            cli.expectExactlyOnce("out/e2e.jsonl", rows: 400)
             let stats = emulator.stats
             #expect(stats.repeatedAnswers <= kills * 8, "at most the in-flight rows are sent again: \(stats.repeatedAnswers) for \(kills) kills")
             let database = try DatabaseQueue(path: cli.path(".foundry-batch/e2e.sqlite"))
@@ -193,7 +179,7 @@ import Testing
                 }
                 let final = try await cli.run("run", "job.yaml", "--no-progress", "--json")
                 #expect(final.status == 0, "\(final.stderr)")
-                expectExactlyOnce(cli, rows: 300)
+                cli.expectExactlyOnce("out/e2e.jsonl", rows: 300)
                 let targets = Set(cli.lines("out/e2e.jsonl").compactMap { $0["target"] as? String })
                 #expect(targets == ["east", "west"], "both targets served and each line names one")
                 let repeated = east.stats.repeatedAnswers + west.stats.repeatedAnswers
@@ -219,7 +205,7 @@ import Testing
             let sent = (first.json["requests"] as? Int ?? 0) + (second.json["requests"] as? Int ?? 0)
             #expect(sent == 300)
             #expect(emulator.stats.repeatedAnswers == 0)
-            expectExactlyOnce(cli, rows: 300)
+            cli.expectExactlyOnce("out/e2e.jsonl", rows: 300)
         }
     }
 
@@ -240,7 +226,7 @@ import Testing
             #expect(Double(stats.throttled) < Double(stats.requests) * 0.02, "\(stats.throttled) of \(stats.requests) answered 429")
             #expect((first.json["requests"] as? Int ?? 0) > 0 && (second.json["requests"] as? Int ?? 0) > 0, "both processes worked")
             _ = try await cli.run("export", "job.yaml")
-            expectExactlyOnce(cli, rows: 450)
+            cli.expectExactlyOnce("out/e2e.jsonl", rows: 450)
         }
     }
 
@@ -260,7 +246,7 @@ import Testing
             #expect(status.json["running"] as? Int == 0, "in-flight rows were released")
             let rerun = try await cli.run("run", "job.yaml", "--no-progress")
             #expect(rerun.status == 0)
-            expectExactlyOnce(cli, rows: 100)
+            cli.expectExactlyOnce("out/e2e.jsonl", rows: 100)
             #expect(emulator.stats.repeatedAnswers == 0)
         }
     }

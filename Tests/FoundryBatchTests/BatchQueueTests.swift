@@ -48,6 +48,24 @@ import Testing
         #expect(try await fixture.queue.batches().map(\.number) == [1, 2])
     }
 
+    @Test(arguments: QueueKind.allCases) func aCutHoldsNoMoreEstimatedTokensThanTheBudgetLeaves(_ kind: QueueKind) async throws {
+        let fixture = try await loaded(simple(6), kind)
+        var line: BatchLine?
+        var probe = cut()
+        probe.maxRows = 1
+        let first = try #require(try await fixture.queue.cutBatch(probe, now: Date()))
+        try await fixture.queue.forEachBatchLine(number: first.number) { line = $0 }
+        let each = try await fixture.queue.report().pendingPromptTokens / 5
+        #expect(first.tokens == each && each > 0 && line != nil)
+        var budgeted = cut()
+        budgeted.maxTokens = each * 2 + each / 2
+        let second = try #require(try await fixture.queue.cutBatch(budgeted, now: Date()))
+        #expect(second.rows == 2 && second.tokens == each * 2)
+        budgeted.maxTokens = each - 1
+        #expect(try await fixture.queue.cutBatch(budgeted, now: Date()) == nil, "not even one row beyond the budget")
+        #expect(try await fixture.queue.batches().map(\.tokens) == [each, each * 2])
+    }
+
     @Test(arguments: QueueKind.allCases) func groupsAreOnePerModelAndAPI(_ kind: QueueKind) async throws {
         let lines = [
             #"{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m1", "messages": [{"role": "user", "content": "x"}]}}"#,

@@ -97,8 +97,8 @@ import Testing
         }
     }
 
-    func loaded(_ rows: Int = 3, extra: String = "") async throws -> Fixture {
-        let fixture = try Fixture(yaml: "engine: batch\nbatch: {poll_interval: 0.05}\nlimits: {timeout: 5, max_retry_wait: 20}\n" + extra)
+    func loaded(_ rows: Int = 3, limits: String = "timeout: 5, max_retry_wait: 20") async throws -> Fixture {
+        let fixture = try Fixture(yaml: "engine: batch\nbatch: {poll_interval: 0.05}\nlimits: {\(limits)}\n")
         _ = try await fixture.load((1...rows).map { "{\"id\": \"p\($0)\", \"prompt\": \"Question \($0)\"}" }.joined(separator: "\n"))
         return fixture
     }
@@ -192,6 +192,17 @@ import Testing
             let second = try await run(fixture, server)
             #expect(second.exitStatus == .success, "\(second.text)")
             #expect(provider.state.withLock { $0.creates } == 1)
+        }
+    }
+
+    @Test func theTokenBudgetHoldsForBatchesToo() async throws {
+        let fixture = try await loaded(limits: "timeout: 5, max_tokens_total: 1")
+        try await ScriptedServer.withRunning(Provider().script) { server in
+            let summary = try await run(fixture, server)
+            #expect(summary.exitStatus == .stopped)
+            #expect(summary.stop?.message.contains("max_tokens_total") == true, "\(summary.text)")
+            #expect(server.requests.isEmpty, "nothing was uploaded")
+            #expect(try await fixture.queue.counts().job.pending == 3)
         }
     }
 

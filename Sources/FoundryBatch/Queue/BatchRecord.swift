@@ -36,6 +36,8 @@ public struct BatchRecord: Sendable, Equatable, Decodable {
     /// Lines in the batch's file, and their bytes.
     public var rows: Int
     public var bytes: Int
+    /// The rows' estimated tokens, held against `limits.max_tokens_total` while the batch lives.
+    public var tokens = 0
     public var fileID: String?
     public var batchID: String?
     /// The provider's status, in its own spelling.
@@ -65,7 +67,7 @@ public struct BatchRecord: Sendable, Equatable, Decodable {
     /// The name of the batch's file, as uploaded.
     public var fileName: String { "foundry-batch-\(number).jsonl" }
 
-    public init(number: Int64, target: String, model: String, api: ServiceAPI, rows: Int, bytes: Int, createdAt: Date) {
+    public init(number: Int64, target: String, model: String, api: ServiceAPI, rows: Int, bytes: Int, tokens: Int = 0, createdAt: Date) {
         self.number = number
         self.target = target
         self.model = model
@@ -73,6 +75,7 @@ public struct BatchRecord: Sendable, Equatable, Decodable {
         phase = .cut
         self.rows = rows
         self.bytes = bytes
+        self.tokens = tokens
         self.createdAt = createdAt
     }
 }
@@ -88,14 +91,18 @@ public struct BatchCut: Sendable, Equatable {
     /// Bytes a line adds to its row's stored body (the envelope, the custom id, a longer
     /// deployment name), so the file stays within ``maxBytes``.
     public var lineOverhead: Int
+    /// The estimated tokens the batch may hold: what is left of `limits.max_tokens_total`.
+    /// Unlike the byte limit, not even one row goes beyond it.
+    public var maxTokens = Int.max
 
-    public init(target: String, model: String, api: ServiceAPI, maxRows: Int, maxBytes: Int, lineOverhead: Int) {
+    public init(target: String, model: String, api: ServiceAPI, maxRows: Int, maxBytes: Int, lineOverhead: Int, maxTokens: Int = .max) {
         self.target = target
         self.model = model
         self.api = api
         self.maxRows = maxRows
         self.maxBytes = maxBytes
         self.lineOverhead = lineOverhead
+        self.maxTokens = maxTokens
     }
 }
 

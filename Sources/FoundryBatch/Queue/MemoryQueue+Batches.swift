@@ -22,13 +22,17 @@ extension MemoryQueue {
         storage.withLock { storage in
             var chosen: [Int] = []
             var bytes = 0
+            var tokens = 0
             for at in storage.rows.indices where chosen.count < cut.maxRows {
                 let row = storage.rows[at]
                 guard row.state == .pending, row.nextAttemptAt <= now, row.row.deployment == cut.model, row.row.api == cut.api else { continue }
                 let line = row.row.body.utf8.count + cut.lineOverhead
-                // As SQLite's running sum: the first row always, then rows while the sum fits.
+                // As SQLite's running sums: the first row whatever its bytes, then rows while
+                // the bytes fit; never beyond the tokens.
                 if !chosen.isEmpty, bytes + line > cut.maxBytes { break }
+                if tokens + row.row.estimatedTokens > cut.maxTokens { break }
                 bytes += line
+                tokens += row.row.estimatedTokens
                 chosen.append(at)
             }
             guard !chosen.isEmpty else { return nil }
@@ -38,7 +42,9 @@ extension MemoryQueue {
                 storage.rows[at].leaseOwner = BatchRecord.owner(number)
                 storage.rows[at].leaseExpiresAt = .distantFuture
             }
-            let batch = BatchRecord(number: number, target: cut.target, model: cut.model, api: cut.api, rows: chosen.count, bytes: bytes, createdAt: now)
+            let batch = BatchRecord(
+                number: number, target: cut.target, model: cut.model, api: cut.api, rows: chosen.count, bytes: bytes, tokens: tokens, createdAt: now
+            )
             storage.batches.append(batch)
             return batch
         }

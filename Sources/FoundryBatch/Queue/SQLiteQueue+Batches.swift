@@ -11,7 +11,7 @@ extension SQLiteQueue {
     static let batchLease: Double = 1e12
 
     static let batchColumns = """
-        number, target, model, api, phase, rows, bytes, file_id AS fileID, batch_id AS batchID, status, completed, failed,
+        number, target, model, api, phase, rows, bytes, tokens, file_id AS fileID, batch_id AS batchID, status, completed, failed,
         created_at AS createdAt, submitted_at AS submittedAt, ends_by AS endsBy, output_file_id AS outputFileID,
         error_file_id AS errorFileID, not_before AS notBefore, refusals, cancel_requested AS cancelRequested, message
         """
@@ -43,20 +43,22 @@ extension SQLiteQueue {
                 let chosen = try Row.fetchAll(
                     db,
                     sql: """
-                        SELECT seq, bytes FROM (
+                        SELECT seq, bytes, tokens FROM (
                             SELECT seq, row_number() OVER (ORDER BY seq) AS n,
-                                sum(length(CAST(body AS BLOB)) + ?) OVER (ORDER BY seq) AS bytes
+                                sum(length(CAST(body AS BLOB)) + ?) OVER (ORDER BY seq) AS bytes,
+                                sum(estimated_tokens) OVER (ORDER BY seq) AS tokens
                             FROM rows WHERE state = 'pending' AND next_attempt_at <= ? AND deployment = ? AND api = ?
                             ORDER BY seq LIMIT ?)
-                        WHERE n = 1 OR bytes <= ?
+                        WHERE (n = 1 OR bytes <= ?) AND tokens <= ?
                         """,
-                    arguments: [cut.lineOverhead, stamp, cut.model, cut.api.rawValue, cut.maxRows, cut.maxBytes]
+                    arguments: [cut.lineOverhead, stamp, cut.model, cut.api.rawValue, cut.maxRows, cut.maxBytes, cut.maxTokens]
                 )
                 guard let last = chosen.last else { return nil }
                 let bytes: Int = last["bytes"]
+                let tokens: Int = last["tokens"]
                 try db.execute(
-                    sql: "INSERT INTO batches(target, model, api, phase, rows, bytes, created_at) VALUES (?, ?, ?, 'cut', ?, ?, ?)",
-                    arguments: [cut.target, cut.model, cut.api.rawValue, chosen.count, bytes, stamp]
+                    sql: "INSERT INTO batches(target, model, api, phase, rows, bytes, tokens, created_at) VALUES (?, ?, ?, 'cut', ?, ?, ?, ?)",
+                    arguments: [cut.target, cut.model, cut.api.rawValue, chosen.count, bytes, tokens, stamp]
                 )
                 let number = db.lastInsertedRowID
                 let bind = try db.cachedStatement(
@@ -70,7 +72,8 @@ extension SQLiteQueue {
                     try bind.execute(arguments: [BatchRecord.owner(number), Self.batchLease, stamp, seq])
                 }
                 return BatchRecord(
-                    number: number, target: cut.target, model: cut.model, api: cut.api, rows: chosen.count, bytes: bytes, createdAt: now
+                    number: number, target: cut.target, model: cut.model, api: cut.api, rows: chosen.count, bytes: bytes, tokens: tokens,
+                    createdAt: now
                 )
             }
         }

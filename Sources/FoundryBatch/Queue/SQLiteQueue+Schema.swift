@@ -89,6 +89,7 @@ extension SQLiteQueue {
                         phase TEXT NOT NULL,
                         rows INTEGER NOT NULL,
                         bytes INTEGER NOT NULL,
+                        tokens INTEGER NOT NULL DEFAULT 0,
                         file_id TEXT,
                         batch_id TEXT,
                         status TEXT,

@@ -176,8 +176,22 @@ final class BatchEngine: Sendable {
         return found.client
     }
 
-    /// Cuts every due pending row into new batches: one model and API per file, within both limits.
+    /// What is left of `limits.max_tokens_total` for new batches: the budget less the tokens
+    /// answered so far and the estimates of the rows in live batches. Nil: no budget.
+    func budgetLeft() async throws -> Int? {
+        guard let budget = settings.limits.maxTokensTotal else { return nil }
+        let counts = try await queue.counts().job
+        let held = try await queue.batches().filter(\.phase.isLive).reduce(0) { Bounded.add($0, $1.tokens) }
+        return max(0, budget - Bounded.add(Bounded.add(counts.promptTokens, counts.completionTokens), held))
+    }
+
+    /// Cuts every due pending row into new batches: one model and API per file, within both
+    /// limits and the token budget.
+    ///
+    /// - Throws: ``FatalCondition`` when the budget leaves no room for a pending row and no
+    ///   batch is live that could free some.
     func submitPending() async throws {
+        var left = try await budgetLeft()
         for group in try await queue.pendingGroups(now: Date()) {
             guard let (spec, client) = client(for: group.model) else {
                 throw FatalCondition("no target serves model '\(group.model)' for a batch; add it to a target's models:")
@@ -186,13 +200,22 @@ final class BatchEngine: Sendable {
             let endpoint = client.endpoint(for: group.api)
             // The envelope, a custom id, and a deployment name longer than the row's model.
             let overhead = 64 + endpoint.utf8.count + max(0, JSONValue.string(deployment).jsonText.utf8.count - group.model.utf8.count)
-            let cut = BatchCut(
+            var cut = BatchCut(
                 target: spec.name, model: group.model, api: group.api, maxRows: batch.maxRequestsPerFile, maxBytes: batch.maxBytesPerFile,
-                lineOverhead: overhead
+                lineOverhead: overhead, maxTokens: left ?? .max
             )
             while await control.reason == nil, let record = try await queue.cutBatch(cut, now: Date()) {
                 logger.info("batch cut", metadata: ["batch": "\(record.number)", "model": "\(record.model)", "rows": "\(record.rows)"])
+                if let remaining = left {
+                    left = max(0, remaining - record.tokens)
+                    cut.maxTokens = left ?? .max
+                }
             }
+        }
+        if let budget = settings.limits.maxTokensTotal, try await queue.batches().allSatisfy({ !$0.phase.isLive }),
+            try await !queue.pendingGroups(now: Date()).isEmpty
+        {
+            throw FatalCondition("the token budget limits.max_tokens_total = \(budget) would be passed by the next batch; raise it to go on")
         }
     }
 
@@ -233,7 +256,10 @@ final class BatchEngine: Sendable {
             if record.phase != .submitted { return }
         }
         if record.phase == .submitted, let id = record.batchID {
-            if record.cancelRequested, record.status.map({ !["cancelling", "cancelled"].contains($0.lowercased()) }) ?? true {
+            // A batch that ended or is being cancelled already is not cancelled again (the
+            // provider answers 409 for an ended one).
+            let status = record.status.flatMap(BatchObject.Status.init(spelling:))
+            if record.cancelRequested, status != .cancelling, !(status?.isTerminal ?? false) {
                 let answer = try await client.cancel(id)
                 logger.info("batch cancel requested", metadata: ["batch": "\(record.number)", "id": "\(id)"])
                 update(&record, from: answer)
@@ -389,6 +415,7 @@ final class BatchEngine: Sendable {
     func report() async throws {
         guard progress != .none else { return }
         let live = try await queue.batches().filter(\.phase.isLive)
+        guard !live.isEmpty else { return }
         let rows = live.reduce(0) { $0 + $1.rows }
         let done = live.reduce(0) { $0 + $1.completed + $1.failed }
         let text = "batches: \(live.count) live, \(done)/\(rows) requests answered at the provider"

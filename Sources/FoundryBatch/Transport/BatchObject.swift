@@ -11,6 +11,11 @@ public struct BatchObject: Sendable, Equatable {
     public enum Status: String, Sendable {
         case validating, failed, inprogress, finalizing, completed, expired, cancelling, cancelled
 
+        /// A status as OpenAI (`in_progress`) or Azure's older versions (`InProgress`) spell it.
+        public init?(spelling: String) {
+            self.init(rawValue: spelling.lowercased().replacingOccurrences(of: "_", with: ""))
+        }
+
         /// Whether the batch will change no more: its files can be read.
         public var isTerminal: Bool {
             switch self {
@@ -45,7 +50,7 @@ public struct BatchObject: Sendable, Equatable {
         guard let id = json["id"]?.stringValue, !id.isEmpty, let status = json["status"]?.stringValue else { return nil }
         self.id = id
         statusText = ServiceText.printable(status, limit: 40)
-        self.status = Status(rawValue: status.lowercased().replacingOccurrences(of: "_", with: ""))
+        self.status = Status(spelling: status)
         func text(_ key: String) -> String? {
             guard let value = json[key]?.stringValue, !value.isEmpty else { return nil }
             return value

@@ -4,12 +4,12 @@
 # check: one result line per input row, none lost or doubled, the database agrees with the
 # files, no row was ever in two live batches at the provider, and no answered row was sent
 # again. The emulator fails 2% of lines and expires its first two batches half done.
-# Usage: Benchmarks/batch-torture.sh [ROWS=5000] [KILLS=15]
+# Usage: Benchmarks/batch-torture.sh [ROWS=10000] [KILLS=15]
 source "$(dirname "$0")/common.sh"
-ROWS=${1:-5000}
+ROWS=${1:-10000}
 KILLS=${2:-15}
 PORT=$(free_port)
-start_emulator "$PORT" --batch-seconds 2 --batch-fail-rate 0.02 --batch-expire-first 2
+start_emulator "$PORT" --batch-seconds 3 --batch-fail-rate 0.02 --batch-expire-first 2
 gen_prompts "$ROWS" "$WORK/in.jsonl"
 cat > "$WORK/job.yaml" <<YAML
 name: torture
@@ -22,7 +22,7 @@ batch: {max_requests_per_file: 500, poll_interval: 0.2}
 limits: {max_attempts: 20}
 YAML
 export AZURE_OPENAI_API_KEY=bench-key
-kill_runs "$WORK/job.yaml" "$KILLS" 0.1 1.5
+kill_runs "$WORK/job.yaml" "$KILLS" 0.1 2.5
 "$BIN" run "$WORK/job.yaml" --no-progress --json > "$WORK/final.json" 2> "$WORK/final.log" || true
 python3 - "$WORK" "$ROWS" "$kills" "$PORT" <<'PY'
 import json, sqlite3, sys, urllib.request

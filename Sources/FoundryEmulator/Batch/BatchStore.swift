@@ -188,7 +188,7 @@ final class BatchStore: Sendable {
             let body = parsed?["body"] as? [String: Any] ?? [:]
             let inference = InferenceRequest(body: body)
             var record: [String: Any] = ["id": BatchStore.lineID(), "custom_id": line.customID, "error": NSNull()]
-            if BatchStore.fails(line.customID, rate: configuration.batchFailRate, seed: configuration.seed) {
+            if BatchStore.fails(line.customID, in: id, rate: configuration.batchFailRate, seed: configuration.seed) {
                 record["response"] = ["status_code": 500, "request_id": requestID, "body": AzureError.serverError] as [String: Any]
                 errors.append(BatchStore.jsonLine(record))
                 failed += 1
@@ -566,10 +566,12 @@ final class BatchStore: Sendable {
         "The number of enqueued tokens has surpassed the configured limit of 90K for the deployment '\(deployment)'. Please either increase the limit or try again once the current jobs have finished."
     }
 
-    /// Whether a line fails (`batch_fail_rate`): the same lines for the same seed, whatever the order.
-    static func fails(_ customID: String, rate: Double, seed: UInt64) -> Bool {
+    /// Whether a line fails (`batch_fail_rate`): the same lines of a batch for the same seed,
+    /// whatever the order; a line sent again in another batch rolls again, as a transient
+    /// failure would.
+    static func fails(_ customID: String, in batch: String, rate: Double, seed: UInt64) -> Bool {
         guard rate > 0 else { return false }
-        let digest = Array(SHA256.hash(data: Data("\(seed)\u{0}\(customID)".utf8)))
+        let digest = Array(SHA256.hash(data: Data("\(seed)\u{0}\(batch)\u{0}\(customID)".utf8)))
         let value = digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         return Double(value >> 11) / Double(UInt64(1) << 53) < rate
     }

@@ -27,6 +27,8 @@ final class BatchEngine: Sendable {
     let progress: ProgressMode
     /// Wait until every batch ended (`run`), or submit, poll once and return (`--no-wait`).
     let wait: Bool
+    /// How long a call on the wire may finish after a stop before it is cancelled.
+    let gracePeriod: TimeInterval
     /// The batch client of each target, by name, in the job's order.
     let clients: [(spec: JobFile.Target, client: BatchClient)]
     /// `engine: auto`: asked before each round whether the rest must now go online.
@@ -39,15 +41,16 @@ final class BatchEngine: Sendable {
     var batch: JobFile.Batch { settings.job.batch }
 
     init(
-        session: JobSession, service: ServiceSession, control: RunControl, wait: Bool, progress: ProgressMode, logger: Logger,
+        session: JobSession, service: ServiceSession, control: RunControl, options: RunOptions, logger: Logger,
         shouldSwitch: (@Sendable (QueueReport) async -> Bool)? = nil
     ) {
         settings = session.settings
         queue = session.queue
         self.control = control
         self.logger = logger
-        self.wait = wait
-        self.progress = progress
+        wait = options.wait
+        progress = options.progress
+        gracePeriod = options.gracePeriod
         self.shouldSwitch = shouldSwitch
         folder = (session.paths.state as NSString).deletingLastPathComponent
         let limits = session.settings.limits
@@ -113,9 +116,9 @@ final class BatchEngine: Sendable {
     }
 
     /// ``run(_:)`` as a task the run's control can cancel: a stop (Ctrl-C) lets a call on
-    /// the wire (an upload may take minutes) finish for `gracePeriod`, then cancels it. The
-    /// batches keep running at the provider either way.
-    func runStoppable(_ mode: Mode, gracePeriod: TimeInterval) async throws -> Ending {
+    /// the wire (an upload may take minutes) finish for the grace period, then cancels it.
+    /// The batches keep running at the provider either way.
+    func runStoppable(_ mode: Mode) async throws -> Ending {
         let result = Mutex<Result<Ending, any Error>>(.failure(CancellationError()))
         let work = Task {
             do {
@@ -136,6 +139,18 @@ final class BatchEngine: Sendable {
         watcher.cancel()
         await watcher.value
         return try result.withLock { $0 }.get()
+    }
+
+    /// The engine's run as every engine's: the counters, and a condition that stopped it.
+    func outcome(_ mode: Mode) async throws -> (Ending, RunCounters, StopReason?) {
+        do {
+            let ending = try await runStoppable(mode)
+            return (ending, counters.snapshot, await control.reason)
+        } catch let condition as FatalCondition {
+            return (.finished, counters.snapshot, .fatal(condition))
+        } catch is CancellationError {
+            return (.finished, counters.snapshot, await control.reason ?? .interrupted)
+        }
     }
 
     /// Seconds until the next batch is due a poll or a create, at least a twentieth of a second.
@@ -424,6 +439,29 @@ final class BatchEngine: Sendable {
         case .log: logger.notice("\(text)")
         case .none: break
         }
+    }
+}
+
+extension BatchEngine: RowEngine {
+    func run() async throws -> (RunCounters, StopReason?) {
+        let (_, counters, stop) = try await outcome(.run)
+        return (counters, stop)
+    }
+}
+
+/// `engine: auto`: batches first; once only online can meet `finish_by`, the live batches
+/// are cancelled and collected, and the online engine sends the rest.
+struct AutoEngine: RowEngine {
+    let batches: BatchEngine
+    let online: Runner
+    let control: RunControl
+
+    func run() async throws -> (RunCounters, StopReason?) {
+        let (ending, batchCounters, stop) = try await batches.outcome(.run)
+        guard ending == .switchToOnline, stop == nil else { return (batchCounters, stop) }
+        var (counters, onlineStop) = try await online.run()
+        counters.add(batchCounters)
+        return (counters, onlineStop)
     }
 }
 

@@ -98,7 +98,9 @@ public enum BatchRun {
         session: JobSession, service: ServiceSession, runner: Runner, options: RunOptions, control: RunControl, logger: Logger
     ) async throws -> (RunCounters, StopReason?) {
         let job = session.job
-        if job.engine == .online {
+        let engine: any RowEngine
+        switch job.engine {
+        case .online:
             let live = try await session.queue.batches().filter(\.phase.isLive)
             if !live.isEmpty {
                 let rows = live.reduce(0) { $0 + $1.rows }
@@ -107,43 +109,28 @@ public enum BatchRun {
                     .fatal(FatalCondition("\(live.count) batch\(live.count == 1 ? "" : "es") of this job (\(rows) rows) still run at the provider; run it with engine: batch to collect them, or foundry-batch cancel to take their rows back"))
                 )
             }
-            return try await runner.run()
-        }
-        var shouldSwitch: (@Sendable (QueueReport) async -> Bool)?
-        if job.engine == .auto, let finishBy = job.batch.finishBy {
-            let deadline = finishBy.next(after: Date())
+            engine = runner
+        case .batch:
+            engine = BatchEngine(session: session, service: service, control: control, options: options, logger: logger)
+        case .auto:
+            let deadline = (job.batch.finishBy ?? JobFile.TimeOfDay("00:00")!).next(after: Date())
             let settings = session.settings
             logger.info("engine auto: every row done by \(RowDecision.clockTime(deadline))")
-            shouldSwitch = { report in
+            let batches = BatchEngine(session: session, service: service, control: control, options: options, logger: logger) { report in
                 let online = OnlineEstimate(settings: settings, report: report).seconds(rows: report.pendingRows)
                 return Date().addingTimeInterval(online * 1.25 + 2 * settings.job.batch.pollInterval + 5) >= deadline
             }
+            engine = AutoEngine(batches: batches, online: runner, control: control)
         }
-        let engine = BatchEngine(
-            session: session, service: service, control: control, wait: options.wait, progress: options.progress, logger: logger,
-            shouldSwitch: shouldSwitch
-        )
-        let ending: BatchEngine.Ending
-        do {
-            ending = try await engine.runStoppable(.run, gracePeriod: options.gracePeriod)
-        } catch let condition as FatalCondition {
-            return (engine.counters.snapshot, .fatal(condition))
-        } catch is CancellationError {
-            return (engine.counters.snapshot, await control.reason ?? .interrupted)
-        }
-        let batchCounters = engine.counters.snapshot
-        guard ending == .switchToOnline, await control.reason == nil else { return (batchCounters, await control.reason) }
-        var (counters, stop) = try await runner.run()
-        counters.add(batchCounters)
-        return (counters, stop)
+        return try await engine.run()
     }
 
     /// Cancels the job's live batches and collects what they finished (`cancel`); the rest
     /// of their rows return to pending. - Returns: the batches cancelled.
     static func cancel(session: JobSession, service: ServiceSession, control: RunControl, logger: Logger) async throws -> Int {
         let live = try await session.queue.batches().count(where: \.phase.isLive)
-        let engine = BatchEngine(session: session, service: service, control: control, wait: true, progress: .none, logger: logger)
-        _ = try await engine.runStoppable(.cancel, gracePeriod: 5)
+        let engine = BatchEngine(session: session, service: service, control: control, options: RunOptions(progress: .none), logger: logger)
+        _ = try await engine.runStoppable(.cancel)
         return live
     }
 }

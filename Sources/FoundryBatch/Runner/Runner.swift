@@ -20,12 +20,22 @@ public struct RunOptions: Sendable {
     }
 }
 
-/// Runs every pending row of a job through a bounded pool of workers.
+/// How a job's pending rows become outcomes: claimed from the queue and recorded through
+/// it, online (``Runner``) or through the provider's Batch API (``BatchEngine``), so status,
+/// retry, export, variants, targets and the token budget work the same with either.
+protocol RowEngine: Sendable {
+    /// Works the job's rows until none is left to do, or until stopped.
+    ///
+    /// - Returns: the counters of this run and why it stopped early, if it did.
+    func run() async throws -> (RunCounters, StopReason?)
+}
+
+/// Runs every pending row of a job through a bounded pool of workers: the online engine.
 ///
 /// Workers claim rows under a lease, pace themselves through the ``RateGate``, send with the
 /// shared token provider, and commit each outcome in the transaction that ends the row.
 /// A condition every row would hit stops the pool and leaves the rest pending.
-public final class Runner: Sendable {
+public final class Runner: RowEngine {
     /// The job's limits, with the command line's overrides applied.
     let limits: JobFile.Limits
     let queue: any RowQueue

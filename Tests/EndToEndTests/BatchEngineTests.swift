@@ -145,6 +145,26 @@ import Testing
         }
     }
 
+    @Test func threeRunsAtOnceShareTheBatchesAndMakeNoneTwice() async throws {
+        try await Emulator.withRunning(emulatorConfiguration { $0.batchSeconds = 1 }) { emulator in
+            let cli = cli()
+            cli.write("job.yaml", job(emulator, batch: "{poll_interval: 0.1, max_requests_per_file: 20}"))
+            cli.write("in.jsonl", prompts(200))
+            #expect(try await cli.run("load", "job.yaml").status == 0)
+            let runs = try (0..<3).map { _ in try cli.start(["run", "job.yaml", "--no-progress"]) }
+            for (process, out, err) in runs {
+                let result = try await CLI.finish(process, out, err)
+                #expect(result.status == 0, "\(result.stderr)")
+            }
+            let recorded = try batches(cli)
+            #expect(recorded.count == 10)
+            #expect(emulator.stats.batchesCreated == 10 && emulator.stats.filesUploaded == 10, "\(emulator.stats.batchesCreated) created")
+            #expect(emulator.stats.batchRowsInTwoLiveBatches == 0)
+            #expect(emulator.stats.batchRepeatedAnswers == 0)
+            cli.expectExactlyOnce("out/nightly.jsonl", rows: 200)
+        }
+    }
+
     @Test func aBatchThatExpiresHalfDoneKeepsItsAnswersAndTheRestGoesAgain() async throws {
         try await Emulator.withRunning(emulatorConfiguration { $0.batchExpireFirst = 1 }) { emulator in
             let cli = cli()

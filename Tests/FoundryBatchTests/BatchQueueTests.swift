@@ -98,9 +98,9 @@ import Testing
         let response = ResponseRecord(statusCode: 200, requestID: "q", clientRequestID: "l1", body: "{}", promptTokens: 10, completionTokens: 20, latencyMs: 5)
         let applied = try await fixture.queue.complete(
             [
-                Completion(seq: 1, owner: batch.owner, outcome: .succeeded(response), batch: batch.number),
+                Completion(seq: 1, owner: batch.rowOwner, outcome: .succeeded(response), batch: batch.number),
                 Completion(seq: 2, owner: "someone-else", outcome: .succeeded(response), batch: batch.number),
-                Completion(seq: 3, owner: batch.owner, outcome: .retry(at: now, error: RowError(code: "batch_expired", message: "x"), response: nil), batch: batch.number),
+                Completion(seq: 3, owner: batch.rowOwner, outcome: .retry(at: now, error: RowError(code: "batch_expired", message: "x"), response: nil), batch: batch.number),
             ],
             now: now
         )
@@ -190,6 +190,9 @@ import Testing
         #expect(outcome(#"{"custom_id":"r7","response":null,"error":{"code":"batch_expired","message":"not run"}}"#) == nil)
         #expect(outcome(#"{"custom_id":"r8","response":{"status_code":200,"body":{}}}"#) == nil, "not a row of this batch")
         #expect(outcome(#"{"custom_id":"t-1","response":{"status_code":200,"body":{}}}"#) == nil)
+        for foreign in ["r+7", "r07", "r7 ", "R7", "r"] {
+            #expect(outcome(#"{"custom_id":"\#(foreign)","response":{"status_code":200,"body":{}}}"#) == nil, "\(foreign) is not a custom id we wrote")
+        }
         #expect(outcome("not json") == nil)
     }
 }

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import FoundryTestSupport
 import Foundation
 import GRDB
+import Logging
 import Synchronization
 import Testing
 @testable import FoundryBatch
@@ -19,19 +20,30 @@ import Testing
             var files: [[String]] = []
             var polls = 0
             var creates = 0
+            var cancels = 0
+            var downloads = 0
+            var lists = 0
         }
         let state = Mutex(State())
         /// The answer to the `index`-th poll of batch `number` (nil: completed).
         let poll: @Sendable (_ number: Int, _ index: Int) -> [ScriptedServer.Action]?
         /// The output file of batch `number` for its custom ids (nil: an answer for each).
         let output: @Sendable (_ number: Int, _ ids: [String]) -> String?
+        /// The answer to the `index`-th create, once the batch is made (nil: the batch).
+        let created: @Sendable (_ index: Int) -> [ScriptedServer.Action]?
+        /// The answer to the `index`-th download (nil: the file).
+        let download: @Sendable (_ index: Int, _ file: String) -> [ScriptedServer.Action]?
 
         init(
             poll: @escaping @Sendable (Int, Int) -> [ScriptedServer.Action]? = { _, _ in nil },
-            output: @escaping @Sendable (Int, [String]) -> String? = { _, _ in nil }
+            output: @escaping @Sendable (Int, [String]) -> String? = { _, _ in nil },
+            created: @escaping @Sendable (Int) -> [ScriptedServer.Action]? = { _ in nil },
+            download: @escaping @Sendable (Int, String) -> [ScriptedServer.Action]? = { _, _ in nil }
         ) {
             self.poll = poll
             self.output = output
+            self.created = created
+            self.download = download
         }
 
         static func answer(_ id: String) -> String {
@@ -57,11 +69,22 @@ import Testing
                 }
                 return [.send(ScriptedServer.json(#"{"id":"file-\#(number)","object":"file","purpose":"batch","status":"processed"}"#))]
             case ("POST", "/openai/v1/batches"):
-                let number = state.withLock { state in
+                let (number, index) = state.withLock { state in
                     state.creates += 1
-                    return state.files.count
+                    return (state.files.count, state.creates - 1)
                 }
-                return [.send(ScriptedServer.json(Self.batch(number, status: "validating", files: false)))]
+                return created(index) ?? [.send(ScriptedServer.json(Self.batch(number, status: "validating", files: false)))]
+            case ("GET", "/openai/v1/batches"):
+                let count = state.withLock { state in
+                    state.lists += 1
+                    return state.creates
+                }
+                let data = (0..<count).reversed().map { Self.batch($0 + 1, status: "in_progress", files: false) }.joined(separator: ",")
+                return [.send(ScriptedServer.json(#"{"object":"list","data":[\#(data)],"has_more":false}"#))]
+            case ("POST", let path) where path.hasSuffix("/cancel"):
+                state.withLock { $0.cancels += 1 }
+                let number = Int(path.dropFirst("/openai/v1/batches/batch_".count).prefix { $0.isNumber }) ?? 0
+                return [.send(ScriptedServer.json(Self.batch(number, status: "in_progress", files: false)))]
             case ("GET", let path) where path.hasPrefix("/openai/v1/batches/batch_"):
                 let number = Int(path.dropFirst("/openai/v1/batches/batch_".count)) ?? 0
                 let index = state.withLock { state in
@@ -71,6 +94,11 @@ import Testing
                 return poll(number, index) ?? [.send(ScriptedServer.json(Self.batch(number, status: "completed")))]
             case ("GET", let path) where path.hasPrefix("/openai/v1/files/out-"):
                 let number = Int(path.dropFirst("/openai/v1/files/out-".count).prefix { $0.isNumber }) ?? 0
+                let index = state.withLock { state in
+                    state.downloads += 1
+                    return state.downloads - 1
+                }
+                if let answer = download(index, "out-\(number)") { return answer }
                 let ids = state.withLock { $0.files.indices.contains(number - 1) ? $0.files[number - 1] : [] }
                 let text = output(number, ids) ?? ids.map(Self.answer).joined(separator: "\n") + "\n"
                 return [.send(ScriptedServer.response(status: 200, headers: [("Content-Type", "application/octet-stream")], body: text))]
@@ -80,14 +108,16 @@ import Testing
         }
     }
 
-    func run(_ fixture: Fixture, _ server: ScriptedServer, wait: Bool = true, maxAttempts: Int? = nil) async throws -> RunSummary {
+    func run(
+        _ fixture: Fixture, _ server: ScriptedServer, wait: Bool = true, maxAttempts: Int? = nil, control: RunControl = RunControl()
+    ) async throws -> RunSummary {
         let http = HTTPClient.forRun(concurrency: 4)
         let target = ServiceTarget(baseURL: server.baseURL, apiVersion: nil, authorization: .apiKey(Self.key))
         let session = try fixture.session(maxAttempts: maxAttempts)
         do {
             let summary = try await BatchRun.execute(
                 session: session, service: ServiceSession(http: http, target: target),
-                options: RunOptions(progress: .none, gracePeriod: 1, wait: wait), control: RunControl()
+                options: RunOptions(progress: .none, gracePeriod: 1, wait: wait), control: control
             )
             try await http.shutdown()
             return summary
@@ -203,6 +233,88 @@ import Testing
             #expect(summary.stop?.message.contains("max_tokens_total") == true, "\(summary.text)")
             #expect(server.requests.isEmpty, "nothing was uploaded")
             #expect(try await fixture.queue.counts().job.pending == 3)
+        }
+    }
+
+    @Test func aCreateWithoutAClearAnswerIsLookedForAndNeverMadeTwice() async throws {
+        let fixture = try await loaded()
+        // The batch is made, then the connection drops before the answer; then a 502.
+        let provider = Provider(created: { index in
+            index == 0 ? [.close] : nil
+        })
+        try await ScriptedServer.withRunning(provider.script) { server in
+            let summary = try await run(fixture, server)
+            #expect(summary.exitStatus == .success, "\(summary.text)")
+            #expect(provider.state.withLock { $0.creates } == 1, "the batch of the lost answer was adopted")
+            #expect(provider.state.withLock { $0.lists } >= 1)
+            #expect(fixture.directory.jsonLines("out/test.jsonl").count == 3)
+        }
+    }
+
+    @Test func aStalledDownloadTimesOutAndIsTriedAgain() async throws {
+        let fixture = try await loaded(limits: "timeout: 1, max_retry_wait: 20")
+        let provider = Provider(download: { index, _ in
+            index == 0
+                ? [.send(ScriptedServer.head(status: 200, headers: [("Content-Length", "100000")]) + Array("{\"custom".utf8)), .pause(seconds: 30)]
+                : nil
+        })
+        try await ScriptedServer.withRunning(provider.script) { server in
+            let started = Date()
+            let summary = try await run(fixture, server)
+            #expect(summary.exitStatus == .success, "\(summary.text)")
+            #expect(Date().timeIntervalSince(started) < 15, "the stall ended at limits.timeout")
+            #expect(provider.state.withLock { $0.downloads } == 2)
+        }
+    }
+
+    @Test func anOutputFileTheProviderNoLongerHasSendsItsRowsAgain() async throws {
+        let fixture = try await loaded()
+        let provider = Provider(download: { index, _ in
+            index == 0 ? [.send(ScriptedServer.json(status: 404, #"{"error":{"code":"NotFound","message":"The file was not found."}}"#))] : nil
+        })
+        try await ScriptedServer.withRunning(provider.script) { server in
+            let summary = try await run(fixture, server)
+            #expect(summary.exitStatus == .success, "\(summary.text)")
+            #expect(provider.state.withLock { $0.creates } == 2)
+            #expect(fixture.directory.jsonLines("out/test.jsonl").count == 3)
+        }
+    }
+
+    @Test func aStopEndsTheWaitBetweenTriesOfAControlCall() async throws {
+        let fixture = try await loaded()
+        let provider = Provider(poll: { _, _ in [.send(ScriptedServer.json(status: 500, #"{"error":{"code":"server_error","message":"boom"}}"#))] })
+        try await ScriptedServer.withRunning(provider.script) { server in
+            let control = RunControl()
+            let started = Date()
+            let stopper = Task {
+                try await Task.sleep(for: .milliseconds(1500))
+                await control.stop(.interrupted)
+            }
+            let summary = try await run(fixture, server, control: control)
+            _ = try await stopper.value
+            #expect(summary.exitStatus == .interrupted, "\(summary.text)")
+            #expect(Date().timeIntervalSince(started) < 5, "not the back-off's whole wait")
+            #expect(try await fixture.queue.batches().first?.phase == .submitted, "the batch keeps running at the provider")
+        }
+    }
+
+    @Test func aCancelIsSentOnceWhileTheProviderStillSaysInProgress() async throws {
+        let fixture = try await loaded()
+        let provider = Provider(poll: { _, index in
+            index < 6 ? [.send(ScriptedServer.json(Provider.batch(1, status: "in_progress")))] : [.send(ScriptedServer.json(Provider.batch(1, status: "cancelled")))]
+        })
+        try await ScriptedServer.withRunning(provider.script) { server in
+            let submitted = try await run(fixture, server, wait: false)
+            #expect(submitted.exitStatus == .batchesRunning)
+            let http = HTTPClient.forRun(concurrency: 2)
+            let target = ServiceTarget(baseURL: server.baseURL, apiVersion: nil, authorization: .apiKey(Self.key))
+            let cancelled = try await BatchRun.cancel(
+                session: try fixture.session(), service: ServiceSession(http: http, target: target), control: RunControl(), logger: .init(label: "test")
+            )
+            try await http.shutdown()
+            #expect(cancelled == 1)
+            #expect(provider.state.withLock { $0.cancels } == 1)
+            #expect(try await fixture.queue.counts().job.succeeded == 3, "what the cancelled batch finished is kept")
         }
     }
 

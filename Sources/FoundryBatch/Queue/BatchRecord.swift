@@ -58,9 +58,13 @@ public struct BatchRecord: Sendable, Equatable, Decodable {
     public var cancelRequested = false
     /// The last thing the provider said that went wrong (a validation error, a refusal).
     public var message: String?
+    /// The run advancing the batch now, and until when its claim holds: one process at a
+    /// time uploads, creates, polls or collects a batch.
+    public var owner: String?
+    public var ownerUntil: Date?
 
     /// The lease owner of the batch's rows: no worker's, and never expiring while the batch lives.
-    public var owner: String { Self.owner(number) }
+    public var rowOwner: String { Self.owner(number) }
 
     public static func owner(_ number: Int64) -> String { "batch:\(number)" }
 

@@ -53,7 +53,39 @@ extension MemoryQueue {
     public func updateBatch(_ batch: BatchRecord) async throws {
         storage.withLock { storage in
             guard let at = storage.batches.firstIndex(where: { $0.number == batch.number }) else { return }
-            storage.batches[at] = batch
+            // As SQLite's: everything but the rows and the claim.
+            var updated = batch
+            (updated.rows, updated.bytes, updated.tokens) = (storage.batches[at].rows, storage.batches[at].bytes, storage.batches[at].tokens)
+            (updated.owner, updated.ownerUntil) = (storage.batches[at].owner, storage.batches[at].ownerUntil)
+            updated.cancelRequested = updated.cancelRequested || storage.batches[at].cancelRequested
+            storage.batches[at] = updated
+        }
+    }
+
+    public func claimBatch(_ number: Int64, owner: String, until: Date, now: Date, replacing: String?) async throws -> Bool {
+        storage.withLock { storage in
+            guard let at = storage.batches.firstIndex(where: { $0.number == number }) else { return false }
+            let holder = storage.batches[at].owner
+            let free = holder == nil || holder == owner || (storage.batches[at].ownerUntil ?? .distantPast) < now || (replacing != nil && holder == replacing)
+            guard free else { return false }
+            storage.batches[at].owner = owner
+            storage.batches[at].ownerUntil = until
+            return true
+        }
+    }
+
+    public func requestCancel(_ number: Int64) async throws {
+        storage.withLock { storage in
+            for at in storage.batches.indices where storage.batches[at].number == number { storage.batches[at].cancelRequested = true }
+        }
+    }
+
+    public func renewBatchClaims(owner: String, until: Date?) async throws {
+        storage.withLock { storage in
+            for at in storage.batches.indices where storage.batches[at].owner == owner {
+                storage.batches[at].ownerUntil = until
+                if until == nil { storage.batches[at].owner = nil }
+            }
         }
     }
 

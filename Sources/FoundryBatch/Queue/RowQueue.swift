@@ -311,6 +311,15 @@ public protocol RowQueue: Sendable {
     func batches() async throws -> [BatchRecord]
     /// Calls `body` with every row the batch still holds, in input order, streaming.
     func forEachBatchLine(number: Int64, _ body: (BatchLine) throws -> Void) async throws
+    /// Claims batch `number` for `owner` until `until`: when nobody holds it, `owner` does,
+    /// the claim expired, or its holder is `replacing` (a process known dead).
+    /// - Returns: whether `owner` holds it now.
+    func claimBatch(_ number: Int64, owner: String, until: Date, now: Date, replacing: String?) async throws -> Bool
+    /// Asks for batch `number` to be cancelled, whoever holds it: its holder cancels it at the
+    /// provider on its next round. (``updateBatch(_:)`` never clears the request.)
+    func requestCancel(_ number: Int64) async throws
+    /// Lets go of every batch `owner` holds, or pushes their claims to `until`.
+    func renewBatchClaims(owner: String, until: Date?) async throws
 
     /// Calls `body` with every finished row in input order, streaming.
     ///

@@ -13,7 +13,8 @@ extension SQLiteQueue {
     static let batchColumns = """
         number, target, model, api, phase, rows, bytes, tokens, file_id AS fileID, batch_id AS batchID, status, completed, failed,
         created_at AS createdAt, submitted_at AS submittedAt, ends_by AS endsBy, output_file_id AS outputFileID,
-        error_file_id AS errorFileID, not_before AS notBefore, refusals, cancel_requested AS cancelRequested, message
+        error_file_id AS errorFileID, not_before AS notBefore, refusals, cancel_requested AS cancelRequested, message,
+        owner, owner_until AS ownerUntil
         """
 
     static func batches(_ db: Database) throws -> [BatchRecord] {
@@ -85,7 +86,8 @@ extension SQLiteQueue {
                 try db.execute(
                     sql: """
                         UPDATE batches SET phase = ?, file_id = ?, batch_id = ?, status = ?, completed = ?, failed = ?, submitted_at = ?,
-                            ends_by = ?, output_file_id = ?, error_file_id = ?, not_before = ?, refusals = ?, cancel_requested = ?, message = ?
+                            ends_by = ?, output_file_id = ?, error_file_id = ?, not_before = ?, refusals = ?,
+                            cancel_requested = (cancel_requested OR ?), message = ?
                         WHERE number = ?
                         """,
                     arguments: [
@@ -101,6 +103,39 @@ extension SQLiteQueue {
 
     public func batches() async throws -> [BatchRecord] {
         try await storage { try await pool.read { db in try Self.batches(db) } }
+    }
+
+    public func claimBatch(_ number: Int64, owner: String, until: Date, now: Date, replacing: String?) async throws -> Bool {
+        try await storage {
+            try await pool.write { db in
+                try db.execute(
+                    sql: """
+                        UPDATE batches SET owner = ?, owner_until = ?
+                        WHERE number = ? AND (owner IS NULL OR owner = ? OR owner_until < ? OR owner = ?)
+                        """,
+                    arguments: [owner, until.timeIntervalSince1970, number, owner, now.timeIntervalSince1970, replacing]
+                )
+                return db.changesCount > 0
+            }
+        }
+    }
+
+    public func requestCancel(_ number: Int64) async throws {
+        try await storage {
+            try await pool.write { db in try db.execute(sql: "UPDATE batches SET cancel_requested = 1 WHERE number = ?", arguments: [number]) }
+        }
+    }
+
+    public func renewBatchClaims(owner: String, until: Date?) async throws {
+        try await storage {
+            try await pool.write { db in
+                if let until {
+                    try db.execute(sql: "UPDATE batches SET owner_until = ? WHERE owner = ?", arguments: [until.timeIntervalSince1970, owner])
+                } else {
+                    try db.execute(sql: "UPDATE batches SET owner = NULL, owner_until = NULL WHERE owner = ?", arguments: [owner])
+                }
+            }
+        }
     }
 
     public func forEachBatchLine(number: Int64, _ body: (BatchLine) throws -> Void) async throws {

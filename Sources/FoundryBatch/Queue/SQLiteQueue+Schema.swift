@@ -103,7 +103,9 @@ extension SQLiteQueue {
                         not_before REAL,
                         refusals INTEGER NOT NULL DEFAULT 0,
                         cancel_requested INTEGER NOT NULL DEFAULT 0,
-                        message TEXT
+                        message TEXT,
+                        owner TEXT,
+                        owner_until REAL
                     );
                     CREATE INDEX rows_batch ON rows(lease_owner, seq) WHERE state = 'running';
                     """

@@ -36,6 +36,22 @@ final class BatchEngine: Sendable {
     /// Files are written and downloaded beside the state database.
     let folder: String
     let counters = RunCountersBox()
+    /// This run's claim on the batches it advances (`host/pid/nonce/space`, as row leases).
+    let owner = LeaseOwner.make()
+
+    /// How long a claim on a batch holds without being renewed (every quarter of it).
+    static let claimLength: TimeInterval = 60
+    /// Creates in a row without a clear answer before the run stops.
+    static let maxUncertainCreates = 8
+
+    /// What a run of the engine remembers between rounds; nothing a crash must keep.
+    struct Memory {
+        var polled: [Int64: Date] = [:]
+        /// Creates of each batch whose outcome was unknown.
+        var uncertain: [Int64: Int] = [:]
+        /// Batches this run asked the provider to cancel.
+        var cancelSent: Set<Int64> = []
+    }
 
     var job: JobFile { settings.job }
     var batch: JobFile.Batch { settings.job.batch }
@@ -58,8 +74,8 @@ final class BatchEngine: Sendable {
             (
                 connected.spec,
                 BatchClient(
-                    http: service.http, target: connected.target, name: connected.spec.name, timeout: max(limits.timeout, 60),
-                    maxRetryWait: limits.maxRetryWait, logger: logger
+                    http: service.http, target: connected.target, name: connected.spec.name, timeout: limits.timeout,
+                    maxRetryWait: limits.maxRetryWait, logger: logger, control: control
                 )
             )
         }
@@ -79,7 +95,7 @@ final class BatchEngine: Sendable {
     ///   failure, a rejected credential), ``StorageError`` from the queue.
     func run(_ mode: Mode) async throws -> Ending {
         var mode = mode
-        var polled: [Int64: Date] = [:]
+        var memory = Memory()
         var ending = Ending.finished
         defer { if progress == .terminal { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) } }
         while await control.reason == nil {
@@ -89,14 +105,14 @@ final class BatchEngine: Sendable {
                 ending = .switchToOnline
             }
             if mode == .run { try await submitPending() }
-            for record in try await queue.batches() where record.phase.isLive {
+            for listed in try await queue.batches() where listed.phase.isLive {
                 if await control.reason != nil { break }
-                var record = record
-                if mode == .cancel, !record.cancelRequested {
-                    record.cancelRequested = true
-                    try await queue.updateBatch(record)
-                }
-                try await advance(&record, polled: &polled)
+                if mode == .cancel, !listed.cancelRequested { try await queue.requestCancel(listed.number) }
+                // Another run on the job may be advancing it: one at a time, then as it is now.
+                guard try await claim(listed), var record = try await queue.batches().first(where: { $0.number == listed.number }),
+                    record.phase.isLive
+                else { continue }
+                try await advance(&record, memory: &memory)
             }
             try await report()
             let live = try await queue.batches().filter(\.phase.isLive)
@@ -110,7 +126,7 @@ final class BatchEngine: Sendable {
                 continue
             }
             if !wait, mode == .run { return ending }
-            try await pause(nextWake(live, polled: polled))
+            try await pause(nextWake(live, polled: memory.polled))
         }
         return ending
     }
@@ -129,7 +145,14 @@ final class BatchEngine: Sendable {
             }
         }
         await control.register(work)
-        let control = self.control
+        let control = self.control, queue = self.queue, owner = self.owner
+        let renewal = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: Bounded.duration(seconds: Self.claimLength / 4))
+                if Task.isCancelled { break }
+                try? await queue.renewBatchClaims(owner: owner, until: Date().addingTimeInterval(Self.claimLength))
+            }
+        }
         let watcher = Task {
             await control.waitForStop()
             try? await Task.sleep(for: Bounded.duration(seconds: gracePeriod))
@@ -137,7 +160,11 @@ final class BatchEngine: Sendable {
         }
         await work.value
         watcher.cancel()
+        renewal.cancel()
         await watcher.value
+        await renewal.value
+        // The next run (cron's, or another on the job) need not wait for the claims to expire.
+        try? await queue.renewBatchClaims(owner: owner, until: nil)
         return try result.withLock { $0 }.get()
     }
 
@@ -160,7 +187,7 @@ final class BatchEngine: Sendable {
         for record in live {
             let due: Date =
                 switch record.phase {
-                case .uploaded: record.notBefore ?? now
+                case .uploaded, .creating: record.notBefore ?? now
                 case .submitted: (polled[record.number] ?? .distantPast).addingTimeInterval(batch.pollInterval)
                 default: now
                 }
@@ -234,8 +261,15 @@ final class BatchEngine: Sendable {
         }
     }
 
+    /// Claims `record` for this run; a claim held by a process on this machine that died is taken over.
+    func claim(_ record: BatchRecord) async throws -> Bool {
+        let dead = record.owner.flatMap { $0 != owner && LeaseOwner.isDeadLocal($0) ? $0 : nil }
+        let now = Date()
+        return try await queue.claimBatch(record.number, owner: owner, until: now.addingTimeInterval(Self.claimLength), now: now, replacing: dead)
+    }
+
     /// Moves `record` on from its phase as far as it can go now.
-    func advance(_ record: inout BatchRecord, polled: inout [Int64: Date]) async throws {
+    func advance(_ record: inout BatchRecord, memory: inout Memory) async throws {
         let client = try client(named: record.target)
         if record.cancelRequested, record.batchID == nil, record.phase == .cut || record.phase == .uploaded {
             // Never at the provider: its rows simply go back.
@@ -252,12 +286,15 @@ final class BatchEngine: Sendable {
             logger.info("batch file uploaded", metadata: ["batch": "\(record.number)", "file": "\(record.fileID ?? "")"])
         }
         if record.phase == .creating, let fileID = record.fileID {
-            // The create may have reached the provider before the crash: adopt that batch.
+            if let notBefore = record.notBefore, notBefore > Date() { return }
+            // The create may have reached the provider (before a crash, or without a clear
+            // answer): adopt that batch rather than make a second.
             if let found = try await client.find(inputFileID: fileID) {
                 adopt(found, into: &record)
                 try await queue.updateBatch(record)
             } else {
                 record.phase = .uploaded
+                record.notBefore = nil
             }
         }
         if record.phase == .uploaded {
@@ -266,23 +303,24 @@ final class BatchEngine: Sendable {
                 try await settle(&record, unfinished: "cancelled before it was submitted", countsAsAttempt: false)
                 return
             }
-            try await create(&record, client: client)
-            polled[record.number] = Date()
+            try await create(&record, client: client, memory: &memory)
+            memory.polled[record.number] = Date()
             if record.phase != .submitted { return }
         }
         if record.phase == .submitted, let id = record.batchID {
             // A batch that ended or is being cancelled already is not cancelled again (the
             // provider answers 409 for an ended one).
             let status = record.status.flatMap(BatchObject.Status.init(spelling:))
-            if record.cancelRequested, status != .cancelling, !(status?.isTerminal ?? false) {
+            if record.cancelRequested, status != .cancelling, !(status?.isTerminal ?? false), !memory.cancelSent.contains(record.number) {
+                memory.cancelSent.insert(record.number)
                 let answer = try await client.cancel(id)
                 logger.info("batch cancel requested", metadata: ["batch": "\(record.number)", "id": "\(id)"])
                 update(&record, from: answer)
                 try await queue.updateBatch(record)
             }
-            guard Date().timeIntervalSince(polled[record.number] ?? .distantPast) >= batch.pollInterval || record.cancelRequested else { return }
+            guard Date().timeIntervalSince(memory.polled[record.number] ?? .distantPast) >= batch.pollInterval else { return }
             let answer = try await client.get(id)
-            polled[record.number] = Date()
+            memory.polled[record.number] = Date()
             update(&record, from: answer)
             if let status = answer.status, status.isTerminal {
                 if status == .failed, answer.outputFileID == nil {
@@ -296,7 +334,7 @@ final class BatchEngine: Sendable {
         if record.phase == .ended { try await collect(&record, client: client) }
     }
 
-    func create(_ record: inout BatchRecord, client: BatchClient) async throws {
+    func create(_ record: inout BatchRecord, client: BatchClient, memory: inout Memory) async throws {
         guard let fileID = record.fileID else { return }
         record.phase = .creating
         try await queue.updateBatch(record)
@@ -305,6 +343,19 @@ final class BatchEngine: Sendable {
             adopt(answer, into: &record)
             try await queue.updateBatch(record)
             logger.info("batch created", metadata: ["batch": "\(record.number)", "id": "\(answer.id)", "rows": "\(record.rows)"])
+        } catch let uncertain as UncertainCreate {
+            // The batch may exist: the next round looks for it before creating again.
+            let tries = memory.uncertain[record.number, default: 0] + 1
+            memory.uncertain[record.number] = tries
+            guard tries < Self.maxUncertainCreates else {
+                throw FatalCondition(
+                    "the batch create for \(record.fileName) on target '\(record.target)' got no clear answer \(tries) times (\(uncertain.reason)). Run the job again later: it looks for the batch before creating another."
+                )
+            }
+            record.notBefore = Date().addingTimeInterval(min(batch.pollInterval, 5) * Double(tries))
+            record.message = "the create got no clear answer: \(uncertain.reason)"
+            try await queue.updateBatch(record)
+            logger.warning("batch create unanswered; looking for it before creating again", metadata: ["batch": "\(record.number)", "reason": "\(uncertain.reason)"])
         } catch let refusal as BatchRefusal where refusal.isTokenLimit {
             try await refused(&record, refusal.message)
         } catch let refusal as BatchRefusal {
@@ -397,11 +448,18 @@ final class BatchEngine: Sendable {
     /// go back to pending, counting an attempt.
     func collect(_ record: inout BatchRecord, client: BatchClient) async throws {
         let results = BatchResults(record: record, limits: settings.limits, pooled: job.isPooled)
+        var seen = Set<Int64>()
         for fileID in [record.outputFileID, record.errorFileID].compactMap({ $0 }) {
             let path = filePath(record, "\(fileID.prefix(64).filter { $0.isLetter || $0.isNumber || $0 == "-" }).download")
             defer { try? FileManager.default.removeItem(atPath: path) }
-            try await client.download(fileID, to: path)
-            let settled = try await results.read(path: path, queue: queue)
+            do {
+                try await client.download(fileID, to: path)
+            } catch is FileGone {
+                // Expired or deleted at the provider: its rows are unfinished and go again.
+                logger.warning("the provider no longer has a file of the batch; its rows go again", metadata: ["batch": "\(record.number)", "file": "\(fileID)"])
+                continue
+            }
+            let settled = try await results.read(path: path, queue: queue, seen: &seen)
             counters.add(settled)
         }
         let unfinished = "the batch ended \(record.status ?? "") without an answer for this row"

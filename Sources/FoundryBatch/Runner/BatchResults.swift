@@ -18,9 +18,10 @@ struct BatchResults: Sendable {
     /// The custom id of row `seq` in a batch file: unique in the job, whatever the row's id.
     static func customID(_ seq: Int64) -> String { "r\(seq)" }
 
+    /// The row of a custom id this engine wrote; nil for any other spelling ("r+1", "r01").
     static func seq(customID: String) -> Int64? {
-        guard customID.hasPrefix("r") else { return nil }
-        return Int64(customID.dropFirst())
+        guard customID.hasPrefix("r"), let seq = Int64(customID.dropFirst()), customID == Self.customID(seq) else { return nil }
+        return seq
     }
 
     /// What settling rows did, for the run's counters.
@@ -50,8 +51,9 @@ struct BatchResults: Sendable {
         }
     }
 
-    /// Reads the downloaded file at `path` and commits each answered row. - Returns: what it settled.
-    func read(path: String, queue: any RowQueue) async throws -> Settled {
+    /// Reads the downloaded file at `path` and commits each answered row once (the first line
+    /// of a row in `seen`'s files wins). - Returns: what it settled.
+    func read(path: String, queue: any RowQueue, seen: inout Set<Int64>) async throws -> Settled {
         var reader: LineReader
         do { reader = try LineReader(path: path) } catch { throw StorageError(path: path, message: error.message) }
         var settled = Settled()
@@ -60,7 +62,7 @@ struct BatchResults: Sendable {
         try await queue.forEachBatchLine(number: record.number) { attempts[$0.seq] = $0.attempts }
         let now = Date()
         while let line = reader.next() {
-            guard let completion = outcome(of: line, attempts: attempts, now: now) else { continue }
+            guard let completion = outcome(of: line, attempts: attempts, now: now), seen.insert(completion.seq).inserted else { continue }
             settled.add(completion)
             batch.append(completion)
             if batch.count >= 1000 {
@@ -123,7 +125,7 @@ struct BatchResults: Sendable {
     }
 
     func completion(_ seq: Int64, _ outcome: RowOutcome) -> Completion {
-        Completion(seq: seq, owner: record.owner, outcome: outcome, target: pooled ? record.target : nil, batch: record.number)
+        Completion(seq: seq, owner: record.rowOwner, outcome: outcome, target: pooled ? record.target : nil, batch: record.number)
     }
 
     /// Milliseconds from the batch's submission to now: how long its answers took.

@@ -91,12 +91,15 @@ public struct RunSummary: Sendable {
         ]
         if export.failed > 0 { lines.append("  errors:  \(export.errors) (\(Self.lines(export.failed)))") }
         if liveBatches > 0 {
-            lines.append("  \(liveBatches) batch\(liveBatches == 1 ? "" : "es") still running at the provider: run the job again to collect (foundry-batch status lists them)")
+            lines.append(
+                "  \(liveBatches) batch\(liveBatches == 1 ? "" : "es") not yet collected (running at the provider, or waiting to be submitted): run the job again to go on; status lists them"
+            )
         }
         lines.append(String(format: "  %.1f s", elapsed))
         switch stop {
         case .fatal, .storageFailed, .notStarted: lines.append("stopped: \(stop?.message ?? "")")
-        case .interrupted: lines.append(stop?.message ?? "")
+        case .interrupted:
+            lines.append(liveBatches > 0 ? "interrupted: the batches keep running at the provider; run the job again to collect them" : stop?.message ?? "")
         case nil: break
         }
         return lines.joined(separator: "\n")

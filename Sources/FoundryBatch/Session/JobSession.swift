@@ -79,7 +79,8 @@ public struct JobSession: Sendable {
             batchFiles = try await queue.pendingGroups(now: .distantFuture).map { DryRunReport.BatchFiles($0, batch: job.batch) }
         }
         return DryRunReport(
-            job: job.name, rows: report.pendingRows, promptTokens: report.pendingPromptTokens,
+            // A batch run sends the pending rows; those in live batches are at the provider already.
+            job: job.name, rows: batchFiles.map { $0.reduce(0) { $0 + $1.rows } } ?? report.pendingRows, promptTokens: report.pendingPromptTokens,
             completionCap: report.pendingCompletionCap, prices: job.prices, batchFiles: batchFiles
         )
     }

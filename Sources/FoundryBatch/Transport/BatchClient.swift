@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// What the provider refused of a control call, as it said it: the HTTP status, its code
 /// and message. A refused batch create for the enqueued-token quota is one
@@ -17,6 +18,17 @@ public struct BatchRefusal: Error, Sendable, Equatable {
     public var isTokenLimit: Bool { code == "token_limit_exceeded" }
 }
 
+/// A create whose outcome is unknown: it timed out, its connection dropped, or the service
+/// answered a 5xx or nonsense. The batch may exist: look for it before creating again.
+struct UncertainCreate: Error, Sendable {
+    var reason: String
+}
+
+/// A file the provider no longer has (404): an output or error file that expired.
+struct FileGone: Error, Sendable {
+    var fileID: String
+}
+
 /// The provider's Batch API for one target: files and batches, on either path style.
 ///
 /// Paths follow the target's: without `api_version`, `{base}/openai/v1/files` (or
@@ -24,8 +36,11 @@ public struct BatchRefusal: Error, Sendable, Equatable {
 /// `{base}/openai/files?api-version=`. A 429, a 5xx, a timeout or a dropped connection is
 /// tried again after the service's delay or a back-off; a delay beyond `max_retry_wait`, a
 /// rejected credential, a missing role or a missing route stops the run
-/// (``FatalCondition``), and so does any other 4xx or a redirect, except for a create: its
-/// refusal is a ``BatchRefusal`` for the engine to judge (the enqueued-token quota).
+/// (``FatalCondition``), and so does any other 4xx or a redirect. A create is never sent
+/// twice by this client: its refusal is a ``BatchRefusal`` for the engine to judge (the
+/// enqueued-token quota), and an answer that leaves its outcome unknown is
+/// ``UncertainCreate``. A download answered 404 is ``FileGone``. A stop of the run ends a
+/// wait between tries at once.
 struct BatchClient: Sendable {
     let http: HTTPClient
     let target: ServiceTarget
@@ -35,8 +50,20 @@ struct BatchClient: Sendable {
     let timeout: TimeInterval
     let maxRetryWait: TimeInterval
     let logger: Logger
+    /// The run's control: a stop ends a wait between tries.
+    var control: RunControl?
     /// Tries of one control call before the run stops.
     var maxTries = 8
+
+    /// How a call's failures are judged.
+    enum Kind: Sendable {
+        /// Sent again after a transient failure; any refusal stops the run.
+        case control
+        /// A batch create: a refusal is the engine's to judge; never sent twice.
+        case create
+        /// A file download: a 404 is a file gone.
+        case download(fileID: String)
+    }
 
     /// A file of up to 200 MB travels within this.
     static let transferTimeout: TimeInterval = 1800
@@ -96,7 +123,7 @@ struct BatchClient: Sendable {
         let body = JSONValue.object([
             ("input_file_id", .string(fileID)), ("endpoint", .string(endpoint(for: api))), ("completion_window", .string(window)),
         ])
-        return try await object(.POST, url("batches"), body: body.jsonText, what: "the batch create for file \(fileID)", refusable: true)
+        return try await object(.POST, url("batches"), body: body.jsonText, what: "the batch create for file \(fileID)", kind: .create)
     }
 
     func get(_ id: String) async throws -> BatchObject {
@@ -128,7 +155,8 @@ struct BatchClient: Sendable {
     /// larger than memory should hold.
     func download(_ fileID: String, to path: String) async throws {
         let url = url("files/\(Self.segment(fileID))/content")
-        try await retrying(what: "the download of file \(fileID)") { bearer in
+        let idle = timeout
+        try await retrying(what: "the download of file \(fileID)", kind: .download(fileID: fileID)) { bearer in
             var request = self.request(.GET, url, bearer: bearer)
             request.headers.replaceOrAdd(name: "Accept", value: "application/jsonl, application/json, */*")
             let http = self.http, prepared = request
@@ -144,16 +172,41 @@ struct BatchClient: Sendable {
                     throw StorageError(path: path, message: "cannot write the downloaded batch file here")
                 }
                 defer { try? handle.close() }
-                for try await chunk in response.body { try handle.write(contentsOf: chunk.readableBytesView) }
+                try await Self.stream(response.body, to: handle, idle: idle)
                 return .response(status: status, headers: response.headers, body: Array("{}".utf8), latencyMs: 0)
             }
         }
     }
 
+    /// Writes `body` to `handle` as it arrives; a body that stalls for `idle` seconds is a
+    /// timeout (a file of 200 MB may take long, but never that long without a byte).
+    static func stream(_ body: HTTPClientResponse.Body, to handle: FileHandle, idle: TimeInterval) async throws {
+        final class Progress: Sendable {
+            let last = Mutex(Date())
+        }
+        let progress = Progress()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for try await chunk in body {
+                    try handle.write(contentsOf: chunk.readableBytesView)
+                    progress.last.withLock { $0 = Date() }
+                }
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: .milliseconds(250))
+                    if Date().timeIntervalSince(progress.last.withLock { $0 }) > idle { throw DeadlineExceeded() }
+                }
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
     // MARK: Plumbing
 
-    func object(_ method: HTTPMethod, _ url: String, body: String? = nil, what: String, refusable: Bool = false) async throws -> BatchObject {
-        let answer = try await call(method, url, what: what, refusable: refusable) {
+    func object(_ method: HTTPMethod, _ url: String, body: String? = nil, what: String, kind: Kind = .control) async throws -> BatchObject {
+        let answer = try await call(method, url, what: what, kind: kind) {
             body.map { (.bytes(ByteBuffer(string: $0)), "application/json") } ?? (nil, nil)
         }
         guard let batch = BatchObject(json: answer) else {
@@ -164,11 +217,11 @@ struct BatchClient: Sendable {
 
     /// One control call with a small JSON answer, tried again as the type's doc says.
     func call(
-        _ method: HTTPMethod, _ url: String, timeout: TimeInterval? = nil, what: String, refusable: Bool = false,
+        _ method: HTTPMethod, _ url: String, timeout: TimeInterval? = nil, what: String, kind: Kind = .control,
         body: @Sendable () -> (HTTPClientRequest.Body?, String?) = { (nil, nil) }
     ) async throws -> JSONValue {
         let limit = timeout ?? self.timeout
-        let answer = try await retrying(what: what, refusable: refusable) { bearer in
+        let answer = try await retrying(what: what, kind: kind) { bearer in
             var request = self.request(method, url, bearer: bearer)
             let (payload, type) = body()
             if let payload { request.body = payload }
@@ -201,7 +254,7 @@ struct BatchClient: Sendable {
 
     /// Sends `exchange` until it is answered with a 2xx, as the type's doc says. - Returns: that answer.
     @discardableResult
-    func retrying(what: String, refusable: Bool = false, _ exchange: @Sendable (String?) async throws -> ServiceAnswer) async throws -> ServiceAnswer {
+    func retrying(what: String, kind: Kind = .control, _ exchange: @Sendable (String?) async throws -> ServiceAnswer) async throws -> ServiceAnswer {
         if target.authorization.carriesSecret, let url = URL(string: target.baseURL), !TransportSecurity.maySendSecret(to: url) {
             throw FatalCondition("refusing to send a credential to \(TransportSecurity.origin(ofLocation: target.baseURL)) over plain http: use https")
         }
@@ -236,7 +289,11 @@ struct BatchClient: Sendable {
             switch verdict {
             case .success:
                 return answer
-            case .retry(let delay, let error, _):
+            case .retry(let delay, let error, let throttled):
+                // A throttled create was not made; any other failure may have made it.
+                if case .create = kind, !throttled, error.statusCode != 408 {
+                    throw UncertainCreate(reason: "\(error.code): \(error.message)")
+                }
                 if let delay, delay > maxRetryWait {
                     throw FatalCondition(
                         "\(what) on target '\(name)': the service asks to wait \(Bounded.int(delay)) s (\(error.message)), more than limits.max_retry_wait (\(Bounded.int(maxRetryWait)) s). Run the job again later."
@@ -247,7 +304,7 @@ struct BatchClient: Sendable {
                 }
                 let wait = delay.flatMap { $0 > 0 ? $0 : nil } ?? RetryPolicy.backoff(attempt: tries)
                 logger.info("batch control call retried", metadata: ["call": "\(what)", "error": "\(error.code)", "wait": "\(Bounded.int(wait))"])
-                try await Task.sleep(for: Bounded.duration(seconds: wait))
+                try await pause(wait)
             case .unauthorized(let error):
                 if case .bearer(let provider) = target.authorization, let bearer, !refreshed {
                     refreshed = true
@@ -256,17 +313,32 @@ struct BatchClient: Sendable {
                 }
                 throw FatalCondition("target '\(name)' rejected the credentials for \(what) (HTTP 401): \(error.message)\nCheck auth: of the target (or its api_key_env).")
             case .permanent(let error):
-                if refusable { throw BatchRefusal(status: error.statusCode ?? 0, code: error.code, message: error.message) }
+                if case .create = kind { throw BatchRefusal(status: error.statusCode ?? 0, code: error.code, message: error.message) }
                 throw FatalCondition(
                     "target '\(name)' refused \(what) (\(error.statusCode.map { "HTTP \($0)" } ?? error.code) \(error.code)): \(error.message)\nCheck endpoint: and api_version: of the target."
                 )
             case .fatal(let condition):
-                // A 404 here is a route the resource does not serve, not a missing deployment.
-                if case .response(404, _, _, _) = answer {
-                    throw FatalCondition("target '\(name)' does not offer the Batch API at \(target.baseURL) (HTTP 404 for \(what)).\nCheck endpoint: and api_version: (Azure: a resource with a Global or Data-zone Batch deployment).")
+                // A 404 here is a missing route or object, not a missing deployment.
+                if case .response(404, _, let body, _) = answer {
+                    if case .download(let fileID) = kind { throw FileGone(fileID: fileID) }
+                    let said = ServiceBody.decode(body)?.error?.message.map { ": " + ServiceText.printable($0, limit: 300) } ?? ""
+                    throw FatalCondition(
+                        "target '\(name)' answered 404 for \(what) at \(target.baseURL)\(said).\nCheck endpoint: and api_version: (Azure: a resource with a Global or Data-zone Batch deployment)."
+                    )
                 }
                 throw condition
             }
+        }
+    }
+}
+
+extension BatchClient {
+    /// Sleeps `seconds` between tries, ending at once (cancelled) when the run is stopped.
+    func pause(_ seconds: TimeInterval) async throws {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if let control, await control.reason != nil { throw CancellationError() }
+            try await Task.sleep(for: Bounded.duration(seconds: min(end.timeIntervalSinceNow, 0.1)))
         }
     }
 }

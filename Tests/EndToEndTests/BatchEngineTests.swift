@@ -16,7 +16,10 @@ import Testing
         }
     }
 
-    func job(_ emulator: Emulator, engine: String = "batch", batch: String = "{poll_interval: 0.1}", extra: String = "") -> String {
+    func job(
+        _ emulator: Emulator, engine: String = "batch", batch: String = "{poll_interval: 0.1}", limits: String = "{concurrency: 16, timeout: 10}",
+        extra: String = ""
+    ) -> String {
         """
         name: nightly
         input: in.jsonl
@@ -25,7 +28,7 @@ import Testing
         auth: api-key
         engine: \(engine)
         batch: \(batch)
-        limits: {concurrency: 16, timeout: 10}
+        limits: \(limits)
         \(extra)
         """
     }
@@ -242,6 +245,27 @@ import Testing
         }
     }
 
+    @Test func cancelWhileARunWaitsStopsThatRunToo() async throws {
+        try await Emulator.withRunning(emulatorConfiguration { $0.batchSeconds = 4 }) { emulator in
+            let cli = cli()
+            cli.write("job.yaml", job(emulator))
+            cli.write("in.jsonl", prompts(60))
+            let (process, out, err) = try cli.start(["run", "job.yaml", "--no-progress"])
+            let deadline = Date().addingTimeInterval(30)
+            while emulator.stats.batchesCreated == 0, Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            try await Task.sleep(for: .milliseconds(1500))
+            let cancel = try await cli.run("cancel", "job.yaml")
+            #expect(cancel.status == 0, "\(cancel.stderr)")
+            let run = try await CLI.finish(process, out, err)
+            #expect(run.status == 3, "\(run.stdout)\(run.stderr)")
+            #expect(run.stdout.contains("foundry-batch cancel"), "\(run.stdout)")
+            #expect(emulator.stats.batchesCreated == 1, "the waiting run submitted nothing more")
+            let status = try await cli.run("status", "job.yaml", "--json")
+            #expect((status.json["succeeded"] as? Int ?? 0) + (status.json["pending"] as? Int ?? 0) == 60)
+            #expect(try batches(cli).allSatisfy { ($0["phase"] as String) == "collected" })
+        }
+    }
+
     @Test func autoWithAFinishByBatchesCannotMeetFinishesTheTailOnline() async throws {
         try await Emulator.withRunning(emulatorConfiguration { $0.batchSeconds = 3600 }) { emulator in
             let cli = cli()
@@ -249,7 +273,11 @@ import Testing
             formatter.timeZone = TimeZone(identifier: "UTC")
             formatter.dateFormat = "HH:mm:ss"
             let finishBy = Date().addingTimeInterval(30)
-            cli.write("job.yaml", job(emulator, engine: "auto", batch: "{poll_interval: 0.2, finish_by: \"\(formatter.string(from: finishBy))\"}"))
+            // One attempt per row: the batch the job cancelled itself must not use it up.
+            cli.write(
+                "job.yaml",
+                job(emulator, engine: "auto", batch: "{poll_interval: 0.2, finish_by: \"\(formatter.string(from: finishBy))\"}", limits: "{concurrency: 16, max_attempts: 1}")
+            )
             cli.write("in.jsonl", prompts(20))
             let run = try await cli.run("run", "job.yaml", "--no-progress")
             #expect(run.status == 0, "\(run.stderr)")

@@ -280,6 +280,20 @@ import Testing
         }
     }
 
+    @Test func aBatchTheProviderDoesNotKnowReturnsItsRowsWithoutAnAttempt() async throws {
+        let fixture = try await loaded()
+        let provider = Provider(poll: { number, _ in
+            number == 1 ? [.send(ScriptedServer.json(status: 404, #"{"error":{"code":"NotFound","message":"Batch not found."}}"#))] : nil
+        })
+        try await ScriptedServer.withRunning(provider.script) { server in
+            let summary = try await run(fixture, server)
+            #expect(summary.exitStatus == .success, "\(summary.text)")
+            #expect(provider.state.withLock { $0.creates } == 2)
+            let attempts = try await fixture.pool.read { try Int.fetchAll($0, sql: "SELECT attempts FROM rows") }
+            #expect(attempts == [1, 1, 1], "only the answered try counts")
+        }
+    }
+
     @Test func aStopEndsTheWaitBetweenTriesOfAControlCall() async throws {
         let fixture = try await loaded()
         let provider = Provider(poll: { _, _ in [.send(ScriptedServer.json(status: 500, #"{"error":{"code":"server_error","message":"boom"}}"#))] })

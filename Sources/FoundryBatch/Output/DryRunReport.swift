@@ -70,7 +70,7 @@ public struct DryRunReport: Sendable, Equatable {
         if let maximumCost {
             lines.append(String(format: "  estimated cost at most %.4f", maximumCost) + (batchFiles == nil ? "" : " (at the batch price)"))
         }
-        if completionCap == 0 { lines.append("  (no max_tokens set: the answers' length is not capped, so their cost is not estimated)") }
+        if completionCap == 0, rows > 0 { lines.append("  (no max_tokens set: the answers' length is not capped, so their cost is not estimated)") }
         return lines.joined(separator: "\n")
     }
 }

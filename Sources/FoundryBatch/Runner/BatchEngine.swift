@@ -97,6 +97,8 @@ final class BatchEngine: Sendable {
         var mode = mode
         var memory = Memory()
         var ending = Ending.finished
+        /// `foundry-batch cancel` asked, from another process, while this run waited.
+        var cancelledElsewhere = false
         defer { if progress == .terminal { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) } }
         while await control.reason == nil {
             if mode == .run, let shouldSwitch, await shouldSwitch(try await queue.report()) {
@@ -107,6 +109,11 @@ final class BatchEngine: Sendable {
             if mode == .run { try await submitPending() }
             for listed in try await queue.batches() where listed.phase.isLive {
                 if await control.reason != nil { break }
+                if mode == .run, listed.cancelRequested {
+                    logger.notice("the job's batches are being cancelled (foundry-batch cancel): submitting nothing more")
+                    mode = .cancel
+                    cancelledElsewhere = true
+                }
                 if mode == .cancel, !listed.cancelRequested { try await queue.requestCancel(listed.number) }
                 // Another run on the job may be advancing it: one at a time, then as it is now.
                 guard try await claim(listed), var record = try await queue.batches().first(where: { $0.number == listed.number }),
@@ -117,6 +124,11 @@ final class BatchEngine: Sendable {
             try await report()
             let live = try await queue.batches().filter(\.phase.isLive)
             if live.isEmpty {
+                if cancelledElsewhere {
+                    throw FatalCondition(
+                        "the job's batches were cancelled (foundry-batch cancel): what they finished is kept, the rest is pending; run the job again to send it"
+                    )
+                }
                 if mode == .cancel { return ending }
                 let (nextDue, _) = try await queue.activity()
                 guard let nextDue else { return ending }
@@ -308,30 +320,43 @@ final class BatchEngine: Sendable {
             if record.phase != .submitted { return }
         }
         if record.phase == .submitted, let id = record.batchID {
-            // A batch that ended or is being cancelled already is not cancelled again (the
-            // provider answers 409 for an ended one).
-            let status = record.status.flatMap(BatchObject.Status.init(spelling:))
-            if record.cancelRequested, status != .cancelling, !(status?.isTerminal ?? false), !memory.cancelSent.contains(record.number) {
-                memory.cancelSent.insert(record.number)
-                let answer = try await client.cancel(id)
-                logger.info("batch cancel requested", metadata: ["batch": "\(record.number)", "id": "\(id)"])
-                update(&record, from: answer)
-                try await queue.updateBatch(record)
+            do {
+                try await follow(&record, id: id, client: client, memory: &memory)
+            } catch is BatchGone {
+                // Nothing runs there: the rows simply go back, without using an attempt.
+                logger.warning("the provider does not know the batch; its rows go back to pending", metadata: ["batch": "\(record.number)", "id": "\(id)"])
+                record.message = "the provider does not know batch \(id) (HTTP 404)"
+                try await settle(&record, unfinished: "the provider does not know batch \(id)", countsAsAttempt: false)
+                return
             }
-            guard Date().timeIntervalSince(memory.polled[record.number] ?? .distantPast) >= batch.pollInterval else { return }
-            let answer = try await client.get(id)
-            memory.polled[record.number] = Date()
-            update(&record, from: answer)
-            if let status = answer.status, status.isTerminal {
-                if status == .failed, answer.outputFileID == nil {
-                    try await failed(&record, answer)
-                    return
-                }
-                record.phase = .ended
-            }
-            try await queue.updateBatch(record)
         }
         if record.phase == .ended { try await collect(&record, client: client) }
+    }
+
+    /// Cancels `record` at the provider when asked and polls it when due.
+    func follow(_ record: inout BatchRecord, id: String, client: BatchClient, memory: inout Memory) async throws {
+        // A batch that ended or is being cancelled already is not cancelled again (the
+        // provider answers 409 for an ended one).
+        let status = record.status.flatMap(BatchObject.Status.init(spelling:))
+        if record.cancelRequested, status != .cancelling, !(status?.isTerminal ?? false), !memory.cancelSent.contains(record.number) {
+            memory.cancelSent.insert(record.number)
+            let answer = try await client.cancel(id)
+            logger.info("batch cancel requested", metadata: ["batch": "\(record.number)", "id": "\(id)"])
+            update(&record, from: answer)
+            try await queue.updateBatch(record)
+        }
+        guard Date().timeIntervalSince(memory.polled[record.number] ?? .distantPast) >= batch.pollInterval else { return }
+        let answer = try await client.get(id)
+        memory.polled[record.number] = Date()
+        update(&record, from: answer)
+        if let status = answer.status, status.isTerminal {
+            if status == .failed, answer.outputFileID == nil {
+                try await failed(&record, answer)
+                return
+            }
+            record.phase = .ended
+        }
+        try await queue.updateBatch(record)
     }
 
     func create(_ record: inout BatchRecord, client: BatchClient, memory: inout Memory) async throws {
@@ -463,7 +488,8 @@ final class BatchEngine: Sendable {
             counters.add(settled)
         }
         let unfinished = "the batch ended \(record.status ?? "") without an answer for this row"
-        try await settle(&record, unfinished: unfinished, countsAsAttempt: true)
+        // A batch this job cancelled (cancel, or auto going online) costs its rows no attempt.
+        try await settle(&record, unfinished: unfinished, countsAsAttempt: !record.cancelRequested)
         logger.info("batch collected", metadata: ["batch": "\(record.number)", "id": "\(record.batchID ?? "")", "status": "\(record.status ?? "")"])
     }
 

@@ -106,7 +106,7 @@ public enum BatchRun {
                 let rows = live.reduce(0) { $0 + $1.rows }
                 return (
                     RunCounters(),
-                    .fatal(FatalCondition("\(live.count) batch\(live.count == 1 ? "" : "es") of this job (\(rows) rows) still run at the provider; run it with engine: batch to collect them, or foundry-batch cancel to take their rows back"))
+                    .fatal(FatalCondition("\(live.count) batch\(live.count == 1 ? "" : "es") of this job (\(rows) rows) are not collected yet (at the provider, or waiting to be submitted); run it with engine: batch to collect them, or foundry-batch cancel to take their rows back"))
                 )
             }
             engine = runner
@@ -115,10 +115,10 @@ public enum BatchRun {
         case .auto:
             let deadline = (job.batch.finishBy ?? JobFile.TimeOfDay("00:00")!).next(after: Date())
             let settings = session.settings
-            logger.info("engine auto: every row done by \(RowDecision.clockTime(deadline))")
+            logger.notice("engine auto: every row done by \(RowDecision.clockTime(deadline))")
             let batches = BatchEngine(session: session, service: service, control: control, options: options, logger: logger) { report in
                 let online = OnlineEstimate(settings: settings, report: report).seconds(rows: report.pendingRows)
-                return Date().addingTimeInterval(online * 1.25 + 2 * settings.job.batch.pollInterval + 5) >= deadline
+                return Date().addingTimeInterval(online * 1.25 + OnlineEstimate.switchMargin(pollInterval: settings.job.batch.pollInterval)) >= deadline
             }
             engine = AutoEngine(batches: batches, online: runner, control: control)
         }
@@ -143,6 +143,13 @@ struct OnlineEstimate {
 
     /// An answer's latency before any was measured: a long answer of a reasoning model.
     static let assumedLatency: TimeInterval = 10
+
+    /// The time a switch to online takes before the first online request: two polls to see
+    /// the batches cancelled, ten for the provider's `cancelling` (Azure's lasts up to ten
+    /// minutes), and 5 s.
+    static func switchMargin(pollInterval: TimeInterval) -> TimeInterval {
+        2 * pollInterval + min(600, 10 * pollInterval) + 5
+    }
 
     /// Rows per second online.
     var rate: Double {

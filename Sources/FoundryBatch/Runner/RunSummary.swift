@@ -84,7 +84,8 @@ public struct RunSummary: Sendable {
     /// The human summary.
     public var text: String {
         var lines = [
-            "\(job): \(counts.total) rows: \(counts.succeeded) succeeded, \(counts.failed) failed, \(counts.pending + counts.running) pending",
+            "\(job): \(counts.total) rows: \(counts.succeeded) succeeded, \(counts.failed) failed, \(counts.pending + counts.running) pending"
+                + (liveBatches > 0 && counts.running > 0 ? " (\(counts.running) of them in batches)" : ""),
             "  \(counters.requests) requests, \(counters.retries) retries (\(counters.throttled) throttled by 429), \(tokenRequests) token requests",
             "  tokens: \(counts.promptTokens) prompt + \(counts.completionTokens) completion" + (cost.map { String(format: ", estimated cost %.4f", $0) } ?? ""),
             "  results: \(export.output) (\(Self.lines(export.succeeded)))",

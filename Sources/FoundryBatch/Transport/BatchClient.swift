@@ -29,6 +29,12 @@ struct FileGone: Error, Sendable {
     var fileID: String
 }
 
+/// A batch the provider does not know (404): deleted, on a resource made anew, or held by
+/// an emulator that ended with its process.
+struct BatchGone: Error, Sendable {
+    var batchID: String
+}
+
 /// The provider's Batch API for one target: files and batches, on either path style.
 ///
 /// Paths follow the target's: without `api_version`, `{base}/openai/v1/files` (or
@@ -63,6 +69,8 @@ struct BatchClient: Sendable {
         case create
         /// A file download: a 404 is a file gone.
         case download(fileID: String)
+        /// A call on one batch (its status, its cancel): a 404 is a batch gone.
+        case batch(id: String)
     }
 
     /// A file of up to 200 MB travels within this.
@@ -127,11 +135,11 @@ struct BatchClient: Sendable {
     }
 
     func get(_ id: String) async throws -> BatchObject {
-        try await object(.GET, url("batches/\(Self.segment(id))"), what: "the status of batch \(id)")
+        try await object(.GET, url("batches/\(Self.segment(id))"), what: "the status of batch \(id)", kind: .batch(id: id))
     }
 
     func cancel(_ id: String) async throws -> BatchObject {
-        try await object(.POST, url("batches/\(Self.segment(id))/cancel"), what: "the cancel of batch \(id)")
+        try await object(.POST, url("batches/\(Self.segment(id))/cancel"), what: "the cancel of batch \(id)", kind: .batch(id: id))
     }
 
     /// The batch created from `fileID`, looked for among the newest batches (a create whose
@@ -321,6 +329,7 @@ struct BatchClient: Sendable {
                 // A 404 here is a missing route or object, not a missing deployment.
                 if case .response(404, _, let body, _) = answer {
                     if case .download(let fileID) = kind { throw FileGone(fileID: fileID) }
+                    if case .batch(let id) = kind { throw BatchGone(batchID: id) }
                     let said = ServiceBody.decode(body)?.error?.message.map { ": " + ServiceText.printable($0, limit: 300) } ?? ""
                     throw FatalCondition(
                         "target '\(name)' answered 404 for \(what) at \(target.baseURL)\(said).\nCheck endpoint: and api_version: (Azure: a resource with a Global or Data-zone Batch deployment)."

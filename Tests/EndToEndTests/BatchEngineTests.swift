@@ -39,6 +39,27 @@ import Testing
 
     func cli() -> CLI { CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key]) }
 
+    /// Runs `body` with a CLI whose folder holds `job.yaml` (made for the emulator) and
+    /// `rows` prompts, against an emulator of `configuration`.
+    func withJob(
+        _ configuration: EmulatorConfiguration, rows: Int, _ make: (Emulator) -> String, _ body: (CLI, Emulator) async throws -> Void
+    ) async throws {
+        try await Emulator.withRunning(configuration) { emulator in
+            let cli = cli()
+            cli.write("job.yaml", make(emulator))
+            cli.write("in.jsonl", prompts(rows))
+            try await body(cli, emulator)
+        }
+    }
+
+    /// Starts `run` and returns once the provider has its first batch.
+    func runUntilCreated(_ cli: CLI, _ emulator: Emulator) async throws -> (Process, String, String) {
+        let started = try cli.start(["run", "job.yaml", "--no-progress"])
+        let deadline = Date().addingTimeInterval(30)
+        while emulator.stats.batchesCreated == 0, Date() < deadline { try await Task.sleep(for: .milliseconds(2)) }
+        return started
+    }
+
     func batches(_ cli: CLI) throws -> [Row] {
         let database = try DatabaseQueue(path: cli.path(".foundry-batch/nightly.sqlite"))
         return try database.read { try Row.fetchAll($0, sql: "SELECT number, phase, batch_id, status, rows FROM batches ORDER BY number") }
@@ -96,10 +117,7 @@ import Testing
     }
 
     @Test(arguments: ["2024-10-21", "2024-07-01-preview"]) func theApiVersionPathStyleWorksInEitherSpelling(_ version: String) async throws {
-        try await Emulator.withRunning(emulatorConfiguration()) { emulator in
-            let cli = cli()
-            cli.write("job.yaml", job(emulator, extra: "api_version: \(version)"))
-            cli.write("in.jsonl", prompts(30))
+        try await withJob(emulatorConfiguration(), rows: 30, { job($0, extra: "api_version: \(version)") }) { cli, emulator in
             let run = try await cli.run("run", "job.yaml", "--no-progress")
             #expect(run.status == 0, "\(run.stderr)")
             #expect(emulator.stats.batchCalls["batches.create"]?.keys.contains("201") == true, "the api-version style answers 201")
@@ -110,10 +128,7 @@ import Testing
     }
 
     @Test func aFileTheProviderRefusesStopsWithExit3NamingTheFileAndReason() async throws {
-        try await Emulator.withRunning(emulatorConfiguration()) { emulator in
-            let cli = cli()
-            cli.write("job.yaml", job(emulator, batch: "{poll_interval: 0.1, deployment: no-such-batch-deployment}"))
-            cli.write("in.jsonl", prompts(5))
+        try await withJob(emulatorConfiguration(), rows: 5, { job($0, batch: "{poll_interval: 0.1, deployment: no-such-batch-deployment}") }) { cli, emulator in
             let run = try await cli.run("run", "job.yaml", "--no-progress")
             #expect(run.status == 3, "\(run.stderr)")
             #expect(run.stdout.contains("foundry-batch-1.jsonl") && run.stdout.contains("model_not_found"), "\(run.stdout)")
@@ -124,14 +139,10 @@ import Testing
     }
 
     @Test func killNineAfterTheCreateAndAfterAPollResumesTheSameBatch() async throws {
-        try await Emulator.withRunning(emulatorConfiguration { $0.batchSeconds = 3 }) { emulator in
-            let cli = cli()
-            cli.write("job.yaml", job(emulator))
-            cli.write("in.jsonl", prompts(300))
+        try await withJob(emulatorConfiguration { $0.batchSeconds = 3 }, rows: 300, { job($0) }) { cli, emulator in
             // Killed the moment the provider has the batch: its id may not be committed yet.
-            var (process, out, err) = try cli.start(["run", "job.yaml", "--no-progress"])
+            var (process, out, err) = try await runUntilCreated(cli, emulator)
             let deadline = Date().addingTimeInterval(30)
-            while emulator.stats.batchesCreated == 0, Date() < deadline { try await Task.sleep(for: .milliseconds(2)) }
             kill(process.processIdentifier, SIGKILL)
             _ = try await CLI.finish(process, out, err)
             // Killed again after a poll was committed.
@@ -149,10 +160,7 @@ import Testing
     }
 
     @Test func threeRunsAtOnceShareTheBatchesAndMakeNoneTwice() async throws {
-        try await Emulator.withRunning(emulatorConfiguration { $0.batchSeconds = 1 }) { emulator in
-            let cli = cli()
-            cli.write("job.yaml", job(emulator, batch: "{poll_interval: 0.1, max_requests_per_file: 20}"))
-            cli.write("in.jsonl", prompts(200))
+        try await withJob(emulatorConfiguration { $0.batchSeconds = 1 }, rows: 200, { job($0, batch: "{poll_interval: 0.1, max_requests_per_file: 20}") }) { cli, emulator in
             #expect(try await cli.run("load", "job.yaml").status == 0)
             let runs = try (0..<3).map { _ in try cli.start(["run", "job.yaml", "--no-progress"]) }
             for (process, out, err) in runs {
@@ -169,10 +177,7 @@ import Testing
     }
 
     @Test func aBatchThatExpiresHalfDoneKeepsItsAnswersAndTheRestGoesAgain() async throws {
-        try await Emulator.withRunning(emulatorConfiguration { $0.batchExpireFirst = 1 }) { emulator in
-            let cli = cli()
-            cli.write("job.yaml", job(emulator))
-            cli.write("in.jsonl", prompts(200))
+        try await withJob(emulatorConfiguration { $0.batchExpireFirst = 1 }, rows: 200, { job($0) }) { cli, emulator in
             let run = try await cli.run("run", "job.yaml", "--no-progress")
             #expect(run.status == 0, "\(run.stderr)")
             #expect(emulator.stats.batchesCreated == 2)
@@ -184,10 +189,7 @@ import Testing
     }
 
     @Test func refusedCreatesForTheEnqueuedTokenQuotaAreTriedAgain() async throws {
-        try await Emulator.withRunning(emulatorConfiguration { $0.batchRefuseCreates = 2; $0.batchFailValidationTokenLimit = 1 }) { emulator in
-            let cli = cli()
-            cli.write("job.yaml", job(emulator, batch: "{poll_interval: 0.05}"))
-            cli.write("in.jsonl", prompts(50))
+        try await withJob(emulatorConfiguration { $0.batchRefuseCreates = 2; $0.batchFailValidationTokenLimit = 1 }, rows: 50, { job($0, batch: "{poll_interval: 0.05}") }) { cli, emulator in
             let run = try await cli.run("run", "job.yaml", "--no-progress")
             #expect(run.status == 0, "\(run.stderr)")
             #expect(emulator.stats.batchCreatesRefused == 2)
@@ -197,10 +199,7 @@ import Testing
     }
 
     @Test func noWaitExits75WhileBatchesRunThenZero() async throws {
-        try await Emulator.withRunning(emulatorConfiguration { $0.batchSeconds = 1.5 }) { emulator in
-            let cli = cli()
-            cli.write("job.yaml", job(emulator))
-            cli.write("in.jsonl", prompts(40))
+        try await withJob(emulatorConfiguration { $0.batchSeconds = 1.5 }, rows: 40, { job($0) }) { cli, emulator in
             let first = try await cli.run("run", "job.yaml", "--no-wait", "--json", "--no-progress")
             #expect(first.status == 75, "\(first.stderr)")
             #expect(first.json["batches_running"] as? Int == 1)
@@ -219,13 +218,8 @@ import Testing
     }
 
     @Test func interruptLeavesTheBatchRunningAndCancelKeepsFinishedWork() async throws {
-        try await Emulator.withRunning(emulatorConfiguration { $0.batchSeconds = 4 }) { emulator in
-            let cli = cli()
-            cli.write("job.yaml", job(emulator))
-            cli.write("in.jsonl", prompts(100))
-            let (process, out, err) = try cli.start(["run", "job.yaml", "--no-progress"])
-            let deadline = Date().addingTimeInterval(30)
-            while emulator.stats.batchesCreated == 0, Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        try await withJob(emulatorConfiguration { $0.batchSeconds = 4 }, rows: 100, { job($0) }) { cli, emulator in
+            let (process, out, err) = try await runUntilCreated(cli, emulator)
             try await Task.sleep(for: .milliseconds(300))
             kill(process.processIdentifier, SIGINT)
             let interrupted = try await CLI.finish(process, out, err)
@@ -246,13 +240,8 @@ import Testing
     }
 
     @Test func cancelWhileARunWaitsStopsThatRunToo() async throws {
-        try await Emulator.withRunning(emulatorConfiguration { $0.batchSeconds = 4 }) { emulator in
-            let cli = cli()
-            cli.write("job.yaml", job(emulator))
-            cli.write("in.jsonl", prompts(60))
-            let (process, out, err) = try cli.start(["run", "job.yaml", "--no-progress"])
-            let deadline = Date().addingTimeInterval(30)
-            while emulator.stats.batchesCreated == 0, Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        try await withJob(emulatorConfiguration { $0.batchSeconds = 4 }, rows: 60, { job($0) }) { cli, emulator in
+            let (process, out, err) = try await runUntilCreated(cli, emulator)
             try await Task.sleep(for: .milliseconds(1500))
             let cancel = try await cli.run("cancel", "job.yaml")
             #expect(cancel.status == 0, "\(cancel.stderr)")

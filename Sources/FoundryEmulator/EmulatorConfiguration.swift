@@ -90,6 +90,14 @@ public struct EmulatorConfiguration: Sendable {
     /// Batch API: the first this-many batches fail validation with `token_limit_exceeded`,
     /// as regions without fail fast report the enqueued-token quota.
     public var batchFailValidationTokenLimit = 0
+    /// Share of structured-output answers (`response_format` or `text.format` json_schema or
+    /// json_object) whose content is not valid JSON, for the output checks' `invalid_output`.
+    /// Rolled from ``seed``, the prompt and how often it was answered before, so a retry of
+    /// the same prompt rolls again; online and in batch lines alike.
+    public var outputInvalidRate: Double = 0
+    /// Share of chat and Responses answers cut to half their text and marked as having hit the
+    /// token cap (`finish_reason: length`; Responses `incomplete`), rolled as ``outputInvalidRate``.
+    public var outputTruncatedRate: Double = 0
     /// Whether the secret was given by the user (for the banner); a made-up one is never told.
     public var secretGiven = true
 

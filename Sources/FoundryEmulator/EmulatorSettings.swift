@@ -28,6 +28,10 @@ public struct EmulatorSettings: Sendable, Equatable {
     public var batchRefuseCreates: Int?
     /// Batch API: the first this-many batches fail validation with `token_limit_exceeded`.
     public var batchFailValidationTokenLimit: Int?
+    /// Share of structured-output answers (json_schema, json_object) whose content is broken JSON.
+    public var outputInvalidRate: Double?
+    /// Share of chat and Responses answers cut short (`finish_reason: length`, `incomplete`).
+    public var outputTruncatedRate: Double?
 
     public init() {}
 
@@ -39,6 +43,7 @@ public struct EmulatorSettings: Sendable, Equatable {
         case slowRate = "slow_rate", slowSeconds = "slow_seconds", retryAfter = "retry_after"
         case batchSeconds = "batch_seconds", batchFailRate = "batch_fail_rate", batchExpireFirst = "batch_expire_first"
         case batchRefuseCreates = "batch_refuse_creates", batchFailValidationTokenLimit = "batch_fail_validation_token_limit"
+        case outputInvalidRate = "output_invalid_rate", outputTruncatedRate = "output_truncated_rate"
 
         public var key: String { rawValue }
         /// The command-line spelling: `--token-ttl`.
@@ -60,6 +65,7 @@ public struct EmulatorSettings: Sendable, Equatable {
             case .batchSeconds: 0...86_400
             case .batchFailRate: 0...1
             case .batchExpireFirst, .batchRefuseCreates, .batchFailValidationTokenLimit: 0...1_000
+            case .outputInvalidRate, .outputTruncatedRate: 0...1
             }
         }
 
@@ -82,6 +88,8 @@ public struct EmulatorSettings: Sendable, Equatable {
             case .batchExpireFirst: settings.batchExpireFirst.map(Double.init)
             case .batchRefuseCreates: settings.batchRefuseCreates.map(Double.init)
             case .batchFailValidationTokenLimit: settings.batchFailValidationTokenLimit.map(Double.init)
+            case .outputInvalidRate: settings.outputInvalidRate
+            case .outputTruncatedRate: settings.outputTruncatedRate
             }
         }
 
@@ -105,6 +113,8 @@ public struct EmulatorSettings: Sendable, Equatable {
             case .batchExpireFirst: settings.batchExpireFirst = Int(value)
             case .batchRefuseCreates: settings.batchRefuseCreates = Int(value)
             case .batchFailValidationTokenLimit: settings.batchFailValidationTokenLimit = Int(value)
+            case .outputInvalidRate: settings.outputInvalidRate = value
+            case .outputTruncatedRate: settings.outputTruncatedRate = value
             }
         }
     }
@@ -149,6 +159,8 @@ extension EmulatorConfiguration {
         if let value = settings.batchExpireFirst { batchExpireFirst = value }
         if let value = settings.batchRefuseCreates { batchRefuseCreates = value }
         if let value = settings.batchFailValidationTokenLimit { batchFailValidationTokenLimit = value }
+        if let value = settings.outputInvalidRate { outputInvalidRate = value }
+        if let value = settings.outputTruncatedRate { outputTruncatedRate = value }
     }
 }
 

@@ -36,6 +36,8 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Option(help: "Batch API: the first N batches expire half done.") var batchExpireFirst: Int?
     @Option(help: "Batch API: the first N creates are refused (token_limit_exceeded).") var batchRefuseCreates: Int?
     @Option(help: "Batch API: the first N batches fail validation (token_limit_exceeded).") var batchFailValidationTokenLimit: Int?
+    @Option(help: "Share of structured-output answers that are broken JSON (0...1).") var outputInvalidRate: Double?
+    @Option(help: "Share of answers cut off as at max_tokens (0...1).") var outputTruncatedRate: Double?
 
     /// The options as the one settings type the job file's `emulator:` block also fills.
     var settings: EmulatorSettings {
@@ -46,6 +48,7 @@ struct EmulatorCommand: AsyncParsableCommand {
         (settings.contentFilterPhrase, settings.seed) = (contentFilterPhrase, seed)
         (settings.batchSeconds, settings.batchFailRate, settings.batchExpireFirst) = (batchSeconds, batchFailRate, batchExpireFirst)
         (settings.batchRefuseCreates, settings.batchFailValidationTokenLimit) = (batchRefuseCreates, batchFailValidationTokenLimit)
+        (settings.outputInvalidRate, settings.outputTruncatedRate) = (outputInvalidRate, outputTruncatedRate)
         return settings
     }
 

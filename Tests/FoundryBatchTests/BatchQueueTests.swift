@@ -165,7 +165,8 @@ import Testing
     func outcome(_ line: String, attempts: Int = 0, maxAttempts: Int = 8) -> Completion? {
         var limits = JobFile.Limits()
         limits.maxAttempts = maxAttempts
-        return BatchResults(record: record, limits: limits, pooled: true).outcome(of: Array(line.utf8)[...], attempts: [7: attempts], now: Date())
+        let held = BatchResults.HeldRows(rows: [7: .init(api: .chat, attempts: attempts, outputRetries: 0, check: nil)], checks: [])
+        return BatchResults(record: record, limits: limits, pooled: true).outcome(of: Array(line.utf8)[...], held: held, now: Date())
     }
 
     @Test func anAnsweredLineSucceedsWithItsUsageAndIDs() throws {

@@ -40,7 +40,16 @@ public struct JobFile: Sendable {
         public var maxRetryWait: Double = 300
         /// Stop cleanly (exit 3) before the job's total tokens would pass this.
         public var maxTokensTotal: Int?
+        /// Tries again of an answer that is not the structured output asked for, before the row fails.
+        public var maxOutputRetries = 2
+        /// What an answer cut off at its token cap is: kept (counted in `status`), or a failure (`truncated`).
+        public var truncated: TruncatedAnswers = .keep
         public init() {}
+
+        /// `limits.truncated`.
+        public enum TruncatedAnswers: String, Sendable, CaseIterable {
+            case keep, fail
+        }
 
         /// The largest values the job file accepts: beyond them a limit is a typo, and
         /// durations and sums built from it would overflow.

@@ -24,7 +24,7 @@ struct YAMLReader {
     static let maxPriority = 1000
     static let limitKeys: Set<String> = [
         "concurrency", "requests_per_minute", "tokens_per_minute", "max_attempts", "timeout", "max_retry_wait",
-        "max_tokens_total",
+        "max_tokens_total", "max_output_retries", "truncated",
     ]
     static let variantKeys: Set<String> = ["name", "deployment", "request"]
     static let priceKeys: Set<String> = ["prompt_per_1k", "completion_per_1k", "batch_factor"]
@@ -224,6 +224,8 @@ struct YAMLReader {
         if let n = fields["timeout"] { limits.timeout = try double(n, "limits.timeout", min: 0.001, max: Bound.maxTimeout) }
         if let n = fields["max_retry_wait"] { limits.maxRetryWait = try double(n, "limits.max_retry_wait", max: Bound.maxRetryWait) }
         if let n = fields["max_tokens_total"] { limits.maxTokensTotal = try int(n, "limits.max_tokens_total", min: 1) }
+        if let n = fields["max_output_retries"] { limits.maxOutputRetries = try int(n, "limits.max_output_retries", min: 0, max: 100) }
+        if let n = fields["truncated"] { limits.truncated = try enumValue(n, "limits.truncated", JobFile.Limits.TruncatedAnswers.self) }
         return limits
     }
 

@@ -26,7 +26,7 @@ public struct StatusReport: Sendable, Equatable {
             ("total", .int(c.total)), ("pending", .int(c.pending)), ("running", .int(c.running)),
             ("succeeded", .int(c.succeeded)), ("failed", .int(c.failed)),
             ("prompt_tokens", .int(c.promptTokens)), ("completion_tokens", .int(c.completionTokens)),
-            ("attempts", .int(figures.attempts)),
+            ("attempts", .int(figures.attempts)), ("truncated", .int(c.truncated)), ("content_filtered", .int(c.filtered)),
         ]
         if let p50 = figures.latencyP50 { pairs.append(("latency_p50_ms", Self.round(p50, 10))) }
         if let p95 = figures.latencyP95 { pairs.append(("latency_p95_ms", Self.round(p95, 10))) }
@@ -78,6 +78,7 @@ public struct StatusReport: Sendable, Equatable {
             ("name", .string(target.name)), ("requests", .int(target.requests)), ("throttled", .int(target.throttled)),
             ("prompt_tokens", .int(target.promptTokens)), ("completion_tokens", .int(target.completionTokens)),
             ("latency_p50_ms", target.latencyP50.map { round($0, 10) } ?? .null),
+            ("truncated", .int(target.truncated)), ("content_filtered", .int(target.filtered)),
         ]
         if let parking = target.parking {
             let formatter = ISO8601DateFormatter()
@@ -98,14 +99,16 @@ public struct StatusReport: Sendable, Equatable {
 
     /// Tables for people.
     public var text: String {
-        var rows: [[String]] = [["", "total", "pending", "running", "succeeded", "failed", "attempts", "p50 ms", "p95 ms", "prompt tok", "compl. tok"]]
+        var rows: [[String]] = [
+            ["", "total", "pending", "running", "succeeded", "failed", "attempts", "p50 ms", "p95 ms", "prompt tok", "compl. tok", "truncated", "filtered"]
+        ]
         if prices != nil { rows[0].append("cost") }
         func row(_ name: String, _ f: QueueReport.VariantFigures) -> [String] {
             let c = f.counts
             var cells = [
                 name, "\(c.total)", "\(c.pending)", "\(c.running)", "\(c.succeeded)", "\(c.failed)", "\(f.attempts)",
                 f.latencyP50.map { String(Int($0.rounded())) } ?? "-", f.latencyP95.map { String(Int($0.rounded())) } ?? "-",
-                "\(c.promptTokens)", "\(c.completionTokens)",
+                "\(c.promptTokens)", "\(c.completionTokens)", "\(c.truncated)", "\(c.filtered)",
             ]
             if let cost = cost(c) { cells.append(String(format: "%.4f", cost)) }
             return cells
@@ -117,7 +120,7 @@ public struct StatusReport: Sendable, Equatable {
         if !report.targets.isEmpty {
             text += "\ntargets:\n"
             text += TextTable.render(
-                [["  target", "requests", "429s", "prompt tok", "compl. tok", "p50 ms", "parked (last run)"]]
+                [["  target", "requests", "429s", "prompt tok", "compl. tok", "p50 ms", "truncated", "parked (last run)"]]
                     + report.targets.map { target in
                         let parked = target.parking.map { parking in
                             (parking.until.map { "until " + RowDecision.clockTime($0) } ?? "for the run") + ": "
@@ -125,10 +128,10 @@ public struct StatusReport: Sendable, Equatable {
                         }
                         return [
                             "  " + target.name, "\(target.requests)", "\(target.throttled)", "\(target.promptTokens)", "\(target.completionTokens)",
-                            target.latencyP50.map { String(Int($0.rounded())) } ?? "-", parked ?? "no",
+                            target.latencyP50.map { String(Int($0.rounded())) } ?? "-", "\(target.truncated)", parked ?? "no",
                         ]
                     },
-                leftAligned: [0, 6]
+                leftAligned: [0, 7]
             )
         }
         if !report.batches.isEmpty {

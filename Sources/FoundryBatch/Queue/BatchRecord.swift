@@ -126,4 +126,5 @@ public struct BatchLine: Sendable, Equatable, Decodable {
     public var deployment: String
     public var body: String
     public var attempts: Int
+    public var outputRetries = 0
 }

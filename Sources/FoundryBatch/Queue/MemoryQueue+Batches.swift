@@ -98,7 +98,10 @@ extension MemoryQueue {
         let rows = storage.withLock { $0.rows.filter { $0.isHeld(by: owner) } }
         for row in rows {
             try body(
-                BatchLine(seq: row.seq, id: row.row.id, api: row.row.api, deployment: row.row.deployment, body: row.row.body, attempts: row.attempts)
+                BatchLine(
+                    seq: row.seq, id: row.row.id, api: row.row.api, deployment: row.row.deployment, body: row.row.body, attempts: row.attempts,
+                    outputRetries: row.outputRetries
+                )
             )
         }
     }

@@ -27,6 +27,8 @@ public final class MemoryQueue: RowQueue {
         var latencyMs: Double?
         /// The batch that answered the row's last try.
         var batch: Int64?
+        var outputRetries = 0
+        var finish: String?
 
         init(seq: Int64, row: NewRow, loadID: Int64) {
             self.row = row
@@ -122,7 +124,7 @@ public final class MemoryQueue: RowQueue {
                     ClaimedRow(
                         seq: stored.seq, id: stored.row.id, variant: stored.row.variant, api: stored.row.api, deployment: stored.row.deployment,
                         body: stored.row.body, attempts: stored.attempts, estimatedTokens: stored.row.estimatedTokens,
-                        lastTarget: stored.record.target
+                        lastTarget: stored.record.target, outputRetries: stored.outputRetries
                     )
                 )
             }
@@ -174,6 +176,8 @@ public final class MemoryQueue: RowQueue {
         row.record.errorMessage = error?.message
         row.record.target = completion.target
         row.batch = completion.batch
+        row.finish = response?.finish
+        if error?.code == RowError.invalidOutput { row.outputRetries += 1 }
         row.promptTokens = response?.promptTokens
         row.completionTokens = response?.completionTokens
         row.latencyMs = response?.latencyMs
@@ -211,6 +215,7 @@ public final class MemoryQueue: RowQueue {
                 guard matches else { continue }
                 storage.rows[at].state = .pending
                 storage.rows[at].attempts = 0
+                storage.rows[at].outputRetries = 0
                 storage.rows[at].nextAttemptAt = .distantPast
                 count += 1
             }
@@ -244,6 +249,8 @@ public final class MemoryQueue: RowQueue {
             group.rows += 1
             group.promptTokens = Bounded.add(group.promptTokens, row.promptTokens ?? 0)
             group.completionTokens = Bounded.add(group.completionTokens, row.completionTokens ?? 0)
+            if row.finish == "length" { group.truncated += 1 }
+            if row.finish == "content_filter" { group.filtered += 1 }
             if row.batch != nil {
                 group.batchPromptTokens = Bounded.add(group.batchPromptTokens, row.promptTokens ?? 0)
                 group.batchCompletionTokens = Bounded.add(group.batchCompletionTokens, row.completionTokens ?? 0)
@@ -320,6 +327,8 @@ public final class MemoryQueue: RowQueue {
             figure.requests += 1
             figure.promptTokens = Bounded.add(figure.promptTokens, row.promptTokens ?? 0)
             figure.completionTokens = Bounded.add(figure.completionTokens, row.completionTokens ?? 0)
+            if row.finish == "length" { figure.truncated += 1 }
+            if row.finish == "content_filter" { figure.filtered += 1 }
             figures[name] = figure
             if let latency = row.latencyMs { latencies[name, default: []].append(latency) }
         }

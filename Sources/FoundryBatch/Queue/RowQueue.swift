@@ -70,10 +70,17 @@ public struct ClaimedRow: Sendable, Equatable, Decodable {
     public var estimatedTokens: Int
     /// The target of the row's last try in a job with `targets:` (a retry goes elsewhere first).
     public var lastTarget: String? = nil
+    /// Answers refused so far for not being the structured output asked for.
+    public var outputRetries = 0
 }
 
 /// An error recorded against a row: a stable code, a message for people, and the HTTP status.
 public struct RowError: Sendable, Equatable, Codable {
+    /// An answer that is not the structured output its request asked for.
+    public static let invalidOutput = "invalid_output"
+    /// An answer cut off at its token cap, with `limits.truncated: fail`.
+    public static let truncated = "truncated"
+
     public var code: String
     public var message: String
     public var statusCode: Int?
@@ -98,11 +105,14 @@ public struct ResponseRecord: Sendable, Equatable {
     public var completionTokens: Int?
     public var totalTokens: Int?
     public var latencyMs: Double
+    /// `length` when the answer was cut off at its token cap, `content_filter` when filtered.
+    public var finish: String?
 
     public init(
         statusCode: Int, requestID: String?, clientRequestID: String, body: String,
-        promptTokens: Int? = nil, completionTokens: Int? = nil, totalTokens: Int? = nil, latencyMs: Double
+        promptTokens: Int? = nil, completionTokens: Int? = nil, totalTokens: Int? = nil, latencyMs: Double, finish: String? = nil
     ) {
+        self.finish = finish
         self.statusCode = statusCode
         self.requestID = requestID
         self.clientRequestID = clientRequestID
@@ -169,6 +179,9 @@ public struct QueueCounts: Sendable, Equatable {
     /// The part of the tokens answered by batches, billed at `prices.batch_factor`.
     public var batchPromptTokens = 0
     public var batchCompletionTokens = 0
+    /// Answers cut off at their token cap, and answers the content filter stopped.
+    public var truncated = 0
+    public var filtered = 0
     public var total: Int { pending + running + succeeded + failed }
     public init() {}
 }
@@ -217,6 +230,8 @@ public struct QueueReport: Sendable, Equatable {
         public var promptTokens = 0
         public var completionTokens = 0
         public var latencyP50: Double?
+        public var truncated = 0
+        public var filtered = 0
         /// When the target is parked: until when (nil: for the rest of that run), and why.
         public var parking: Parking?
     }
@@ -359,6 +374,8 @@ struct StateCount: Sendable, Decodable {
     var completionTokens: Int
     var batchPromptTokens = 0
     var batchCompletionTokens = 0
+    var truncated = 0
+    var filtered = 0
 }
 
 /// Estimated tokens of the rows not yet done, for `status` and `--dry-run`.
@@ -399,6 +416,8 @@ extension QueueCounts {
         completionTokens = Bounded.add(completionTokens, group.completionTokens)
         batchPromptTokens = Bounded.add(batchPromptTokens, group.batchPromptTokens)
         batchCompletionTokens = Bounded.add(batchCompletionTokens, group.batchCompletionTokens)
+        truncated += group.truncated
+        filtered += group.filtered
     }
 }
 

@@ -144,7 +144,7 @@ extension SQLiteQueue {
             try pool.read { db in
                 let cursor = try BatchLine.fetchCursor(
                     db,
-                    sql: "SELECT seq, id, api, deployment, body, attempts FROM rows WHERE state = 'running' AND lease_owner = ? ORDER BY seq",
+                    sql: "SELECT seq, id, api, deployment, body, attempts, output_retries AS outputRetries FROM rows WHERE state = 'running' AND lease_owner = ? ORDER BY seq",
                     arguments: [BatchRecord.owner(number)]
                 )
                 while let line = try cursor.next() { try body(line) }

@@ -16,6 +16,8 @@ struct TargetRow: Decodable, FetchableRecord {
     var rows: Int
     var promptTokens: Int
     var completionTokens: Int
+    var truncated = 0
+    var filtered = 0
 }
 
 /// A target a run parked, as the `parkings` table keeps it.

@@ -111,6 +111,15 @@ extension SQLiteQueue {
                     """
             )
         }
+        // Phase 2: output checks (structured outputs retried, answers cut off or filtered).
+        migrator.registerMigration("v4-output-checks") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE rows ADD COLUMN output_retries INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE rows ADD COLUMN finish TEXT;
+                    """
+            )
+        }
         return migrator
     }
 }

@@ -133,7 +133,8 @@ public final class SQLiteQueue: RowQueue {
                             first_sent_at = coalesce(first_sent_at, ?)
                         WHERE seq IN (
                             SELECT seq FROM rows WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?)
-                        RETURNING seq, id, variant, api, deployment, body, attempts, estimated_tokens AS estimatedTokens, target AS lastTarget
+                        RETURNING seq, id, variant, api, deployment, body, attempts, estimated_tokens AS estimatedTokens, target AS lastTarget,
+                            output_retries AS outputRetries
                         """,
                     arguments: [owner, leaseUntil.timeIntervalSince1970, now.timeIntervalSince1970, now.timeIntervalSince1970, limit]
                 ).sorted { $0.seq < $1.seq }
@@ -195,7 +196,8 @@ public final class SQLiteQueue: RowQueue {
                     lease_owner = NULL, lease_expires_at = NULL,
                     status_code = ?, request_id = ?, client_request_id = ?, response = ?,
                     prompt_tokens = ?, completion_tokens = ?, total_tokens = ?, latency_ms = ?,
-                    error_code = ?, error_message = ?, finished_at = ?, target = ?, batch = ?
+                    error_code = ?, error_message = ?, finished_at = ?, target = ?, batch = ?,
+                    output_retries = output_retries + ?, finish = ?
                 WHERE seq = ? AND lease_owner = ? AND state = 'running'
                 """
         )
@@ -205,6 +207,7 @@ public final class SQLiteQueue: RowQueue {
             response?.statusCode ?? error?.statusCode, response?.requestID, clientRequestID, response?.body,
             response?.promptTokens, response?.completionTokens, response?.totalTokens, response?.latencyMs,
             error?.code, error?.message, state == .pending ? nil : stamp, completion.target, completion.batch,
+            error?.code == RowError.invalidOutput ? 1 : 0, response?.finish,
             completion.seq, completion.owner,
         ])
         guard db.changesCount > 0 else { return false }
@@ -269,7 +272,7 @@ public final class SQLiteQueue: RowQueue {
                 let match = conditions.isEmpty ? "" : " AND (" + conditions.joined(separator: " OR ") + ")"
                 try db.execute(
                     sql: """
-                        UPDATE rows SET state = 'pending', attempts = 0, next_attempt_at = 0, finished_at = NULL
+                        UPDATE rows SET state = 'pending', attempts = 0, output_retries = 0, next_attempt_at = 0, finished_at = NULL
                         WHERE state = 'failed'\(match)
                         """,
                     arguments: arguments
@@ -306,7 +309,8 @@ public final class SQLiteQueue: RowQueue {
                         SELECT variant, state, count(*) AS rows, coalesce(sum(prompt_tokens), 0) AS promptTokens,
                             coalesce(sum(completion_tokens), 0) AS completionTokens,
                             coalesce(sum(CASE WHEN batch IS NOT NULL THEN prompt_tokens END), 0) AS batchPromptTokens,
-                            coalesce(sum(CASE WHEN batch IS NOT NULL THEN completion_tokens END), 0) AS batchCompletionTokens
+                            coalesce(sum(CASE WHEN batch IS NOT NULL THEN completion_tokens END), 0) AS batchCompletionTokens,
+                            coalesce(sum(finish = 'length'), 0) AS truncated, coalesce(sum(finish = 'content_filter'), 0) AS filtered
                         FROM rows GROUP BY variant, state
                         """
                 )
@@ -373,12 +377,14 @@ public final class SQLiteQueue: RowQueue {
             db,
             sql: """
                 SELECT target, count(*) AS rows, coalesce(sum(prompt_tokens), 0) AS promptTokens,
-                    coalesce(sum(completion_tokens), 0) AS completionTokens
+                    coalesce(sum(completion_tokens), 0) AS completionTokens,
+                    coalesce(sum(finish = 'length'), 0) AS truncated, coalesce(sum(finish = 'content_filter'), 0) AS filtered
                 FROM rows WHERE state = 'succeeded' AND target IS NOT NULL GROUP BY target
                 """
         ) {
             var figure = entry(row.target)
             (figure.requests, figure.promptTokens, figure.completionTokens) = (row.rows, row.promptTokens, row.completionTokens)
+            (figure.truncated, figure.filtered) = (row.truncated, row.filtered)
             if let offset = QueueReport.percentileOffset(count: row.rows, 0.5) {
                 figure.latencyP50 = try Double.fetchOne(
                     db, sql: "SELECT latency_ms FROM rows WHERE state = 'succeeded' AND target = ? ORDER BY latency_ms LIMIT 1 OFFSET \(offset)",

@@ -24,6 +24,20 @@ struct BatchResults: Sendable {
         return seq
     }
 
+    /// What the collector keeps of each row the batch holds: not its body, only the output
+    /// check it asks for (an index into the batch's distinct checks).
+    struct Held: Sendable {
+        var api: ServiceAPI
+        var attempts: Int
+        var outputRetries: Int
+        var check: Int?
+    }
+
+    struct HeldRows: Sendable {
+        var rows: [Int64: Held]
+        var checks: [OutputCheck]
+    }
+
     /// What settling rows did, for the run's counters.
     struct Settled: Sendable {
         var answered = 0
@@ -58,11 +72,24 @@ struct BatchResults: Sendable {
         do { reader = try LineReader(path: path) } catch { throw StorageError(path: path, message: error.message) }
         var settled = Settled()
         var batch: [Completion] = []
-        var attempts: [Int64: Int] = [:]
-        try await queue.forEachBatchLine(number: record.number) { attempts[$0.seq] = $0.attempts }
+        var rows: [Int64: Held] = [:]
+        var keys: [String: Int] = [:]
+        var checks: [OutputCheck] = []
+        try await queue.forEachBatchLine(number: record.number) { line in
+            var check: Int?
+            if let (key, expectation) = OutputCheck.keyedExpectation(of: line.body, api: line.api) {
+                check = keys[key] ?? {
+                    checks.append(expectation)
+                    keys[key] = checks.count - 1
+                    return checks.count - 1
+                }()
+            }
+            rows[line.seq] = Held(api: line.api, attempts: line.attempts, outputRetries: line.outputRetries, check: check)
+        }
+        let held = HeldRows(rows: rows, checks: checks)
         let now = Date()
         while let line = reader.next() {
-            guard let completion = outcome(of: line, attempts: attempts, now: now), seen.insert(completion.seq).inserted else { continue }
+            guard let completion = outcome(of: line, held: held, now: now), seen.insert(completion.seq).inserted else { continue }
             settled.add(completion)
             batch.append(completion)
             if batch.count >= 1000 {
@@ -76,10 +103,11 @@ struct BatchResults: Sendable {
 
     /// The outcome of one line of an output or error file; nil for a line that names no row
     /// of this batch, or that only says the row was not run (it stays for ``unfinished``).
-    func outcome(of line: ArraySlice<UInt8>, attempts: [Int64: Int], now: Date) -> Completion? {
+    func outcome(of line: ArraySlice<UInt8>, held: HeldRows, now: Date) -> Completion? {
         guard let value = try? JSONParser.parse(line), let customID = value["custom_id"]?.stringValue,
-            let seq = Self.seq(customID: customID), let tries = attempts[seq]
+            let seq = Self.seq(customID: customID), let row = held.rows[seq]
         else { return nil }
+        let tries = row.attempts
         guard let response = value["response"], case .object = response, let status = ServiceUsage.count(response["status_code"]) else {
             return nil
         }
@@ -96,7 +124,10 @@ struct BatchResults: Sendable {
         switch verdict {
         case .success:
             guard let recorded else { return nil }
-            outcome = .succeeded(recorded)
+            outcome = RowDecision.judge(
+                recorded, answer: decoded?.json, check: row.check.map { held.checks[$0] }, api: row.api, attempts: tries,
+                outputRetries: row.outputRetries, settings: RowDecision.Settings(limits: limits), now: now
+            )
         case .permanent(let error):
             outcome = .failed(error: error, response: recorded)
         case .retry(_, let error, _), .unauthorized(let error):

@@ -18,10 +18,15 @@ enum RowDecision {
         /// A row throttled for longer than this many times ``maxRetryWait``, while the
         /// service answers other rows, fails with its 429 code instead of waiting for ever.
         var rowThrottleFactor: Double = 4
+        /// `limits.max_output_retries` and `limits.truncated`.
+        var maxOutputRetries = 2
+        var failTruncated = false
 
         init(limits: JobFile.Limits) {
             maxRetryWait = limits.maxRetryWait
             maxAttempts = limits.maxAttempts
+            maxOutputRetries = limits.maxOutputRetries
+            failTruncated = limits.truncated == .fail
         }
     }
 
@@ -71,6 +76,8 @@ enum RowDecision {
         var verdict: RetryPolicy.Verdict
         var record: Recorded?
         var clientRequestID: String
+        /// The answer's body, parsed, for the output checks.
+        var answer: JSONValue?
 
         /// The 429's own delay when the answer is a throttle (`.some(nil)`: a 429 without
         /// one), nil for any other answer: whether the runner must read the throttle clocks.
@@ -84,6 +91,7 @@ enum RowDecision {
             verdict = RetryPolicy.classify(answer, body: decoded, deployment: row.deployment, url: url, now: now)
             record = Recorded(answer, decoded: decoded, clientRequestID: clientRequestID)
             self.clientRequestID = clientRequestID
+            self.answer = decoded?.json
         }
     }
 
@@ -108,7 +116,11 @@ enum RowDecision {
             let left = RateGate.Outcome.success(
                 remainingRequests: record.remaining.requests, remainingTokens: record.remaining.tokens, estimate: row.estimatedTokens
             )
-            return commit(.succeeded(record.response), gate: left)
+            let outcome = judge(
+                record.response, answer: reading.answer, check: OutputCheck.expectation(of: row.body, api: row.api), api: row.api,
+                attempts: row.attempts, outputRetries: row.outputRetries, settings: settings, now: now
+            )
+            return commit(outcome, gate: left)
         case .retry(let delay, let error, throttled: true):
             if let delay, delay > maxWait {
                 return .park(
@@ -171,6 +183,34 @@ enum RowDecision {
         }
     }
 
+    /// What an answer the service gave with success comes to: kept, or refused by the output
+    /// checks (cut off at its cap with `limits.truncated: fail`; not the structured output
+    /// its request asked for, tried again up to `limits.max_output_retries`). The online
+    /// runner and the batch engine both judge answers here.
+    static func judge(
+        _ response: ResponseRecord, answer: JSONValue?, check: OutputCheck?, api: ServiceAPI, attempts: Int, outputRetries: Int,
+        settings: Settings, now: Date
+    ) -> RowOutcome {
+        if response.finish == "length" {
+            guard settings.failTruncated else { return .succeeded(response) }
+            let error = RowError(
+                code: RowError.truncated,
+                message: "the answer was cut off at its token cap (finish_reason: length); raise max_tokens, then foundry-batch retry --code truncated",
+                statusCode: response.statusCode
+            )
+            return .failed(error: error, response: response)
+        }
+        // A filtered answer is counted as such; there is no structure to check in it.
+        guard response.finish == nil, let answer, let check, let problem = check.problem(with: answer, api: api)
+        else { return .succeeded(response) }
+        var error = RowError(code: RowError.invalidOutput, message: problem, statusCode: response.statusCode)
+        if outputRetries >= settings.maxOutputRetries || attempts + 1 >= settings.maxAttempts {
+            error.message = "\(problem) (after \(outputRetries + 1) answer\(outputRetries == 0 ? "" : "s"); limits.max_output_retries is \(settings.maxOutputRetries))"
+            return .failed(error: error, response: response)
+        }
+        return .retry(at: now, error: error, response: response)
+    }
+
     static func clockTime(_ date: Date) -> String {
         let formatter = DateFormatter()
         formatter.dateFormat = "yyyy-MM-dd HH:mm:ss zzz"
@@ -197,7 +237,8 @@ struct Recorded: Sendable, Equatable {
         response = ResponseRecord(
             statusCode: status, requestID: headers.first(name: "apim-request-id") ?? headers.first(name: "x-request-id"),
             clientRequestID: clientRequestID, body: body, promptTokens: usage?.promptTokens, completionTokens: usage?.completionTokens,
-            totalTokens: usage?.totalTokens ?? usage.map { Bounded.add($0.promptTokens ?? 0, $0.completionTokens ?? 0) }, latencyMs: latency
+            totalTokens: usage?.totalTokens ?? usage.map { Bounded.add($0.promptTokens ?? 0, $0.completionTokens ?? 0) }, latencyMs: latency,
+            finish: decoded?.finish
         )
         // "12345" or "12345 tokens": the leading whole number, else nothing.
         func count(_ name: String) -> Int? {

@@ -74,6 +74,8 @@ public struct RunSummary: Sendable {
         ]
         if let cost { pairs.append(("estimated_cost", .double((cost * 10000).rounded() / 10000))) }
         if liveBatches > 0 { pairs.append(("batches_running", .int(liveBatches))) }
+        pairs.append(("truncated", .int(counts.truncated)))
+        pairs.append(("content_filtered", .int(counts.filtered)))
         pairs.append(("exit_code", .int(Int(exitStatus.rawValue))))
         if let stop { pairs.append(("error", .string(stop.message))) }
         return .object(pairs)
@@ -91,6 +93,9 @@ public struct RunSummary: Sendable {
             "  results: \(export.output) (\(Self.lines(export.succeeded)))",
         ]
         if export.failed > 0 { lines.append("  errors:  \(export.errors) (\(Self.lines(export.failed)))") }
+        if counts.truncated + counts.filtered > 0 {
+            lines.append("  \(counts.truncated) answers cut off at max_tokens (finish_reason length), \(counts.filtered) stopped by the content filter")
+        }
         if liveBatches > 0 {
             lines.append(
                 "  \(liveBatches) batch\(liveBatches == 1 ? "" : "es") not yet collected (running at the provider, or waiting to be submitted): run the job again to go on; status lists them"

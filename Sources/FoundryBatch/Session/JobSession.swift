@@ -63,6 +63,14 @@ public struct JobSession: Sendable {
         StatusReport(job: job.name, report: try await queue.report(), prices: job.prices)
     }
 
+    /// Signs in to every target, lists its deployments and probes each deployment the rows
+    /// use (`check`). Loads nothing and changes nothing in the queue.
+    public func check() async throws -> CheckReport {
+        try await ServiceSession.with(job: job, concurrency: 2) { service in
+            try await ServiceCheck.run(session: self, service: service)
+        }
+    }
+
     /// Cancels the job's live batches at the provider, keeping what they finished; their
     /// other rows return to pending (`cancel`). - Returns: how many batches were live.
     public func cancelBatches(control: RunControl, logger: Logger = Logger(label: "foundry-batch.cancel")) async throws -> Int {

@@ -75,6 +75,12 @@ public struct ServiceBody: Sendable {
     public var error: ErrorDetail?
     /// The body as one line of valid JSON text, for the state database and the results file.
     public var text: String
+    /// How the answer ended when it did not end normally: `length` (cut off at its token
+    /// cap: chat's `finish_reason`, or a Responses answer `incomplete` for
+    /// `max_output_tokens`) or `content_filter`.
+    public var finish: String?
+    /// The body, parsed: for the output checks.
+    public var json: JSONValue
 
     static let bom: [UInt8] = [0xEF, 0xBB, 0xBF]
 
@@ -92,7 +98,24 @@ public struct ServiceBody: Sendable {
         let text = hasBOM || bytes.contains(where: { $0 < 0x20 }) ? value.jsonText : String(decoding: bytes, as: UTF8.self)
         let error: ErrorDetail? = if let detail = value["error"], case .object = detail { ErrorDetail(json: detail) } else { nil }
         let usage: ServiceUsage? = if let block = value["usage"], case .object = block { ServiceUsage(json: block) } else { nil }
-        return ServiceBody(usage: usage, error: error, text: text)
+        return ServiceBody(usage: usage, error: error, text: text, finish: finish(of: value), json: value)
+    }
+
+    /// The answer's unusual ending, `length` or `content_filter`; nil for a normal one.
+    static func finish(of value: JSONValue) -> String? {
+        let reason: String?
+        if case .array(let choices)? = value["choices"], let first = choices.first {
+            reason = first["finish_reason"]?.stringValue
+        } else if value["status"]?.stringValue == "incomplete" {
+            reason = value["incomplete_details"]?["reason"]?.stringValue == "content_filter" ? "content_filter" : "length"
+        } else {
+            reason = nil
+        }
+        switch reason {
+        case "length", "max_tokens", "max_output_tokens": return "length"
+        case "content_filter": return "content_filter"
+        default: return nil
+        }
     }
 
     /// Stored body text made safe to splice into an output line: a body stored by an older

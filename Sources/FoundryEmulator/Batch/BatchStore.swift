@@ -84,6 +84,9 @@ final class BatchStore: Sendable {
         /// Lines of a new batch whose custom id is in another batch that has not ended: a
         /// client that puts a row in two live batches.
         var doubled = 0
+        /// Answered lines the output knobs spoilt (broken JSON, cut short).
+        var invalidOutputs = 0
+        var truncatedOutputs = 0
 
         var isEmpty: Bool { answeredPromptKeys.isEmpty && failed == 0 && doubled == 0 }
 
@@ -92,6 +95,8 @@ final class BatchStore: Sendable {
             tokens += other.tokens
             failed += other.failed
             doubled += other.doubled
+            invalidOutputs += other.invalidOutputs
+            truncatedOutputs += other.truncatedOutputs
         }
     }
 
@@ -161,7 +166,7 @@ final class BatchStore: Sendable {
         }
 
         /// Runs the lines due by `now`. A read also completes a pending cancel.
-        mutating func advance(to now: Date, read: Bool, configuration: EmulatorConfiguration) -> Work {
+        mutating func advance(to now: Date, read: Bool, configuration: EmulatorConfiguration, dice: OutputDice) -> Work {
             // `cancelling` lasts until the next read, as the service's lasts a while.
             if read, cancellingAt != nil, cancelledAt == nil { cancelledAt = now }
             let target: Int
@@ -174,14 +179,14 @@ final class BatchStore: Sendable {
             }
             var work = Work()
             while ran < target {
-                run(ran, configuration: configuration, work: &work)
+                run(ran, configuration: configuration, dice: dice, work: &work)
                 ran += 1
             }
             return work
         }
 
         /// Answers one line as the online route would, or fails it (`batch_fail_rate`, content filter).
-        mutating func run(_ index: Int, configuration: EmulatorConfiguration, work: inout Work) {
+        mutating func run(_ index: Int, configuration: EmulatorConfiguration, dice: OutputDice, work: inout Work) {
             let line = lines[index]
             let requestID = UUID().uuidString.lowercased()
             let parsed = (try? JSONSerialization.jsonObject(with: line.json)) as? [String: Any]
@@ -199,15 +204,20 @@ final class BatchStore: Sendable {
                 failed += 1
                 work.failed += 1
             } else {
+                let name = deployment ?? inference.deployment ?? ""
+                // The same dice as online: a line sent again in a later batch rolls again.
+                let faults = FoundryRoutes.outputFaults(operation, inference, deployment: name, dice: dice, configuration: configuration)
                 let answer = FoundryRoutes.answer(
-                    operation, body: body, inference: inference, deployment: deployment ?? inference.deployment ?? "",
-                    requestID: requestID, created: finishTime(ofLine: index)
+                    operation, body: body, inference: inference, deployment: name,
+                    requestID: requestID, created: finishTime(ofLine: index), faults: faults
                 )
                 record["response"] = ["status_code": 200, "request_id": requestID, "body": answer.body] as [String: Any]
                 output.append(BatchStore.jsonLine(record))
                 completed += 1
                 work.answeredPromptKeys.append(answer.promptKey)
                 work.tokens += answer.tokens
+                if faults.invalid { work.invalidOutputs += 1 }
+                if faults.truncated { work.truncatedOutputs += 1 }
             }
         }
 
@@ -289,6 +299,12 @@ final class BatchStore: Sendable {
     }
 
     let inner = Mutex(Inner())
+    /// The output knobs' dice, shared with the online routes so a prompt's attempts count across both.
+    let outputDice: OutputDice
+
+    init(outputDice: OutputDice = OutputDice()) {
+        self.outputDice = outputDice
+    }
 
     /// What a create came to.
     enum Creation: Sendable {
@@ -355,7 +371,7 @@ final class BatchStore: Sendable {
                 lines: validation.lines, metadata: metadata, createdAt: now, seconds: configuration.batchSeconds, fate: fate
             )
             // With batch_seconds 0 the batch is done before the create answers.
-            var work = batch.advance(to: now, read: false, configuration: configuration)
+            var work = batch.advance(to: now, read: false, configuration: configuration, dice: outputDice)
             var live = Set<String>()
             for other in state.batches.values where !other.status(at: now).hasEnded { live.formUnion(other.lines.map(\.customID)) }
             work.doubled = batch.lines.count { live.contains($0.customID) }
@@ -370,7 +386,7 @@ final class BatchStore: Sendable {
     func read(_ id: String, now: Date, configuration: EmulatorConfiguration) -> (Batch, Work)? {
         inner.withLock { state in
             guard var batch = state.batches[id] else { return nil }
-            let work = batch.advance(to: now, read: true, configuration: configuration)
+            let work = batch.advance(to: now, read: true, configuration: configuration, dice: outputDice)
             Self.closeIfEnded(&batch, in: &state, now: now)
             state.batches[id] = batch
             return (batch, work)
@@ -387,7 +403,7 @@ final class BatchStore: Sendable {
             var batches: [Batch] = []
             for id in page {
                 guard var batch = state.batches[id] else { continue }
-                work.add(batch.advance(to: now, read: true, configuration: configuration))
+                work.add(batch.advance(to: now, read: true, configuration: configuration, dice: outputDice))
                 Self.closeIfEnded(&batch, in: &state, now: now)
                 state.batches[id] = batch
                 batches.append(batch)
@@ -401,7 +417,7 @@ final class BatchStore: Sendable {
     func cancel(_ id: String, now: Date, configuration: EmulatorConfiguration) -> (Cancellation, Work) {
         inner.withLock { state in
             guard var batch = state.batches[id] else { return (.notFound, Work()) }
-            let work = batch.advance(to: now, read: false, configuration: configuration)
+            let work = batch.advance(to: now, read: false, configuration: configuration, dice: outputDice)
             Self.closeIfEnded(&batch, in: &state, now: now)
             let status = batch.status(at: now)
             if status == .cancelling {

@@ -33,6 +33,8 @@ struct InferenceRequest {
     /// The text the answer is derived from: the last user message, or the input.
     var lastUserText: String
     var maxTokens: Int?
+    /// The structured output asked for (`response_format`, Responses `text.format`); nil for text.
+    var outputFormat: OutputFormat?
 
     init(body: [String: Any]) {
         deployment = body["model"] as? String
@@ -55,6 +57,7 @@ struct InferenceRequest {
         promptText = parts.joined(separator: "\n")
         lastUserText = last.isEmpty ? promptText : last
         maxTokens = (body["max_tokens"] ?? body["max_completion_tokens"] ?? body["max_output_tokens"]) as? Int
+        outputFormat = OutputFormat(body: body)
     }
 
     static func text(_ value: Any?) -> String {

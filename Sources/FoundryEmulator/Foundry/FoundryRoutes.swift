@@ -141,8 +141,28 @@ struct FoundryRoutes {
         let delay = state.jitter()
         if delay > 0 { try await Task.sleep(for: .milliseconds(delay)) }
 
-        let answer = Self.answer(operation, body: body, inference: inference, deployment: deployment, requestID: requestID, created: started)
+        let faults = Self.outputFaults(operation, inference, deployment: deployment, dice: state.outputDice, configuration: state.configuration)
+        let answer = Self.answer(
+            operation, body: body, inference: inference, deployment: deployment, requestID: requestID, created: started, faults: faults
+        )
+        state.recordOutputFaults(faults)
         return finish(200, answer.body, promptKey: answer.promptKey, tokens: answer.tokens)
+    }
+
+    /// The key that tells repeated work: the same prompt to the same deployment.
+    static func promptKey(_ inference: InferenceRequest, deployment: String) -> String {
+        deployment + "\u{0}" + inference.promptText
+    }
+
+    /// Rolls the output knobs for a 200 answer, online or in a batch line; embeddings have no
+    /// text to spoil, and roll nothing.
+    static func outputFaults(
+        _ operation: Operation, _ inference: InferenceRequest, deployment: String, dice: OutputDice, configuration: EmulatorConfiguration
+    ) -> OutputFaults {
+        guard operation != .embeddings else { return OutputFaults() }
+        return dice.roll(
+            promptKey: promptKey(inference, deployment: deployment), structured: inference.outputFormat != nil, configuration: configuration
+        )
     }
 
     /// Whether the content filter refuses the prompt (400 `content_filter`).
@@ -163,11 +183,16 @@ struct FoundryRoutes {
     /// The Batch API builds each output line's `response.body` here too, so a row answered in a
     /// batch reads exactly as it would online (only `id` and `created` differ, as they do
     /// between two online answers).
+    ///
+    /// A request for structured output (``OutputFormat``) gets JSON text as its content; a
+    /// `max_tokens` (`max_completion_tokens`, `max_output_tokens`) below the answer's length
+    /// cuts it, as do `faults` rolled by the output knobs.
     static func answer(
-        _ operation: Operation, body: [String: Any], inference: InferenceRequest, deployment: String, requestID: String, created started: Date
+        _ operation: Operation, body: [String: Any], inference: InferenceRequest, deployment: String, requestID: String, created started: Date,
+        faults: OutputFaults = OutputFaults()
     ) -> Answer {
         let promptTokens = EmulatorAnswer.tokens(inference.promptText)
-        let promptKey = deployment + "\u{0}" + inference.promptText
+        let promptKey = Self.promptKey(inference, deployment: deployment)
         switch operation {
         case .embeddings:
             let inputs: [String] = (body["input"] as? [Any])?.map { InferenceRequest.text($0) } ?? [inference.lastUserText]
@@ -179,7 +204,13 @@ struct FoundryRoutes {
                 tokens: promptTokens, promptKey: promptKey
             )
         case .chat, .responses:
-            var text = EmulatorAnswer.text(for: inference.lastUserText)
+            var text: String
+            if let format = inference.outputFormat {
+                text = format.content(for: inference.lastUserText)
+                if faults.invalid { text = OutputFormat.broken(text) }
+            } else {
+                text = EmulatorAnswer.text(for: inference.lastUserText)
+            }
             var completionTokens = EmulatorAnswer.tokens(text)
             var finishReason = "stop"
             if let cap = inference.maxTokens, cap < completionTokens {
@@ -187,11 +218,18 @@ struct FoundryRoutes {
                 completionTokens = max(cap, 1)
                 finishReason = "length"
             }
+            if faults.truncated {
+                // Read as an answer that ran into its cap: half the text, its tokens, `length`.
+                text = String(text.prefix(text.count / 2))
+                completionTokens = EmulatorAnswer.tokens(text)
+                finishReason = "length"
+            }
+            let complete = finishReason == "stop"
             let created = Int(started.timeIntervalSince1970)
             let id = SHA256.hash(data: Data((promptKey + requestID).utf8)).prefix(12).map { String(format: "%02x", $0) }.joined()
-            let answer: [String: Any] =
-                operation == .chat
-                ? [
+            var answer: [String: Any]
+            if operation == .chat {
+                answer = [
                     "id": "chatcmpl-\(id)", "object": "chat.completion", "created": created, "model": deployment,
                     "choices": [
                         ["index": 0, "message": ["role": "assistant", "content": text], "finish_reason": finishReason, "logprobs": NSNull()] as [String: Any]
@@ -199,16 +237,25 @@ struct FoundryRoutes {
                     "usage": ["prompt_tokens": promptTokens, "completion_tokens": completionTokens, "total_tokens": promptTokens + completionTokens],
                     "system_fingerprint": NSNull(),
                 ]
-                : [
-                    "id": "resp_\(id)", "object": "response", "created_at": created, "status": "completed", "model": deployment,
+            } else {
+                // A Responses answer cut short is `incomplete`, the message item too, and names
+                // the cap it ran into; the emulator has no other reason than the token cap.
+                let status = complete ? "completed" : "incomplete"
+                let details: Any = complete ? NSNull() as Any : ["reason": "max_output_tokens"] as Any
+                answer = [
+                    "id": "resp_\(id)", "object": "response", "created_at": created, "status": status, "incomplete_details": details,
+                    "model": deployment,
                     "output": [
                         [
-                            "type": "message", "id": "msg_\(id)", "status": "completed", "role": "assistant",
+                            "type": "message", "id": "msg_\(id)", "status": status, "role": "assistant",
                             "content": [["type": "output_text", "text": text, "annotations": [] as [Any]] as [String: Any]],
                         ] as [String: Any]
                     ],
                     "usage": ["input_tokens": promptTokens, "output_tokens": completionTokens, "total_tokens": promptTokens + completionTokens],
                 ]
+                // The service echoes the format asked for, plain text when none was.
+                answer["text"] = (body["text"] as? [String: Any]) ?? ["format": ["type": "text"]]
+            }
             return Answer(body: answer, tokens: promptTokens + completionTokens, promptKey: promptKey)
         }
     }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Synchronization
 
@@ -28,11 +29,16 @@ final class EmulatorState: Sendable {
 
     let inner: Mutex<Inner>
     let issuer = EmulatorTokenIssuer()
+    /// The output knobs' per-prompt counters, shared with the batch lines.
+    let outputDice: OutputDice
     /// Files and batches of the Batch API, behind their own lock.
-    let batches = BatchStore()
+    let batches: BatchStore
 
     init(configuration: EmulatorConfiguration) {
         inner = Mutex(Inner(configuration: configuration, random: SplitMix64(seed: configuration.seed)))
+        let dice = OutputDice()
+        outputDice = dice
+        batches = BatchStore(outputDice: dice)
     }
 
     var configuration: EmulatorConfiguration {
@@ -110,10 +116,21 @@ final class EmulatorState: Sendable {
             state.stats.batchLinesFailed += work.failed
             state.stats.batchTokensServed += work.tokens
             state.stats.batchRowsInTwoLiveBatches += work.doubled
+            state.stats.outputInvalid += work.invalidOutputs
+            state.stats.outputTruncated += work.truncatedOutputs
             for key in work.answeredPromptKeys {
                 let seen = state.answeredPrompts.contains(key)
                 if !state.batchAnsweredPrompts.insert(key).inserted || seen { state.stats.batchRepeatedAnswers += 1 }
             }
+        }
+    }
+
+    /// Counts what the output knobs did to one online answer.
+    func recordOutputFaults(_ faults: OutputFaults) {
+        guard faults.invalid || faults.truncated else { return }
+        inner.withLock { state in
+            if faults.invalid { state.stats.outputInvalid += 1 }
+            if faults.truncated { state.stats.outputTruncated += 1 }
         }
     }
 
@@ -177,6 +194,50 @@ final class EmulatorState: Sendable {
             stats.inFlight = state.inFlight
             return stats
         }
+    }
+}
+
+/// What the output knobs do to one 200 chat or Responses answer.
+struct OutputFaults: Sendable, Equatable {
+    /// The structured content is made broken JSON (`output_invalid_rate`).
+    var invalid = false
+    /// The content is cut to half and marked as having hit the token cap (`output_truncated_rate`).
+    var truncated = false
+}
+
+/// The dice of the output knobs, rolled once per 200 chat or Responses answer.
+///
+/// A roll is SHA-256 of the seed, the prompt key and how many times that prompt was answered
+/// before, not a draw from the shared generator: a run repeats whatever order the requests
+/// arrive in, and a retry of the same prompt rolls again, so it can come out whole. The
+/// counters have their own lock because batch lines roll while the batch store's lock is held,
+/// and a second lock taken only in here cannot wait on anyone.
+final class OutputDice: Sendable {
+    /// Prompt key -> 200 answers rolled for it so far.
+    let answered = Mutex<[String: Int]>([:])
+
+    func roll(promptKey: String, structured: Bool, configuration: EmulatorConfiguration) -> OutputFaults {
+        let invalidRate = structured ? configuration.outputInvalidRate : 0
+        let truncatedRate = configuration.outputTruncatedRate
+        // With both knobs at 0 nothing is remembered, so a clean run keeps no memory per prompt.
+        guard invalidRate > 0 || truncatedRate > 0 else { return OutputFaults() }
+        let attempt = answered.withLock { counts in
+            let count = counts[promptKey, default: 0]
+            counts[promptKey] = count + 1
+            return count
+        }
+        let seed = configuration.seed
+        return OutputFaults(
+            invalid: invalidRate > 0 && Self.unit("invalid", promptKey, attempt, seed: seed) < invalidRate,
+            truncated: truncatedRate > 0 && Self.unit("truncated", promptKey, attempt, seed: seed) < truncatedRate
+        )
+    }
+
+    /// A number in 0..<1 for one die; the die's name keeps the two knobs' rolls independent.
+    static func unit(_ die: String, _ promptKey: String, _ attempt: Int, seed: UInt64) -> Double {
+        let digest = SHA256.hash(data: Data("\(seed)\u{0}\(die)\u{0}\(attempt)\u{0}\(promptKey)".utf8))
+        let value = digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return Double(value >> 11) / Double(UInt64(1) << 53)
     }
 }
 

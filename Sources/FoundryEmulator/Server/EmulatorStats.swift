@@ -42,6 +42,10 @@ public struct EmulatorStats: Sendable, Codable, Equatable {
     /// Lines of a created batch whose custom id was in another batch still running: a row in
     /// two live batches.
     public var batchRowsInTwoLiveBatches = 0
+    /// Chat and Responses answers (online and in batch lines) the output knobs spoilt: content
+    /// made broken JSON (`output_invalid_rate`), or cut short (`output_truncated_rate`).
+    public var outputInvalid = 0
+    public var outputTruncated = 0
 
     public var totalTokenRequests: Int { tokenRequests.values.reduce(0, +) }
 
@@ -56,5 +60,6 @@ public struct EmulatorStats: Sendable, Codable, Equatable {
         case batchCreatesRefused = "batch_creates_refused", batchLinesAnswered = "batch_lines_answered"
         case batchLinesFailed = "batch_lines_failed", batchTokensServed = "batch_tokens_served"
         case batchRepeatedAnswers = "batch_repeated_answers", batchRowsInTwoLiveBatches = "batch_rows_in_two_live_batches"
+        case outputInvalid = "output_invalid", outputTruncated = "output_truncated"
     }
 }

@@ -1,0 +1,203 @@
+import AsyncHTTPClient
+import FoundryAuth
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// `check`: before a long run, every target signs in, lists its resource's deployments where
+/// the service offers that, and answers one 1-token request per deployment the job's rows
+/// use; each (target, deployment) gets one line: ok, or what is wrong and the fix.
+public struct CheckReport: Sendable {
+    /// One target and deployment, checked.
+    public struct Line: Sendable, Equatable {
+        public var target: String
+        /// The row model and the deployment it is sent to on the target (nil: the sign-in failed first).
+        public var model: String?
+        public var deployment: String?
+        public var ok: Bool
+        /// What answered, or what is wrong.
+        public var detail: String
+        public var fix: String?
+    }
+
+    public var job: String
+    public var lines: [Line]
+
+    public var allOK: Bool { lines.allSatisfy(\.ok) }
+    public var exitStatus: ExitStatus { allOK ? .success : .stopped }
+
+    public var text: String {
+        var out: [String] = []
+        for line in lines {
+            let place = [line.target, line.deployment ?? "-"].joined(separator: "  ")
+            out.append("\(line.ok ? "ok  " : "FAIL")  \(place)  \(line.detail)")
+            if let fix = line.fix { out.append("      fix: \(fix)") }
+        }
+        out.append(allOK ? "\(job): every target is ready" : "\(job): \(lines.count { !$0.ok }) of \(lines.count) checks failed")
+        return out.joined(separator: "\n")
+    }
+
+    public var json: JSONValue {
+        .object([
+            ("job", .string(job)), ("ok", .bool(allOK)),
+            (
+                "checks",
+                .array(
+                    lines.map { line in
+                        .object([
+                            ("target", .string(line.target)), ("model", line.model.map(JSONValue.string) ?? .null),
+                            ("deployment", line.deployment.map(JSONValue.string) ?? .null), ("ok", .bool(line.ok)),
+                            ("detail", .string(line.detail)), ("fix", line.fix.map(JSONValue.string) ?? .null),
+                        ])
+                    }
+                )
+            ),
+        ])
+    }
+}
+
+/// The checks behind `check`, one target at a time.
+enum ServiceCheck {
+    /// The API version the deployments listing is asked with when the target names none.
+    static let listingVersion = "2022-12-01"
+
+    /// Checks every target of `service` for the models `session`'s rows use.
+    static func run(session: JobSession, service: ServiceSession) async throws -> CheckReport {
+        var models = session.job.knownModels.map { ($0, session.job.api) }
+        for group in try await session.queue.pendingGroups(now: .distantFuture) where !models.contains(where: { $0.0 == group.model }) {
+            models.append((group.model, group.api))
+        }
+        var lines: [CheckReport.Line] = []
+        for connected in service.targets {
+            let spec = connected.spec
+            let served = models.filter { spec.serves($0.0) }
+            let who: String
+            do {
+                who = try await AuthReport.describe(connected.target).split(separator: "\n").first.map(String.init) ?? ""
+            } catch {
+                lines.append(
+                    .init(
+                        target: spec.name, model: nil, deployment: nil, ok: false, detail: "sign-in failed: \(error)",
+                        fix: "check the credential of auth: \(spec.auth.rawValue) (foundry-batch auth says more)"
+                    )
+                )
+                continue
+            }
+            let transport = HTTPTransport(http: service.http, target: connected.target, timeout: session.settings.limits.timeout)
+            let listed = await deployments(of: connected.target, transport: transport)
+            var probed: Set<String> = []
+            for (model, api) in served {
+                let deployment = spec.deployment(for: model)
+                guard probed.insert(deployment).inserted else { continue }
+                if let listed, !listed.contains(deployment) {
+                    lines.append(
+                        .init(
+                            target: spec.name, model: model, deployment: deployment, ok: false,
+                            detail: "deployment '\(deployment)' is not on \(connected.target.baseURL); it has: \(listed.isEmpty ? "none" : listed.joined(separator: ", "))",
+                            fix: "deploy \(model) there as '\(deployment)', or name the deployment in \(session.job.isPooled ? "targets[\(spec.name)].deployment" : "deployment:")"
+                        )
+                    )
+                    continue
+                }
+                lines.append(await probe(model: model, deployment: deployment, api: api, spec: spec, target: connected.target, transport: transport, who: who))
+            }
+        }
+        return CheckReport(job: session.job.name, lines: lines)
+    }
+
+    /// The deployments the resource lists; nil where the service offers no listing.
+    static func deployments(of target: ServiceTarget, transport: HTTPTransport) async -> [String]? {
+        guard !target.hasOwnPath else { return nil }
+        let version = target.apiVersion ?? listingVersion
+        let url = "\(target.baseURL)/openai/deployments?api-version=\(version.addingPercentEncoding(withAllowedCharacters: ServiceTarget.queryValueAllowed) ?? version)"
+        var bearer: String?
+        if case .bearer(let provider) = target.authorization { bearer = try? await provider.token().token }
+        let (answer, _) = await transport.get(url, bearer: bearer)
+        guard case .response(200, _, let bytes, _) = answer, let body = ServiceBody.decode(bytes), case .array(let items)? = body.json["data"] else {
+            return nil
+        }
+        return items.compactMap { $0["id"]?.stringValue }
+    }
+
+    /// One request with a 1-token answer, judged as a run would judge it.
+    static func probe(
+        model: String, deployment: String, api: ServiceAPI, spec: JobFile.Target, target: ServiceTarget, transport: HTTPTransport, who: String
+    ) async -> CheckReport.Line {
+        let body: JSONValue =
+            switch api {
+            case .chat: .object([("model", .string(deployment)), ("messages", .array([.object([("role", .string("user")), ("content", .string("ping"))])])), ("max_tokens", .int(1))])
+            case .responses: .object([("model", .string(deployment)), ("input", .string("ping")), ("max_output_tokens", .int(16))])
+            case .embeddings: .object([("model", .string(deployment)), ("input", .string("ping"))])
+            }
+        let row = ClaimedRow(seq: 0, id: "check", variant: "", api: api, deployment: deployment, body: body.jsonText, attempts: 0, estimatedTokens: 1)
+        var bearer: String?
+        if case .bearer(let provider) = target.authorization { bearer = try? await provider.token().token }
+        let (answer, _) = await transport.send(row, bearer: bearer)
+        let url = target.url(api: api, deployment: deployment)
+        func line(_ ok: Bool, _ detail: String, fix: String? = nil) -> CheckReport.Line {
+            .init(target: spec.name, model: model, deployment: deployment, ok: ok, detail: detail, fix: fix)
+        }
+        let latency: String =
+            switch answer {
+            case .response(_, _, _, let ms), .timedOut(let ms), .connectionFailed(_, let ms), .tooLarge(_, let ms): "\(Int(ms.rounded())) ms"
+            case .refused: "-"
+            }
+        switch RetryPolicy.classify(answer, deployment: deployment, url: url) {
+        case .success:
+            return line(true, "answered in \(latency); \(who)")
+        case .permanent(let error) where error.statusCode == 400:
+            // The deployment answered and the identity may call it; only the probe's own
+            // parameters were refused (a reasoning model refuses max_tokens, say).
+            return line(true, "reachable (the 1-token probe was refused: \(error.message.prefix(120))); \(who)")
+        case .permanent(let error):
+            return line(false, "HTTP \(error.statusCode.map(String.init) ?? "-") \(error.code): \(error.message.prefix(200))", fix: "check endpoint: and api_version:")
+        case .unauthorized(let error):
+            let secret: String =
+                switch target.authorization {
+                case .apiKey: "the key in \(spec.apiKeyEnv)"
+                case .bearer(let provider): "the token of \(provider.credential.name)"
+                case .none: "no credential (auth: none)"
+                }
+            return line(false, "the credential was rejected (HTTP 401): \(error.message.prefix(200))", fix: "check \(secret): it must belong to this resource's tenant or be a key of this resource")
+        case .fatal(let condition):
+            let parts = condition.message.split(separator: "\n", maxSplits: 1).map(String.init)
+            return line(false, parts.first ?? condition.message, fix: parts.count > 1 ? parts[1] : nil)
+        case .retry(let delay, let error, let throttled):
+            if throttled {
+                let until = delay.map { " until " + RowDecision.clockTime(Date().addingTimeInterval($0)) } ?? ""
+                return line(false, "the quota is used up\(until) (HTTP 429: \(error.message.prefix(160)))", fix: "wait, or raise the deployment's tokens-per-minute quota")
+            }
+            return line(false, "no answer: \(error.message.prefix(200)) (\(error.code))", fix: "check endpoint: and the network (proxy, firewall, private endpoint) between here and the resource")
+        }
+    }
+}
+
+extension HTTPTransport {
+    /// A GET of `url` with the target's credential, within the timeout: the deployments listing.
+    func get(_ url: String, bearer: String?) async -> (answer: ServiceAnswer, clientRequestID: String) {
+        let clientRequestID = UUID().uuidString.lowercased()
+        if target.authorization.carriesSecret, !(URL(string: url).map(TransportSecurity.maySendSecret) ?? false) {
+            return (.refused(reason: "refusing to send a credential over plain http"), clientRequestID)
+        }
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "User-Agent", value: Self.userAgent)
+        request.headers.add(name: "x-ms-client-request-id", value: clientRequestID)
+        switch target.authorization {
+        case .apiKey(let key): request.headers.add(name: "api-key", value: key)
+        case .bearer: if let bearer { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
+        case .none: break
+        }
+        let http = self.http, timeout = self.timeout, prepared = request
+        do {
+            let (status, headers, body) = try await withDeadline(seconds: timeout, on: http.eventLoopGroup.any()) {
+                let response = try await http.execute(prepared, timeout: Bounded.timeAmount(seconds: timeout))
+                let body = try await response.body.collect(upTo: 8 << 20)
+                return (Int(response.status.code), response.headers, Array(body.readableBytesView))
+            }
+            return (.response(status: status, headers: headers, body: body, latencyMs: 0), clientRequestID)
+        } catch {
+            return (.connectionFailed(reason: Self.describe(error), latencyMs: 0), clientRequestID)
+        }
+    }
+}

@@ -114,6 +114,19 @@ import Testing
         }
     }
 
+    @Test func theBatchEngineChecksStructuredOutputsToo() async throws {
+        try await Emulator.withRunning(configuration { $0.outputInvalidRate = 0.3; $0.batchSeconds = 0.3 }) { emulator in
+            let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])
+            cli.write("job.yaml", structuredJob(emulator, limits: "{max_output_retries: 8, max_attempts: 10}") + "\nengine: batch\nbatch: {poll_interval: 0.1}\n")
+            cli.write("in.jsonl", prompts(40))
+            let run = try await cli.run("run", "job.yaml", "--no-progress")
+            #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+            #expect(emulator.stats.outputInvalid > 0 && emulator.stats.batchesCreated > 1, "invalid answers went in a later batch")
+            #expect(emulator.stats.requests == 0)
+            #expect(cli.lines("out/structured.jsonl").count == 40)
+        }
+    }
+
     @Test func withNoOutputRetriesEveryInvalidAnswerFailsWithItsReason() async throws {
         try await Emulator.withRunning(configuration { $0.outputInvalidRate = 1 }) { emulator in
             let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])

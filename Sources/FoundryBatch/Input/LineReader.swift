@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -24,15 +26,16 @@ struct LineReader: ~Copyable {
     private(set) var lineNumber = 0
 
     init(path: String) throws(InputError) {
+        // Asked of FileManager, not fstat: `stat` is declared by two of the system's modules,
+        // and which one a clean build picks varies.
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+            throw InputError(file: path, line: nil, message: "is a folder, not a JSONL file")
+        }
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
             let reason = errno == ENOENT ? "no such file" : String(cString: strerror(errno))
             throw InputError(file: path, line: nil, message: "cannot open the input: \(reason)")
-        }
-        var info = stat()
-        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
-            close(fd)
-            throw InputError(file: path, line: nil, message: "is a folder, not a JSONL file")
         }
         self.fd = fd
     }

@@ -73,7 +73,11 @@ enum ServiceCheck {
             let served = models.filter { spec.serves($0.0) }
             let who: String
             do {
-                who = try await AuthReport.describe(connected.target).split(separator: "\n").first.map(String.init) ?? ""
+                switch connected.target.authorization {
+                case .apiKey: who = "api-key from \(spec.apiKeyEnv)"
+                case .none: who = "no credential"
+                case .bearer: who = try await AuthReport.describe(connected.target).split(separator: "\n").first.map(String.init) ?? ""
+                }
             } catch {
                 lines.append(
                     .init(

@@ -14,7 +14,14 @@ struct CheckCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let report = try await options.withSession { try await $0.check() }
+        let report: CheckReport
+        do {
+            report = try await options.withSession { try await $0.check() }
+        } catch let error as any UserFacingError where json {
+            // A script gets one object on every exit, a credential that is not set up too.
+            print(JSONValue.object([("job", .string(options.job)), ("ok", .bool(false)), ("error", .string(error.description))]).jsonText)
+            throw ExitCode(error.exitStatus.rawValue)
+        }
         print(json ? report.json.jsonText : report.text)
         if report.exitStatus != .success { throw ExitCode(report.exitStatus.rawValue) }
     }

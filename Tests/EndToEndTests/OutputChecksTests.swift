@@ -60,7 +60,7 @@ import Testing
                     #expect(result.stdout.contains("KEY_WRONG"), "the fix names the secret to check")
                     #expect(lines.first { $0.contains("fine") }?.hasPrefix("ok") == true, "\(result.stdout)")
                     #expect(!result.stdout.contains(Self.key) && !result.stdout.contains("not-the-key"))
-                    #expect(lacking.stats.byRoute["chat"] == nil, "a deployment the listing lacks is not probed")
+                    #expect(lacking.stats.byRoute["chat"]?.values.reduce(0, +) == 1, "probed once; the listing says what is there")
                     let json = try await cli.run("check", "job.yaml", "--json")
                     #expect(json.json["ok"] as? Bool == false)
                     #expect((json.json["checks"] as? [[String: Any]])?.count == 3)
@@ -92,6 +92,29 @@ import Testing
             #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
             #expect(result.stdout.split(separator: "\n").filter { $0.hasPrefix("ok") }.count == 2)
             #expect(emulator.stats.byRoute["chat"]?.values.reduce(0, +) == 2, "one request per deployment")
+        }
+    }
+
+    @Test func checkReadsTheModelsOfInputLinesAndChecksTheBatchDeployment() async throws {
+        try await Emulator.withRunning(configuration()) { emulator in
+            let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key])
+            let base = "input: in.jsonl\nendpoint: \(emulator.baseURL)\nauth: api-key\n"
+            cli.write("lines.yaml", "name: lines\n" + base)
+            cli.write("in.jsonl", #"{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "nosuchmodel", "messages": [{"role": "user", "content": "x"}]}}"# + "\n")
+            let lines = try await cli.run("check", "lines.yaml")
+            #expect(lines.status == 3, "\(lines.stdout)")
+            #expect(lines.stdout.contains("FAIL") && lines.stdout.contains("nosuchmodel"), "\(lines.stdout)")
+            cli.write("in.jsonl", prompts(3))
+            cli.write("batch.yaml", "name: batch\ndeployment: gpt-5-mini\nengine: batch\nbatch: {deployment: nosuch-batch}\n" + base)
+            let online = emulator.stats.byRoute["chat"]
+            let batch = try await cli.run("check", "batch.yaml")
+            #expect(batch.status == 3, "\(batch.stdout)")
+            #expect(batch.stdout.contains("batch: deployment 'nosuch-batch' is not on"), "\(batch.stdout)")
+            #expect(emulator.stats.byRoute["chat"] == online, "a batch job's check sends no online request")
+            cli.write("ready.yaml", "name: ready\ndeployment: gpt-5-mini\nengine: batch\n" + base)
+            let ready = try await cli.run("check", "ready.yaml")
+            #expect(ready.status == 0, "\(ready.stdout)")
+            #expect(ready.stdout.contains("the Batch API answers"), "\(ready.stdout)")
         }
     }
 

@@ -114,7 +114,7 @@ public struct JSONSchema: Sendable {
         switch value {
         case .null: "null"
         case .bool: "boolean"
-        case .number(let text): Double(text).map { $0.rounded() == $0 } ?? false ? "integer" : "number"
+        case .number(let text): Double(text).map { $0.isFinite && $0.rounded() == $0 } ?? false ? "integer" : "number"
         case .string: "string"
         case .array: "array"
         case .object: "object"

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import FoundryAuth
+import Logging
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -61,12 +62,32 @@ enum ServiceCheck {
     /// The API version the deployments listing is asked with when the target names none.
     static let listingVersion = "2022-12-01"
 
+    /// The models (and APIs) the job's rows use: the job file's, those of rows loaded, and
+    /// those Batch API lines of the input files name (read, not loaded).
+    static func models(of session: JobSession) async throws -> [(String, ServiceAPI)] {
+        var models = session.job.knownModels.map { ($0, session.job.api) }
+        func add(_ model: String, _ api: ServiceAPI) {
+            if !models.contains(where: { $0.0 == model }) { models.append((model, api)) }
+        }
+        for group in try await session.queue.pendingGroups(now: .distantFuture) { add(group.model, group.api) }
+        for file in session.paths.inputs {
+            guard var reader = try? LineReader(path: file) else { continue }
+            while let bytes = reader.next() {
+                // Only a Batch API line names its own model; a cheap test before the parse.
+                guard bytes.count < 1 << 20, String(decoding: bytes, as: UTF8.self).contains(#""model""#),
+                    case .success(let line) = InputLine.parse(bytes, defaultID: ""), case .batch(let api, let body) = line.payload,
+                    let model = body["model"]?.stringValue
+                else { continue }
+                add(model, api)
+            }
+        }
+        return models
+    }
+
     /// Checks every target of `service` for the models `session`'s rows use.
     static func run(session: JobSession, service: ServiceSession) async throws -> CheckReport {
-        var models = session.job.knownModels.map { ($0, session.job.api) }
-        for group in try await session.queue.pendingGroups(now: .distantFuture) where !models.contains(where: { $0.0 == group.model }) {
-            models.append((group.model, group.api))
-        }
+        let models = try await models(of: session)
+        let job = session.job
         var lines: [CheckReport.Line] = []
         for connected in service.targets {
             let spec = connected.spec
@@ -79,9 +100,10 @@ enum ServiceCheck {
                 case .bearer: who = try await AuthReport.describe(connected.target).split(separator: "\n").first.map(String.init) ?? ""
                 }
             } catch {
+                let reason = (error as? FatalCondition)?.message ?? "\(error)"
                 lines.append(
                     .init(
-                        target: spec.name, model: nil, deployment: nil, ok: false, detail: "sign-in failed: \(error)",
+                        target: spec.name, model: nil, deployment: nil, ok: false, detail: reason.split(separator: "\n").joined(separator: " "),
                         fix: "check the credential of auth: \(spec.auth.rawValue) (foundry-batch auth says more)"
                     )
                 )
@@ -89,24 +111,64 @@ enum ServiceCheck {
             }
             let transport = HTTPTransport(http: service.http, target: connected.target, timeout: session.settings.limits.timeout)
             let listed = await deployments(of: connected.target, transport: transport)
+            if served.isEmpty {
+                // Nothing of this job goes here: still say whether the credential is taken.
+                let detail = listed.map { "signed in (\($0.count) deployments listed); no row of this job goes to this target" } ?? "no row of this job goes to this target; \(who)"
+                lines.append(.init(target: spec.name, model: nil, deployment: nil, ok: true, detail: detail))
+                continue
+            }
             var probed: Set<String> = []
             for (model, api) in served {
-                let deployment = spec.deployment(for: model)
-                guard probed.insert(deployment).inserted else { continue }
-                if let listed, !listed.contains(deployment) {
-                    lines.append(
-                        .init(
-                            target: spec.name, model: model, deployment: deployment, ok: false,
-                            detail: "deployment '\(deployment)' is not on \(connected.target.baseURL); it has: \(listed.isEmpty ? "none" : listed.joined(separator: ", "))",
-                            fix: "deploy \(model) there as '\(deployment)', or name the deployment in \(session.job.isPooled ? "targets[\(spec.name)].deployment" : "deployment:")"
-                        )
-                    )
-                    continue
+                // The online deployment, and for a batch job the Batch deployment instead
+                // (it takes no online request: the listing and the Batch API are checked).
+                if job.engine != .batch {
+                    let deployment = spec.deployment(for: model)
+                    if probed.insert(deployment).inserted {
+                        var line = await probe(model: model, deployment: deployment, api: api, spec: spec, target: connected.target, transport: transport, who: who)
+                        if !line.ok, line.detail.contains("DeploymentNotFound"), let listed {
+                            line.detail = "deployment '\(deployment)' is not on \(connected.target.baseURL); it lists: \(listed.isEmpty ? "none" : listed.joined(separator: ", "))"
+                            line.fix = "deploy \(model) there as '\(deployment)', or name the deployment in \(job.isPooled ? "targets[\(spec.name)].deployment" : "deployment:")"
+                        }
+                        lines.append(line)
+                    }
                 }
-                lines.append(await probe(model: model, deployment: deployment, api: api, spec: spec, target: connected.target, transport: transport, who: who))
+                if job.engine != .online {
+                    let deployment = job.batch.deployment ?? spec.deployment(for: model)
+                    if probed.insert("batch:" + deployment).inserted {
+                        lines.append(await batchAccess(model: model, deployment: deployment, spec: spec, service: service, target: connected.target, listed: listed, session: session))
+                    }
+                }
             }
         }
         return CheckReport(job: session.job.name, lines: lines)
+    }
+
+    /// A Batch deployment: listed by the resource (where it lists), and the Batch API answering.
+    static func batchAccess(
+        model: String, deployment: String, spec: JobFile.Target, service: ServiceSession, target: ServiceTarget, listed: [String]?,
+        session: JobSession
+    ) async -> CheckReport.Line {
+        func line(_ ok: Bool, _ detail: String, fix: String? = nil) -> CheckReport.Line {
+            .init(target: spec.name, model: model, deployment: deployment, ok: ok, detail: "batch: " + detail, fix: fix)
+        }
+        if let listed, !listed.contains(deployment) {
+            return line(
+                false, "deployment '\(deployment)' is not on \(target.baseURL); it lists: \(listed.isEmpty ? "none" : listed.joined(separator: ", "))",
+                fix: "create a Global or Data-zone Batch deployment '\(deployment)' there, or set batch.deployment"
+            )
+        }
+        let limits = session.settings.limits
+        var client = BatchClient(http: service.http, target: target, name: spec.name, timeout: limits.timeout, maxRetryWait: limits.maxRetryWait, logger: .init(label: "foundry-batch.check"))
+        client.maxTries = 1
+        do {
+            _ = try await client.call(.GET, client.url("batches", query: [("limit", "1")]), what: "the list of batches")
+            return line(true, "the Batch API answers\(listed == nil ? "" : " and the deployment is listed")")
+        } catch let condition as FatalCondition {
+            let parts = condition.message.split(separator: "\n", maxSplits: 1).map(String.init)
+            return line(false, parts.first ?? condition.message, fix: parts.count > 1 ? parts[1] : nil)
+        } catch {
+            return line(false, "the Batch API did not answer: \(error)")
+        }
     }
 
     /// The deployments the resource lists; nil where the service offers no listing.
@@ -149,10 +211,10 @@ enum ServiceCheck {
         switch RetryPolicy.classify(answer, deployment: deployment, url: url) {
         case .success:
             return line(true, "answered in \(latency); \(who)")
-        case .permanent(let error) where error.statusCode == 400:
+        case .permanent(let error) where error.statusCode == 400 && isParameterRefusal(error):
             // The deployment answered and the identity may call it; only the probe's own
             // parameters were refused (a reasoning model refuses max_tokens, say).
-            return line(true, "reachable (the 1-token probe was refused: \(error.message.prefix(120))); \(who)")
+            return line(true, "reachable (the 1-token probe's parameters were refused: \(error.message.prefix(120))); \(who)")
         case .permanent(let error):
             return line(false, "HTTP \(error.statusCode.map(String.init) ?? "-") \(error.code): \(error.message.prefix(200))", fix: "check endpoint: and api_version:")
         case .unauthorized(let error):
@@ -173,6 +235,14 @@ enum ServiceCheck {
             }
             return line(false, "no answer: \(error.message.prefix(200)) (\(error.code))", fix: "check endpoint: and the network (proxy, firewall, private endpoint) between here and the resource")
         }
+    }
+}
+
+extension ServiceCheck {
+    /// Whether a 400 refused only the probe's parameters (its token cap), not the deployment.
+    static func isParameterRefusal(_ error: RowError) -> Bool {
+        let text = (error.code + " " + error.message).lowercased()
+        return ["unsupported_parameter", "unsupported_value", "max_tokens", "max_completion_tokens", "max_output_tokens"].contains { text.contains($0) }
     }
 }
 

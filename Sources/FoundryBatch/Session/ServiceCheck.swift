@@ -253,15 +253,7 @@ extension HTTPTransport {
         if target.authorization.carriesSecret, !(URL(string: url).map(TransportSecurity.maySendSecret) ?? false) {
             return (.refused(reason: "refusing to send a credential over plain http"), clientRequestID)
         }
-        var request = HTTPClientRequest(url: url)
-        request.headers.add(name: "Accept", value: "application/json")
-        request.headers.add(name: "User-Agent", value: Self.userAgent)
-        request.headers.add(name: "x-ms-client-request-id", value: clientRequestID)
-        switch target.authorization {
-        case .apiKey(let key): request.headers.add(name: "api-key", value: key)
-        case .bearer: if let bearer { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
-        case .none: break
-        }
+        let request = Self.request(.GET, url, authorization: target.authorization, bearer: bearer, clientRequestID: clientRequestID)
         let http = self.http, timeout = self.timeout, prepared = request
         do {
             let (status, headers, body) = try await withDeadline(seconds: timeout, on: http.eventLoopGroup.any()) {

@@ -247,17 +247,7 @@ struct BatchClient: Sendable {
     }
 
     func request(_ method: HTTPMethod, _ url: String, bearer: String?) -> HTTPClientRequest {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        request.headers.add(name: "Accept", value: "application/json")
-        request.headers.add(name: "User-Agent", value: HTTPTransport.userAgent)
-        request.headers.add(name: "x-ms-client-request-id", value: UUID().uuidString.lowercased())
-        switch target.authorization {
-        case .apiKey(let key): request.headers.add(name: "api-key", value: key)
-        case .bearer: if let bearer { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
-        case .none: break
-        }
-        return request
+        HTTPTransport.request(method, url, authorization: target.authorization, bearer: bearer, clientRequestID: UUID().uuidString.lowercased())
     }
 
     /// Sends `exchange` until it is answered with a 2xx, as the type's doc says. - Returns: that answer.

@@ -36,17 +36,8 @@ public struct HTTPTransport: Sendable {
         if let bearer, !TransportSecurity.isHeaderSafe(bearer) {
             return (.refused(reason: "the Entra ID token holds characters that cannot go in an HTTP header; the identity endpoint answered nonsense"), clientRequestID)
         }
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
+        var request = Self.request(.POST, url, authorization: target.authorization, bearer: bearer, clientRequestID: clientRequestID)
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Accept", value: "application/json")
-        request.headers.add(name: "User-Agent", value: Self.userAgent)
-        request.headers.add(name: "x-ms-client-request-id", value: clientRequestID)
-        switch target.authorization {
-        case .apiKey(let key): request.headers.add(name: "api-key", value: key)
-        case .bearer: if let bearer { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
-        case .none: break
-        }
         request.body = .bytes(ByteBuffer(string: row.body))
         let started = ContinuousClock.now
         func elapsed() -> Double {
@@ -70,6 +61,24 @@ public struct HTTPTransport: Sendable {
         } catch {
             return (.connectionFailed(reason: Self.describe(error), latencyMs: elapsed()), clientRequestID)
         }
+    }
+
+    /// A request to `url` with the headers every call to the service carries: what it
+    /// accepts, who sends it, its `x-ms-client-request-id`, and the credential.
+    static func request(
+        _ method: HTTPMethod, _ url: String, authorization: RequestAuthorization, bearer: String?, clientRequestID: String
+    ) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "User-Agent", value: userAgent)
+        request.headers.add(name: "x-ms-client-request-id", value: clientRequestID)
+        switch authorization {
+        case .apiKey(let key): request.headers.add(name: "api-key", value: key)
+        case .bearer: if let bearer { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
+        case .none: break
+        }
+        return request
     }
 
     static func describe(_ error: any Error) -> String {

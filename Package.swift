@@ -125,7 +125,12 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["FoundryEmulator", "FoundryTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "FoundryEmulator", "FoundryTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+                // To read the emulator's Batch API from a test, as a client on the wire would.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

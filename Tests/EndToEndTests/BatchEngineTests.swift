@@ -1,7 +1,10 @@
+import AsyncHTTPClient
 import FoundryEmulator
 import Foundation
 import FoundryTestSupport
 import GRDB
+import NIOCore
+import NIOHTTP1
 import Testing
 
 /// `engine: batch` and `engine: auto`, driven through the built binary against the
@@ -50,6 +53,22 @@ import Testing
             cli.write("in.jsonl", prompts(rows))
             try await body(cli, emulator)
         }
+    }
+
+    /// Waits until the provider has answered some but not all of the first batch's lines.
+    func untilHalfDone(_ emulator: Emulator) async throws {
+        var request = HTTPClientRequest(url: emulator.baseURL + "/openai/v1/batches?limit=1")
+        request.headers.add(name: "api-key", value: Self.key)
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            let body = try await response.body.collect(upTo: 1 << 20)
+            let page = try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]
+            let counts = ((page?["data"] as? [[String: Any]])?.first?["request_counts"] as? [String: Int]) ?? [:]
+            if let done = counts["completed"], let total = counts["total"], done > 0, done < total { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("the batch never got half done")
     }
 
     /// Starts `run` and returns once the provider has its first batch.
@@ -226,7 +245,7 @@ import Testing
             #expect(interrupted.status == 130, "\(interrupted.stderr)")
             #expect(emulator.stats.batchCalls["batches.cancel"] == nil, "Ctrl-C leaves the batch running")
             // Half way through, cancel: the finished half is kept, the rest is pending.
-            try await Task.sleep(for: .milliseconds(1500))
+            try await untilHalfDone(emulator)
             let cancel = try await cli.run("cancel", "job.yaml")
             #expect(cancel.status == 0, "\(cancel.stderr)")
             let status = try await cli.run("status", "job.yaml", "--json")
@@ -242,7 +261,7 @@ import Testing
     @Test func cancelWhileARunWaitsStopsThatRunToo() async throws {
         try await withJob(emulatorConfiguration { $0.batchSeconds = 4 }, rows: 60, { job($0) }) { cli, emulator in
             let (process, out, err) = try await runUntilCreated(cli, emulator)
-            try await Task.sleep(for: .milliseconds(1500))
+            try await untilHalfDone(emulator)
             let cancel = try await cli.run("cancel", "job.yaml")
             #expect(cancel.status == 0, "\(cancel.stderr)")
             let run = try await CLI.finish(process, out, err)

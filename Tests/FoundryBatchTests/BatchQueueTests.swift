@@ -165,8 +165,9 @@ import Testing
     func outcome(_ line: String, attempts: Int = 0, maxAttempts: Int = 8) -> Completion? {
         var limits = JobFile.Limits()
         limits.maxAttempts = maxAttempts
-        let held = BatchResults.HeldRows(rows: [7: .init(api: .chat, attempts: attempts, outputRetries: 0, check: nil)], checks: [])
-        return BatchResults(record: record, limits: limits, pooled: true).outcome(of: Array(line.utf8)[...], held: held, now: Date())
+        let results = BatchResults(record: record, limits: limits, pooled: true)
+        let held = BatchResults.HeldRows(rows: [7: .init(api: .chat, attempts: attempts, outputRetries: 0, check: nil)], checks: [], settings: results.judging)
+        return results.outcome(of: Array(line.utf8)[...], held: held, now: Date())
     }
 
     @Test func anAnsweredLineSucceedsWithItsUsageAndIDs() throws {

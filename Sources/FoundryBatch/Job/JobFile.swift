@@ -123,6 +123,12 @@ public struct JobFile: Sendable {
 
         public static let maxRequestsLimit = 100_000
         public static let maxBytesLimit = 200_000_000
+
+        /// The deployment batch lines of `model` name on `target`: `batch.deployment`, else
+        /// the target's deployment of the model (the model itself).
+        public func deployment(for model: String, on target: Target?) -> String {
+            deployment ?? target?.deployment(for: model) ?? model
+        }
     }
 
     /// A local time of day, `HH:MM[:SS]`: `finish_by`.

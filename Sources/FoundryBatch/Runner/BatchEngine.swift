@@ -250,7 +250,7 @@ final class BatchEngine: Sendable {
             guard let (spec, client) = client(for: group.model) else {
                 throw FatalCondition("no target serves model '\(group.model)' for a batch; add it to a target's models:")
             }
-            let deployment = batch.deployment ?? spec.deployment(for: group.model)
+            let deployment = batch.deployment(for: group.model, on: spec)
             let endpoint = client.endpoint(for: group.api)
             // The envelope, a custom id, and a deployment name longer than the row's model.
             let overhead = 64 + endpoint.utf8.count + max(0, JSONValue.string(deployment).jsonText.utf8.count - group.model.utf8.count)
@@ -449,7 +449,7 @@ final class BatchEngine: Sendable {
     /// Writes the batch's rows as Batch API lines, without a BOM, each under its batch deployment.
     func writeFile(_ record: BatchRecord, to path: String, client: BatchClient) async throws {
         let spec = clients.first { $0.spec.name == record.target }?.spec
-        let deployment = batch.deployment ?? spec?.deployment(for: record.model) ?? record.model
+        let deployment = batch.deployment(for: record.model, on: spec)
         let url = client.endpoint(for: record.api)
         let writer = try AtomicFileWriter(path: path)
         // A writer not committed removes its temporary file when it goes.

@@ -12,6 +12,8 @@ import NIOHTTP1
 struct BatchResults: Sendable {
     let record: BatchRecord
     let limits: JobFile.Limits
+    /// The answer rules (`max_output_retries`, `truncated`), as the online runner judges them.
+    var judging: RowDecision.Settings { RowDecision.Settings(limits: limits) }
     /// Whether output lines name the target (a job with `targets:`).
     let pooled: Bool
 
@@ -36,6 +38,7 @@ struct BatchResults: Sendable {
     struct HeldRows: Sendable {
         var rows: [Int64: Held]
         var checks: [OutputCheck]
+        var settings: RowDecision.Settings
     }
 
     /// What settling rows did, for the run's counters.
@@ -86,7 +89,7 @@ struct BatchResults: Sendable {
             }
             rows[line.seq] = Held(api: line.api, attempts: line.attempts, outputRetries: line.outputRetries, check: check)
         }
-        let held = HeldRows(rows: rows, checks: checks)
+        let held = HeldRows(rows: rows, checks: checks, settings: judging)
         let now = Date()
         while let line = reader.next() {
             guard let completion = outcome(of: line, held: held, now: now), seen.insert(completion.seq).inserted else { continue }
@@ -108,6 +111,7 @@ struct BatchResults: Sendable {
             let seq = Self.seq(customID: customID), let row = held.rows[seq]
         else { return nil }
         let tries = row.attempts
+        let settings = held.settings
         guard let response = value["response"], case .object = response, let status = ServiceUsage.count(response["status_code"]) else {
             return nil
         }
@@ -126,7 +130,7 @@ struct BatchResults: Sendable {
             guard let recorded else { return nil }
             outcome = RowDecision.judge(
                 recorded, answer: decoded?.json, check: row.check.map { held.checks[$0] }, api: row.api, attempts: tries,
-                outputRetries: row.outputRetries, settings: RowDecision.Settings(limits: limits), now: now
+                outputRetries: row.outputRetries, settings: settings, now: now
             )
         case .permanent(let error):
             outcome = .failed(error: error, response: recorded)

@@ -124,16 +124,16 @@ enum ServiceCheck {
                 if job.engine != .batch {
                     let deployment = spec.deployment(for: model)
                     if probed.insert(deployment).inserted {
-                        var line = await probe(model: model, deployment: deployment, api: api, spec: spec, target: connected.target, transport: transport, who: who)
-                        if !line.ok, line.detail.contains("DeploymentNotFound"), let listed {
-                            line.detail = "deployment '\(deployment)' is not on \(connected.target.baseURL); it lists: \(listed.isEmpty ? "none" : listed.joined(separator: ", "))"
-                            line.fix = "deploy \(model) there as '\(deployment)', or name the deployment in \(job.isPooled ? "targets[\(spec.name)].deployment" : "deployment:")"
-                        }
-                        lines.append(line)
+                        lines.append(
+                            await probe(
+                                model: model, deployment: deployment, api: api, spec: spec, target: connected.target, transport: transport, who: who,
+                                listed: listed, pooled: job.isPooled
+                            )
+                        )
                     }
                 }
                 if job.engine != .online {
-                    let deployment = job.batch.deployment ?? spec.deployment(for: model)
+                    let deployment = job.batch.deployment(for: model, on: spec)
                     if probed.insert("batch:" + deployment).inserted {
                         lines.append(await batchAccess(model: model, deployment: deployment, spec: spec, service: service, target: connected.target, listed: listed, session: session))
                     }
@@ -187,7 +187,8 @@ enum ServiceCheck {
 
     /// One request with a 1-token answer, judged as a run would judge it.
     static func probe(
-        model: String, deployment: String, api: ServiceAPI, spec: JobFile.Target, target: ServiceTarget, transport: HTTPTransport, who: String
+        model: String, deployment: String, api: ServiceAPI, spec: JobFile.Target, target: ServiceTarget, transport: HTTPTransport, who: String,
+        listed: [String]?, pooled: Bool
     ) async -> CheckReport.Line {
         let body: JSONValue =
             switch api {
@@ -225,6 +226,12 @@ enum ServiceCheck {
                 case .none: "no credential (auth: none)"
                 }
             return line(false, "the credential was rejected (HTTP 401): \(error.message.prefix(200))", fix: "check \(secret): it must belong to this resource's tenant or be a key of this resource")
+        case .fatal where answer.isDeploymentNotFound:
+            let there = listed.map { "; it lists: \($0.isEmpty ? "none" : $0.joined(separator: ", "))" } ?? ""
+            return line(
+                false, "deployment '\(deployment)' is not on \(target.baseURL) (HTTP 404 DeploymentNotFound)\(there)",
+                fix: "deploy \(model) there as '\(deployment)', or name the deployment in \(pooled ? "targets[\(spec.name)].deployment" : "deployment:")"
+            )
         case .fatal(let condition):
             let parts = condition.message.split(separator: "\n", maxSplits: 1).map(String.init)
             return line(false, parts.first ?? condition.message, fix: parts.count > 1 ? parts[1] : nil)
@@ -235,6 +242,14 @@ enum ServiceCheck {
             }
             return line(false, "no answer: \(error.message.prefix(200)) (\(error.code))", fix: "check endpoint: and the network (proxy, firewall, private endpoint) between here and the resource")
         }
+    }
+}
+
+extension ServiceAnswer {
+    /// Whether the service said the deployment does not exist (Azure's 404 `DeploymentNotFound`).
+    var isDeploymentNotFound: Bool {
+        guard case .response(404, _, let bytes, _) = self else { return false }
+        return ServiceBody.decode(bytes)?.error?.code == "DeploymentNotFound"
     }
 }
 

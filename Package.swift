@@ -82,11 +82,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // glibc's arena cap, which Swift's Glibc module does not declare (malloc.h).
+        .target(name: "CMallocTuning"),
         .executableTarget(
             name: "foundry-batch",
             dependencies: [
                 "FoundryBatch",
                 "FoundryEmulator",
+                "CMallocTuning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],

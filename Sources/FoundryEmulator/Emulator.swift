@@ -41,7 +41,10 @@ public final class Emulator: Sendable {
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let app = Application(
             router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "foundry-emulator"),
+            // A backlog as deep as the kernel allows: a client opening thousands of connections at
+            // once would otherwise see SYNs dropped and wait a second to retry, which the
+            // service's front door does not make it do.
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "foundry-emulator", backlog: 4096),
             onServerRunning: { channel in
                 continuation.yield(channel.localAddress?.port ?? 0)
                 continuation.finish()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundryBatch
+import CMallocTuning
 import Foundation
 
 @main
@@ -20,6 +21,10 @@ struct FoundryBatchCommand: AsyncParsableCommand {
 
     /// Parses, runs, and maps every failure to the contract's exit codes, never a stack trace.
     static func main() async {
+        // glibc gives each thread that allocates an arena of its own, up to eight per core;
+        // with thousands of requests in flight their fragments cost over 10 MB of memory.
+        // Two arenas keep that down, for no measurable loss of speed on the run's few threads.
+        foundry_batch_limit_malloc_arenas(2)
         LogSetup.bootstrap()
         do {
             var command = try parseAsRoot()

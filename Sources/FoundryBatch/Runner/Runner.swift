@@ -115,81 +115,209 @@ public final class Runner: RowEngine {
         return counts.promptTokens + counts.completionTokens
     }
 
+    // Thousands of workers wait on the wire at once, each holding the async frames of
+    // `work` and `process`; those two are kept small on purpose, and what they call is not
+    // inlined into them, so that the locals of admission, judgement and error handling live
+    // only while those run.
+
     func work(source: RowSource, writer: CompletionWriter, state: RunState) async {
         while await control.reason == nil, !Task.isCancelled {
             do {
-                guard let row = try await source.next() else {
-                    let (nextDue, running) = try await queue.activity()
-                    if nextDue == nil, running == 0 { return }
-                    let wait = nextDue.map { min(max($0.timeIntervalSinceNow, 0.02), 0.5) } ?? 0.2
-                    try await Task.sleep(for: Bounded.duration(seconds: wait))
-                    continue
-                }
+                guard let row = try await nextRow(source) else { return }
                 try await process(row, writer: writer, state: state)
-            } catch is CancellationError {
-                return
-            } catch let error as FatalCondition {
-                await control.stop(.fatal(error))
-            } catch let error as StorageError {
-                await control.stop(.storageFailed(error.afterSending()))
             } catch {
-                await control.stop(.fatal(FatalCondition("the run failed: \(error)")))
+                if await stop(for: error) { return }
             }
         }
+    }
+
+    /// The next row for this worker, waiting while others are due later or still running
+    /// elsewhere; nil when no row is left to do, or the run stops.
+    @inline(never)
+    func nextRow(_ source: RowSource) async throws -> ClaimedRow? {
+        while await control.reason == nil, !Task.isCancelled {
+            if let row = try await source.next() { return row }
+            let (nextDue, running) = try await queue.activity()
+            if nextDue == nil, running == 0 { return nil }
+            let wait = nextDue.map { min(max($0.timeIntervalSinceNow, 0.02), 0.5) } ?? 0.2
+            try await Task.sleep(for: Bounded.duration(seconds: wait))
+        }
+        return nil
+    }
+
+    /// Stops the run for what a worker threw; true when the worker is to end quietly (cancelled).
+    @inline(never)
+    func stop(for error: any Error) async -> Bool {
+        switch error {
+        case is CancellationError:
+            return true
+        case let error as FatalCondition:
+            await control.stop(.fatal(error))
+        case let error as StorageError:
+            await control.stop(.storageFailed(error.afterSending()))
+        default:
+            await control.stop(.fatal(FatalCondition("the run failed: \(error)")))
+        }
+        return false
+    }
+
+    /// What a worker does after a try of its row.
+    enum Next: Sendable {
+        case done
+        case again(refreshed: Bool)
     }
 
     func process(_ row: ClaimedRow, writer: CompletionWriter, state: RunState) async throws {
         var refreshed = false
         while true {
-            let (action, lane) = try await attempt(row, state: state, refreshed: refreshed)
-            switch action {
-            case .refreshToken:
-                refreshed = true
-            case .park(let condition, let until):
-                // The row goes to another target, or the pool says none is left.
-                await state.forgetThrottle(row.seq)
-                if pool.park(lane, until: until, reason: condition), pool.isPooled {
-                    let reason = TargetPool.describe(.init(until: until, reason: condition))
-                    logger.warning("target parked", metadata: ["target": "\(lane.name)", "reason": "\(reason)"])
-                    try await queue.park(target: lane.name, until: until, reason: condition.message, at: Date())
-                }
-                refreshed = false
-            case .stop(let condition):
-                throw condition
-            case .commit(let outcome, let clientRequestID, _, let countsThrottle):
-                if countsThrottle { await state.countThrottled() }
-                let completion = Completion(
-                    seq: row.seq, owner: owner, outcome: outcome, clientRequestID: clientRequestID, target: pool.isPooled ? lane.name : nil
-                )
-                _ = try await writer.commit(completion)
-                return
+            let next: Next
+            switch try await start(row, state: state, refreshed: refreshed) {
+            case .noToken(let condition, let lane):
+                next = try await follow(.park(condition, until: nil), lane: lane, row: row, writer: writer, state: state)
+            case .flying(let flight):
+                // The one long wait of a try.
+                let answer = await flight.exchange.answer()
+                let action = try await land(flight, answer: answer, row: row, state: state, refreshed: refreshed)
+                next = try await follow(action, lane: flight.lane, row: row, writer: writer, state: state)
             }
+            guard case .again(let refresh) = next else { return }
+            refreshed = refresh
         }
     }
 
-    /// Admits one try of `row`: its estimate reserved in the token budget and a place taken
-    /// at a target's gate, both given back exactly once on every path: settled with the
-    /// committed outcome, or released when the try ends without one (a refresh, a park, a
-    /// stop, a throw).
-    func withAdmission(
-        _ row: ClaimedRow, state: RunState, _ body: (TargetPool.Lane) async throws -> RowDecision.Action
-    ) async throws -> (RowDecision.Action, TargetPool.Lane) {
+    /// Carries out a decision about `row`: a commit, a parked target, a stop.
+    @inline(never)
+    func follow(
+        _ action: RowDecision.Action, lane: TargetPool.Lane, row: ClaimedRow, writer: CompletionWriter, state: RunState
+    ) async throws -> Next {
+        switch action {
+        case .refreshToken:
+            return .again(refreshed: true)
+        case .park(let condition, let until):
+            // The row goes to another target, or the pool says none is left.
+            await state.forgetThrottle(row.seq)
+            if pool.park(lane, until: until, reason: condition), pool.isPooled {
+                let reason = TargetPool.describe(.init(until: until, reason: condition))
+                logger.warning("target parked", metadata: ["target": "\(lane.name)", "reason": "\(reason)"])
+                try await queue.park(target: lane.name, until: until, reason: condition.message, at: Date())
+            }
+            return .again(refreshed: false)
+        case .stop(let condition):
+            throw condition
+        case .commit(let outcome, let clientRequestID, _, let countsThrottle):
+            if countsThrottle { await state.countThrottled() }
+            let completion = Completion(
+                seq: row.seq, owner: owner, outcome: outcome, clientRequestID: clientRequestID, target: pool.isPooled ? lane.name : nil
+            )
+            _ = try await writer.commit(completion)
+            return .done
+        }
+    }
+
+    /// One try of a row on the wire: admitted at `lane`, its estimate reserved in the token
+    /// budget, its request sent.
+    struct Flight: Sendable {
+        let lane: TargetPool.Lane
+        let routed: ClaimedRow
+        let bearer: AccessToken?
+        let exchange: HTTPTransport.Exchange
+    }
+
+    /// How the start of a try went.
+    enum Start: Sendable {
+        case flying(Flight)
+        /// No token to send with: the target is to be parked; the admission is given back.
+        case noToken(FatalCondition, TargetPool.Lane)
+    }
+
+    /// Starts one try of `row`: its estimate reserved in the token budget, a place taken at a
+    /// target's gate, a token, and the request on the wire.
+    ///
+    /// Both admissions are given back exactly once on every path: here when the try ends
+    /// before the wire (a throw, no token), else by ``land(_:answer:row:state:refreshed:)``.
+    @inline(never)
+    func start(_ row: ClaimedRow, state: RunState, refreshed: Bool) async throws -> Start {
         if let budget = await state.reserve(row.estimatedTokens) {
             throw FatalCondition("the token budget limits.max_tokens_total = \(budget) would be passed by the next request; raise it to go on")
         }
-        let action: RowDecision.Action
         let lane: TargetPool.Lane
         do {
             lane = try await pool.enter(model: row.deployment, tokens: row.estimatedTokens, avoid: row.lastTarget)
-            do {
-                action = try await body(lane)
-            } catch {
-                await lane.gate.leave(.other)
-                throw error
-            }
         } catch {
             await state.release(row.estimatedTokens)
             throw error
+        }
+        // The token is taken after the gate: a worker may wait there through a long 429
+        // pause, and must not then send a token that expired meanwhile.
+        var bearer: AccessToken?
+        if case .bearer(let provider) = lane.target.authorization {
+            do {
+                bearer = try await provider.token()
+            } catch {
+                let cancelled = Task.isCancelled
+                await lane.gate.leave(.other)
+                await state.release(row.estimatedTokens)
+                if cancelled { throw CancellationError() }
+                // The provider throws only AuthError, whose description says what to fix.
+                return .noToken(FatalCondition("cannot get an Entra ID token: \(error)"), lane)
+            }
+        }
+        let routed = lane.routed(row)
+        // A retry is a request beyond the row's first: counted when it is sent, so a try
+        // that gave up or a retry the run never sent (it stopped) is not one.
+        await state.countRequest(seq: row.seq, retry: refreshed || row.attempts > 0)
+        return .flying(Flight(lane: lane, routed: routed, bearer: bearer, exchange: lane.transport.launch(routed, bearer: bearer?.token)))
+    }
+
+    /// Ends one try of `row` with its answer: decided by ``RowDecision``, and the gate and
+    /// the token budget given back (settled with the committed outcome, or released).
+    @inline(never)
+    func land(_ flight: Flight, answer: ServiceAnswer, row: ClaimedRow, state: RunState, refreshed: Bool) async throws -> RowDecision.Action {
+        let lane = flight.lane, target = lane.target, routed = flight.routed
+        pool.noteAnswer(lane, answered: answer.body != nil)
+        // Cancelled while on the wire: an answer that came back whole is still judged and
+        // kept (it was paid for); anything else is no answer, and the row is released.
+        if Task.isCancelled, answer.body == nil {
+            await lane.gate.leave(.other)
+            await state.release(row.estimatedTokens)
+            throw CancellationError()
+        }
+        let now = Date()
+        let url = target.url(api: routed.api, deployment: routed.deployment)
+        let reading = Self.read(answer, row: routed, url: url, clientRequestID: flight.exchange.clientRequestID, now: now)
+        // Read for every 429, also one that parks the target (a Retry-After beyond
+        // max_retry_wait): the clocks it moves matter no more once it is parked.
+        var pacing: RowDecision.Pacing?
+        if let delay = reading.throttleDelay {
+            pacing = RowDecision.Pacing(
+                job: await lane.gate.throttle(serverDelay: delay, now: now), rowThrottledFor: await state.throttled(row.seq, now: now)
+            )
+        }
+        let action = Self.decide(
+            reading, row: row, settings: decisionSettings, credential: .init(target.authorization, refreshed: refreshed, keyVariable: lane.spec.apiKeyEnv), pacing: pacing, now: now
+        )
+        // A 429 for tokens (fewer left than this request needs) tells the service's rate.
+        var tokenRate: (remaining: Int, retryAfter: TimeInterval)?
+        if case .commit(.retry, _, .throttled, _) = action, let delay = reading.throttleDelay ?? nil,
+            let remaining = reading.record?.remaining.tokens, remaining < row.estimatedTokens
+        {
+            tokenRate = (remaining, delay)
+        }
+        return await giveBack(flight, action: action, tokenRate: tokenRate, row: row, state: state)
+    }
+
+    /// What `land` does after deciding, apart from it: a burst of answers queues here on the
+    /// gate and the budget, and each waiting row then holds this small frame, not `land`'s.
+    @inline(never)
+    func giveBack(
+        _ flight: Flight, action: RowDecision.Action, tokenRate: (remaining: Int, retryAfter: TimeInterval)?, row: ClaimedRow, state: RunState
+    ) async -> RowDecision.Action {
+        let lane = flight.lane
+        if let tokenRate {
+            await lane.gate.learnTokenRate(cost: row.estimatedTokens, remaining: tokenRate.remaining, retryAfter: tokenRate.retryAfter)
+        }
+        if case .refreshToken = action, case .bearer(let provider) = lane.target.authorization, let bearer = flight.bearer {
+            await provider.invalidate(bearer)
         }
         if case .commit(let outcome, _, let left, _) = action {
             await lane.gate.leave(left)
@@ -198,59 +326,23 @@ public final class Runner: RowEngine {
             await lane.gate.leave(.other)
             await state.release(row.estimatedTokens)
         }
-        return (action, lane)
+        return action
     }
 
-    /// One try of `row`: admitted at a target, on the wire, and decided by ``RowDecision``.
-    func attempt(_ row: ClaimedRow, state: RunState, refreshed: Bool) async throws -> (RowDecision.Action, TargetPool.Lane) {
-        try await withAdmission(row, state: state) { lane in
-            let target = lane.target
-            // The token is taken after the gate: a worker may wait there through a long 429
-            // pause, and must not then send a token that expired meanwhile.
-            var bearer: AccessToken?
-            if case .bearer(let provider) = target.authorization {
-                do {
-                    bearer = try await provider.token()
-                } catch {
-                    if Task.isCancelled { throw CancellationError() }
-                    // The provider throws only AuthError, whose description says what to fix.
-                    return .park(FatalCondition("cannot get an Entra ID token: \(error)"), until: nil)
-                }
-            }
-            let routed = lane.routed(row)
-            // A retry is a request beyond the row's first: counted when it is sent, so a try
-            // that gave up or a retry the run never sent (it stopped) is not one.
-            await state.countRequest(seq: row.seq, retry: refreshed || row.attempts > 0)
-            let (answer, clientRequestID) = await lane.transport.send(routed, bearer: bearer?.token)
-            pool.noteAnswer(lane, answered: answer.body != nil)
-            // Cancelled while on the wire: an answer that came back whole is still judged and
-            // kept (it was paid for); anything else is no answer, and the row is released.
-            if Task.isCancelled, answer.body == nil { throw CancellationError() }
-            let now = Date()
-            let url = target.url(api: routed.api, deployment: routed.deployment)
-            let reading = RowDecision.Reading(answer, row: routed, url: url, clientRequestID: clientRequestID, now: now)
-            // Read for every 429, also one that parks the target (a Retry-After beyond
-            // max_retry_wait): the clocks it moves matter no more once it is parked.
-            var pacing: RowDecision.Pacing?
-            if let delay = reading.throttleDelay {
-                pacing = RowDecision.Pacing(
-                    job: await lane.gate.throttle(serverDelay: delay, now: now), rowThrottledFor: await state.throttled(row.seq, now: now)
-                )
-            }
-            let action = RowDecision.decide(
-                reading, row: row, settings: decisionSettings, credential: .init(target.authorization, refreshed: refreshed, keyVariable: lane.spec.apiKeyEnv), pacing: pacing, now: now
-            )
-            // A 429 for tokens (fewer left than this request needs) tells the service's rate.
-            if case .commit(.retry, _, .throttled, _) = action, let delay = reading.throttleDelay ?? nil,
-                let remaining = reading.record?.remaining.tokens, remaining < row.estimatedTokens
-            {
-                await lane.gate.learnTokenRate(cost: row.estimatedTokens, remaining: remaining, retryAfter: delay)
-            }
-            if case .refreshToken = action, case .bearer(let provider) = target.authorization, let bearer {
-                await provider.invalidate(bearer)
-            }
-            return action
-        }
+    // Synchronous, and kept out of `land`: their many temporaries then live on the thread's
+    // stack while they run, not in an async frame that thousands of rows hold at once.
+
+    @inline(never)
+    static func read(_ answer: ServiceAnswer, row: ClaimedRow, url: String, clientRequestID: String, now: Date) -> RowDecision.Reading {
+        RowDecision.Reading(answer, row: row, url: url, clientRequestID: clientRequestID, now: now)
+    }
+
+    @inline(never)
+    static func decide(
+        _ reading: RowDecision.Reading, row: ClaimedRow, settings: RowDecision.Settings, credential: RowDecision.Credential,
+        pacing: RowDecision.Pacing?, now: Date
+    ) -> RowDecision.Action {
+        RowDecision.decide(reading, row: row, settings: settings, credential: credential, pacing: pacing, now: now)
     }
 
     /// A runner not seen for this long (killed) no longer takes a share of the quota.

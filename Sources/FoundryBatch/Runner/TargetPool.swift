@@ -94,7 +94,7 @@ final class TargetPool: Sendable {
                     concurrency: limits.concurrency, requestsPerMinute: spec.requestsPerMinute ?? limits.requestsPerMinute,
                     tokensPerMinute: spec.tokensPerMinute ?? limits.tokensPerMinute
                 )
-                let transport = HTTPTransport(http: service.http, target: connected.target, timeout: limits.timeout)
+                let transport = HTTPTransport(clients: service.rowClients, target: connected.target, timeout: limits.timeout)
                 return Lane(spec: spec, target: connected.target, gate: gate, transport: transport, weight: spec.weight(limits: limits))
             },
             isPooled: service.isPooled

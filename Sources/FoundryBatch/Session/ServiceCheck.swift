@@ -268,17 +268,7 @@ extension HTTPTransport {
         if target.authorization.carriesSecret, !(URL(string: url).map(TransportSecurity.maySendSecret) ?? false) {
             return (.refused(reason: "refusing to send a credential over plain http"), clientRequestID)
         }
-        let request = Self.request(.GET, url, authorization: target.authorization, bearer: bearer, clientRequestID: clientRequestID)
-        let http = self.http, timeout = self.timeout, prepared = request
-        do {
-            let (status, headers, body) = try await withDeadline(seconds: timeout, on: http.eventLoopGroup.any()) {
-                let response = try await http.execute(prepared, timeout: Bounded.timeAmount(seconds: timeout))
-                let body = try await response.body.collect(upTo: 8 << 20)
-                return (Int(response.status.code), response.headers, Array(body.readableBytesView))
-            }
-            return (.response(status: status, headers: headers, body: body, latencyMs: 0), clientRequestID)
-        } catch {
-            return (.connectionFailed(reason: Self.describe(error), latencyMs: 0), clientRequestID)
-        }
+        let exchange = launch(.GET, url, body: nil, bearer: bearer, clientRequestID: clientRequestID, on: clients[0], upTo: 8 << 20)
+        return (await exchange.answer(), clientRequestID)
     }
 }

@@ -24,6 +24,9 @@ public struct ServiceSession: Sendable {
 
     /// The run's client: redirects off, HTTP/2 when offered, pooled for `concurrency`.
     public let http: HTTPClient
+    /// The clients rows are sent on: `http` and, for a run of more than
+    /// ``HTTPClient/rowsPerClient`` workers, more of its kind (``HTTPClient/forRows(concurrency:first:)``).
+    public let rowClients: [HTTPClient]
     /// The job's targets, in the job file's order (one when it has no `targets:`).
     public let targets: [Connected]
     /// Whether the job names its own `targets:` (rather than one endpoint).
@@ -37,13 +40,15 @@ public struct ServiceSession: Sendable {
     /// the caller's.
     public init(http: HTTPClient, target: ServiceTarget) {
         self.http = http
+        rowClients = [http]
         isPooled = false
         targets = [Connected(spec: JobFile.Target(name: "default", endpoint: .url(target.baseURL), auth: .none), target: target)]
     }
 
     /// Several targets of the caller's, each with its job-file entry.
-    public init(http: HTTPClient, targets: [(JobFile.Target, ServiceTarget)], isPooled: Bool = true) {
+    public init(http: HTTPClient, targets: [(JobFile.Target, ServiceTarget)], isPooled: Bool = true, rowClients: [HTTPClient]? = nil) {
         self.http = http
+        self.rowClients = rowClients ?? [http]
         self.isPooled = isPooled
         self.targets = targets.map { Connected(spec: $0.0, target: $0.1) }
     }
@@ -57,11 +62,12 @@ public struct ServiceSession: Sendable {
         job: JobFile, concurrency: Int, _ body: (ServiceSession) async throws -> T
     ) async throws -> T {
         let http = HTTPClient.forRun(concurrency: concurrency)
+        let rowClients = HTTPClient.forRows(concurrency: concurrency, first: http)
         let credentials = CredentialCache()
         var endpoints: [(JobFile.Target, ServiceEndpoint)] = []
         func close() async {
             for (_, endpoint) in endpoints { await endpoint.close() }
-            try? await http.shutdown()
+            for client in rowClients { try? await client.shutdown() }
         }
         do {
             for spec in job.targetsToUse {
@@ -73,7 +79,7 @@ public struct ServiceSession: Sendable {
         }
         let result: Result<T, any Error>
         do {
-            result = .success(try await body(ServiceSession(http: http, targets: endpoints.map { ($0.0, $0.1.target) }, isPooled: job.isPooled)))
+            result = .success(try await body(ServiceSession(http: http, targets: endpoints.map { ($0.0, $0.1.target) }, isPooled: job.isPooled, rowClients: rowClients)))
         } catch {
             result = .failure(error)
         }

@@ -601,7 +601,7 @@ final class BatchStore: Sendable {
     }
 
     static func jsonLine(_ object: [String: Any]) -> Data {
-        var data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
+        var data = Data(EmulatorJSON.bytes(object))
         data.append(UInt8(ascii: "\n"))
         return data
     }

@@ -6,7 +6,7 @@ import Foundation
 public enum EmulatorAnswer {
     /// The assistant text for a prompt (the last user message, or the input).
     public static func text(for prompt: String) -> String {
-        let digest = SHA256.hash(data: Data(prompt.utf8)).prefix(4).map { String(format: "%02x", $0) }.joined()
+        let digest = EmulatorJSON.hex(SHA256.hash(data: Data(prompt.utf8)).prefix(4))
         let excerpt = prompt.prefix(48).replacingOccurrences(of: "\n", with: " ")
         return "Answer \(digest) to: \(excerpt)"
     }

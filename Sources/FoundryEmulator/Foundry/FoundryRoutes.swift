@@ -226,7 +226,7 @@ struct FoundryRoutes {
             }
             let complete = finishReason == "stop"
             let created = Int(started.timeIntervalSince1970)
-            let id = SHA256.hash(data: Data((promptKey + requestID).utf8)).prefix(12).map { String(format: "%02x", $0) }.joined()
+            let id = EmulatorJSON.hex(SHA256.hash(data: Data((promptKey + requestID).utf8)).prefix(12))
             var answer: [String: Any]
             if operation == .chat {
                 answer = [

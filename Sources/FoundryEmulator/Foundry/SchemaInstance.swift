@@ -290,7 +290,7 @@ struct SchemaInstance {
 
     /// A version-4-shaped UUID from the prompt and the path.
     func uuid(_ path: String) -> String {
-        var digits = Array(SHA256.hash(data: Data((prompt + "\u{0}" + path).utf8)).map { String(format: "%02x", $0) }.joined())
+        var digits = Array(EmulatorJSON.hex(SHA256.hash(data: Data((prompt + "\u{0}" + path).utf8))))
         digits[12] = "4"
         digits[16] = "8"
         func part(_ start: Int, _ length: Int) -> String { String(digits[start..<(start + length)]) }

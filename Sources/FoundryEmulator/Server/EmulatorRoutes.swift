@@ -22,7 +22,7 @@ extension HTTPField.Name {
 /// Builds JSON answers.
 enum JSONResponse {
     static func make(_ status: Int, _ object: Any, headers: HTTPFields = [:]) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
+        let data = EmulatorJSON.bytes(object)
         var fields = headers
         fields[.contentType] = "application/json"
         return Response(

@@ -47,6 +47,7 @@ let package = Package(
             name: "FoundryBatch",
             dependencies: [
                 "FoundryAuth",
+                "CSQLiteTuning",
                 // The job session starts the in-process emulator for `endpoint: emulator`.
                 "FoundryEmulator",
                 .product(name: "Logging", package: "swift-log"),
@@ -84,6 +85,8 @@ let package = Package(
         ),
         // glibc's arena cap, which Swift's Glibc module does not declare (malloc.h).
         .target(name: "CMallocTuning"),
+        // SQLite's variadic sqlite3_config, which Swift cannot call.
+        .target(name: "CSQLiteTuning", linkerSettings: [.linkedLibrary("sqlite3")]),
         .executableTarget(
             name: "foundry-batch",
             dependencies: [

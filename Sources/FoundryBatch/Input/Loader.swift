@@ -53,6 +53,7 @@ public struct Loader: Sendable {
         let name = FilePaths.relative(file, to: job.directory)
         let builder = RequestBuilder(job: job)
         let arms = builder.arms
+        let splice = PromptSplice(job: job, builder: builder)
         let skipping = rejects != nil
         var report = FileLoadReport(path: file)
 
@@ -62,11 +63,16 @@ public struct Loader: Sendable {
                 report.lines = number
                 if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
                 let problem: String?
-                switch InputLine.parse(bytes, defaultID: "\(name):\(number)") {
-                case .failure(let failure):
-                    problem = failure.message
-                case .success(let line):
-                    problem = try add(line, source: "\(file):\(number)", builder: builder, arms: arms, to: transaction, report: &report)
+                let source = "\(file):\(number)"
+                if let rows = splice?.rows(bytes, defaultID: { "\(name):\(number)" }, source: source) {
+                    problem = try insert(rows, to: transaction, report: &report)
+                } else {
+                    switch InputLine.parse(bytes, defaultID: "\(name):\(number)") {
+                    case .failure(let failure):
+                        problem = failure.message
+                    case .success(let line):
+                        problem = try add(line, source: source, builder: builder, arms: arms, to: transaction, report: &report)
+                    }
                 }
                 if let problem {
                     guard skipping else { throw InputError(file: file, line: number, message: problem) }
@@ -92,7 +98,7 @@ public struct Loader: Sendable {
     ) throws -> String? {
         let hash = line.contentHash
         let metadata = line.metadata.isEmpty ? nil : JSONValue.object(line.metadata).jsonText
-        var built: [(JobFile.Variant, RequestBuilder.Built)] = []
+        var rows: [NewRow] = []
         for arm in arms {
             switch builder.build(line, variant: arm) {
             case .failure(let problem): return problem.message
@@ -101,23 +107,30 @@ public struct Loader: Sendable {
                 guard job.targets.isEmpty || job.targets.contains(where: { $0.serves(request.deployment) }) else {
                     return "model '\(request.deployment)' is served by no target (see the targets' models: in the job file)"
                 }
-                built.append((arm, request))
+                let estimate = RequestBuilder.estimatedTokens(request.body)
+                rows.append(
+                    NewRow(
+                        id: line.id, variant: arm.name, source: source, api: request.api, deployment: request.deployment,
+                        body: request.body.jsonText, metadata: metadata, estimatedTokens: estimate.total,
+                        estimatedPromptTokens: estimate.prompt, contentHash: hash
+                    )
+                )
             }
         }
-        for (arm, request) in built {
-            let estimate = RequestBuilder.estimatedTokens(request.body)
-            let row = NewRow(
-                id: line.id, variant: arm.name, source: source, api: request.api, deployment: request.deployment,
-                body: request.body.jsonText, metadata: metadata, estimatedTokens: estimate.total,
-                estimatedPromptTokens: estimate.prompt, contentHash: hash
-            )
+        return try insert(rows, to: transaction, report: &report)
+    }
+
+    /// Adds the rows of one line in turn; returns why the line is refused at the first row
+    /// that cannot go in (the loader then rolls the file back, or rejects the line).
+    func insert(_ rows: [NewRow], to transaction: LoadTransaction, report: inout FileLoadReport) throws -> String? {
+        for row in rows {
             switch try transaction.add(row) {
             case .inserted: report.inserted += 1
             case .unchanged: report.unchanged += 1
             case .duplicate(let first):
-                return "duplicate id '\(line.id)' (first at \(Self.shortSource(first)))"
+                return "duplicate id '\(row.id)' (first at \(Self.shortSource(first)))"
             case .conflict(let earlier):
-                return "id '\(line.id)' was loaded before from \(Self.shortSource(earlier)) with different content; give the changed line a new id or use a new state file"
+                return "id '\(row.id)' was loaded before from \(Self.shortSource(earlier)) with different content; give the changed line a new id or use a new state file"
             }
         }
         return nil

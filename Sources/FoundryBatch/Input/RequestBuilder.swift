@@ -135,6 +135,16 @@ struct RequestBuilder {
 
     /// Prompt characters / 4 + the answer's token cap: what Azure reserves against TPM.
     static func estimatedTokens(_ body: JSONValue) -> (prompt: Int, total: Int) {
+        estimatedTokens(characters: promptCharacters(body), cap: tokenCap(body))
+    }
+
+    static func estimatedTokens(characters: Int, cap: Int) -> (prompt: Int, total: Int) {
+        let prompt = characters / 4 + (characters % 4 == 0 ? 0 : 1)
+        return (prompt, Bounded.add(prompt, min(max(cap, 0), maxTokenCap)))
+    }
+
+    /// The UTF-8 length of the text the service reads as the prompt.
+    static func promptCharacters(_ body: JSONValue) -> Int {
         var characters = 0
         for message in body["messages"]?.arrayValue ?? [] {
             characters += message["content"].map(textLength) ?? 0
@@ -142,9 +152,11 @@ struct RequestBuilder {
         for key in ["input", "instructions", "prompt"] {
             if let value = body[key] { characters += textLength(value) }
         }
-        let cap = (body["max_tokens"] ?? body["max_completion_tokens"] ?? body["max_output_tokens"])?.intValue ?? 0
-        let prompt = characters / 4 + (characters % 4 == 0 ? 0 : 1)
-        return (prompt, Bounded.add(prompt, min(max(cap, 0), maxTokenCap)))
+        return characters
+    }
+
+    static func tokenCap(_ body: JSONValue) -> Int {
+        (body["max_tokens"] ?? body["max_completion_tokens"] ?? body["max_output_tokens"])?.intValue ?? 0
     }
 
     static func textLength(_ value: JSONValue) -> Int {

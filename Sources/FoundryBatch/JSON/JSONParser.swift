@@ -13,8 +13,13 @@ public struct JSONParser {
     public static let maxDepth = 512
 
     public static func parse(_ bytes: some Collection<UInt8>) throws(JSONSyntaxError) -> JSONValue {
-        let array = Array(bytes)
-        return try array.withUnsafeBufferPointer { buffer throws(JSONSyntaxError) in
+        // Contiguous bytes (an array, a slice of the line reader's buffer) are read in place.
+        if let parsed = bytes.withContiguousStorageIfAvailable({ parse(buffer: $0) }) { return try parsed.get() }
+        return try Array(bytes).withUnsafeBufferPointer { parse(buffer: $0) }.get()
+    }
+
+    static func parse(buffer: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONSyntaxError> {
+        Result { () throws(JSONSyntaxError) -> JSONValue in
             var parser = Cursor(bytes: buffer)
             parser.skipWhitespace()
             let value = try parser.value(depth: 0)

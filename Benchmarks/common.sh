@@ -40,10 +40,14 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # says in one line what is missing and stops.
 need() {
   command -v "$1" > /dev/null && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
-    (export DEBIAN_FRONTEND=noninteractive; apt-get update -q > /dev/null && apt-get install -y -q "$2" > /dev/null) || true
+  local sudo=""
+  [ "$(id -u)" = 0 ] || { command -v sudo > /dev/null && sudo -n true 2>/dev/null && sudo="sudo -n"; }
+  if { [ "$(id -u)" = 0 ] || [ -n "$sudo" ]; } && command -v apt-get > /dev/null; then
+    # A new machine has no package lists yet: install, and update the lists only if needed.
+    (export DEBIAN_FRONTEND=noninteractive
+     $sudo apt-get install -y -q "$2" > /dev/null 2>&1 || { $sudo apt-get update -q > /dev/null && $sudo apt-get install -y -q "$2" > /dev/null; }) || true
   fi
-  command -v "$1" > /dev/null || { echo "missing: $1 (install the Debian package $2)" >&2; exit 1; }
+  command -v "$1" > /dev/null || { echo "missing: $1 (install the Debian package $2, as root: apt-get install $2)" >&2; exit 1; }
 }
 
 # kill_runs JOB COUNT MIN MAX: starts `run JOB` COUNT times and kill -9s each after a random
@@ -57,4 +61,22 @@ kill_runs() {
     if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
     wait "$pid" 2>/dev/null || true
   done
+}
+
+# python_venv PACKAGE...: a venv with PACKAGE from PyPI, kept under .build/ between runs;
+# prints its python, or nothing when it cannot be made (no venv module, no PyPI).
+python_venv() {
+  local venv="$ROOT/.build/bench-venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    if ! python3 -m venv "$venv" > /dev/null 2>&1; then
+      rm -rf "$venv"
+      # Debian keeps the venv module in a package of its own.
+      if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+        (export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q python3-venv > /dev/null 2>&1 || { apt-get update -q > /dev/null && apt-get install -y -q python3-venv > /dev/null; }) || true
+      fi
+      python3 -m venv "$venv" > /dev/null 2>&1 || { rm -rf "$venv"; return 0; }
+    fi
+  fi
+  "$venv/bin/pip" install -q "$@" > /dev/null 2>&1 || return 0
+  echo "$venv/bin/python"
 }

@@ -3,8 +3,11 @@
 # LATENCY_MS per answer. The ideal is CONCURRENCY / latency requests a second; prints the
 # rate reached as a share of it (target >= 0.95), peak RSS (target < 120 MiB) and CPU seconds.
 # Usage: Benchmarks/inflight.sh [CONCURRENCY=4000] [LATENCY_MS=4000] [ROWS=5 x CONCURRENCY]
+# Also wrk at the same concurrency on the same emulator: the share of the ideal the emulator
+# itself allows (its own cost per request on this machine's two cores).
 source "$(dirname "$0")/common.sh"
 need /usr/bin/time time
+need wrk wrk
 CONCURRENCY=${1:-4000}
 LATENCY_MS=${2:-4000}
 ROWS=${3:-$((CONCURRENCY * 5))}
@@ -29,8 +32,19 @@ rss_kb=$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$WORK/run.tim
 cpu=$(awk -F: '/User time|System time/ {s += $2} END {print s}' "$WORK/run.time")
 ideal=$(python3 -c "print($CONCURRENCY / ($LATENCY_MS / 1000))")
 bound=$(python3 -c "import math; print(math.ceil($ROWS / $CONCURRENCY) * $LATENCY_MS / 1000)")
+cat > "$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model":"gpt-5-mini","messages":[{"role":"user","content":"Summarise item 1 of the nightly batch in one short sentence."}],"max_tokens":64}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["api-key"] = "bench-key"
+LUA
+seconds=$(python3 -c "import math; print(math.ceil($bound))")
+wrk -t2 -c"$CONCURRENCY" -d"${seconds}s" --timeout 120s -s "$WORK/post.lua" "http://127.0.0.1:$PORT/openai/v1/chat/completions" > "$WORK/wrk.txt" 2>&1
+# wrk's mean latency at this concurrency: the emulator serves at most CONCURRENCY / mean.
+wrk_mean=$(awk '/Latency/ {v = $2; if (v ~ /ms$/) {sub(/ms/, "", v); v /= 1000} else if (v ~ /us$/) {sub(/us/, "", v); v /= 1e6} else sub(/s$/, "", v); print v}' "$WORK/wrk.txt")
 echo "rows: $ROWS ($succeeded succeeded, $requests requests), $CONCURRENCY in flight, ${LATENCY_MS} ms per answer"
 printf "ideal: %.0f req/s (%.1f s); foundry-batch: %.0f req/s (%.1f s)\n" "$ideal" "$bound" "$(python3 -c "print($requests / $elapsed)")" "$elapsed"
 echo "ratio to ideal (target >= 0.95): $(ratio "$bound" "$elapsed")"
+echo "wrk, $CONCURRENCY connections on the same emulator: mean latency ${wrk_mean} s, so the emulator allows at most $(ratio "$LATENCY_MS / 1000" "$wrk_mean") of the ideal"
 printf "peak RSS: %.1f MiB (target < 120)\n" "$(python3 -c "print($rss_kb / 1024)")"
 printf "CPU: %.2f s (%.2f s per 1,000 requests)\n" "$cpu" "$(python3 -c "print($cpu / $requests * 1000)")"

@@ -177,7 +177,10 @@ public final class Runner: RowEngine {
             case .flying(let flight):
                 // The one long wait of a try.
                 let answer = await flight.exchange.answer()
-                let action = try await land(flight, answer: answer, row: row, state: state, refreshed: refreshed)
+                let (action, tokenRate) = try await land(flight, answer: answer, row: row, state: state, refreshed: refreshed)
+                // Given back from here, once `land` has returned: a burst of answers queues on
+                // the gate and the budget, and each row then holds small frames only.
+                await giveBack(flight, action: action, tokenRate: tokenRate, row: row, state: state)
                 next = try await follow(action, lane: flight.lane, row: row, writer: writer, state: state)
             }
             guard case .again(let refresh) = next else { return }
@@ -234,7 +237,7 @@ public final class Runner: RowEngine {
     /// target's gate, a token, and the request on the wire.
     ///
     /// Both admissions are given back exactly once on every path: here when the try ends
-    /// before the wire (a throw, no token), else by ``land(_:answer:row:state:refreshed:)``.
+    /// before the wire (a throw, no token), else by ``giveBack(_:action:tokenRate:row:state:)`` after ``land(_:answer:row:state:refreshed:)``.
     @inline(never)
     func start(_ row: ClaimedRow, state: RunState, refreshed: Bool) async throws -> Start {
         if let budget = await state.reserve(row.estimatedTokens) {
@@ -269,10 +272,13 @@ public final class Runner: RowEngine {
         return .flying(Flight(lane: lane, routed: routed, bearer: bearer, exchange: lane.transport.launch(routed, bearer: bearer?.token)))
     }
 
-    /// Ends one try of `row` with its answer: decided by ``RowDecision``, and the gate and
-    /// the token budget given back (settled with the committed outcome, or released).
+    /// Decides one try of `row` by its answer (``RowDecision``); the caller then gives the
+    /// admission back with ``giveBack(_:action:tokenRate:row:state:)``. The one thing it
+    /// throws is a cancellation, and then it has given the admission back itself.
     @inline(never)
-    func land(_ flight: Flight, answer: ServiceAnswer, row: ClaimedRow, state: RunState, refreshed: Bool) async throws -> RowDecision.Action {
+    func land(
+        _ flight: Flight, answer: ServiceAnswer, row: ClaimedRow, state: RunState, refreshed: Bool
+    ) async throws -> (RowDecision.Action, tokenRate: (remaining: Int, retryAfter: TimeInterval)?) {
         let lane = flight.lane, target = lane.target, routed = flight.routed
         pool.noteAnswer(lane, answered: answer.body != nil)
         // Cancelled while on the wire: an answer that came back whole is still judged and
@@ -303,15 +309,16 @@ public final class Runner: RowEngine {
         {
             tokenRate = (remaining, delay)
         }
-        return await giveBack(flight, action: action, tokenRate: tokenRate, row: row, state: state)
+        return (action, tokenRate)
     }
 
-    /// What `land` does after deciding, apart from it: a burst of answers queues here on the
-    /// gate and the budget, and each waiting row then holds this small frame, not `land`'s.
+    /// Ends the admission of a landed try: what a 429 told of the service's token rate
+    /// learnt, a refused token dropped, and the gate and the token budget given back
+    /// (settled with the committed outcome, or released).
     @inline(never)
     func giveBack(
         _ flight: Flight, action: RowDecision.Action, tokenRate: (remaining: Int, retryAfter: TimeInterval)?, row: ClaimedRow, state: RunState
-    ) async -> RowDecision.Action {
+    ) async {
         let lane = flight.lane
         if let tokenRate {
             await lane.gate.learnTokenRate(cost: row.estimatedTokens, remaining: tokenRate.remaining, retryAfter: tokenRate.retryAfter)
@@ -326,7 +333,6 @@ public final class Runner: RowEngine {
             await lane.gate.leave(.other)
             await state.release(row.estimatedTokens)
         }
-        return action
     }
 
     // Synchronous, and kept out of `land`: their many temporaries then live on the thread's

@@ -12,7 +12,8 @@ public struct NewRow: Sendable, Equatable {
     public var id: String
     /// The evaluation variant, or `""` outside a sweep.
     public var variant: String
-    /// `file:line` of the input line, for messages.
+    /// `file:line` of the input line, for messages (always that shape: ``SQLiteQueue``
+    /// stores digits alone as a line of the load's own file).
     public var source: String
     public var api: ServiceAPI
     public var deployment: String

@@ -21,7 +21,7 @@ enum OutputCheck: Sendable {
     ///
     /// The body is parsed only when it names a format: most rows pay a substring search.
     static func keyedExpectation(of body: String, api: ServiceAPI) -> (key: String, check: OutputCheck)? {
-        guard api != .embeddings, body.contains(#""response_format""#) || body.contains(#""format""#),
+        guard api != .embeddings, contains(body, #""response_format""#) || contains(body, #""format""#),
             let request = try? JSONParser.parse(body)
         else { return nil }
         guard let format = api == .responses ? request["text"]?["format"] : request["response_format"] else { return nil }
@@ -34,6 +34,20 @@ enum OutputCheck: Sendable {
         default:
             return nil
         }
+    }
+
+    /// Whether `text` holds `word`, compared as UTF-8 bytes: Foundation's `contains` goes
+    /// through CoreFoundation's locale-aware search, a cost on every answer of a large run.
+    static func contains(_ text: String, _ word: String) -> Bool {
+        let needle = Array(word.utf8)
+        guard let first = needle.first else { return true }
+        let haystack = text.utf8
+        var index = haystack.startIndex
+        while let found = haystack[index...].firstIndex(of: first) {
+            if haystack[found...].starts(with: needle) { return true }
+            index = haystack.index(after: found)
+        }
+        return false
     }
 
     /// Why `answer` (a whole answer body) is not what was asked; nil when it is.

@@ -511,26 +511,26 @@ final class SQLiteLoader {
         sqlite3_reset(handle)
         let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
         // Bound from the strings' own UTF-8, with its length: no C string is made per value.
-        func bind(_ text: String, at index: Int32) {
+        func bind(_ text: String, at index: Int32) throws {
             var text = text
-            text.withUTF8 { bytes in
-                if let base = bytes.baseAddress {
-                    sqlite3_bind_text(handle, index, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), Int32(bytes.count), transient)
-                } else {
-                    sqlite3_bind_text(handle, index, "", 0, transient)
-                }
+            let code = text.withUTF8 { bytes in
+                guard let base = bytes.baseAddress else { return sqlite3_bind_text(handle, index, "", 0, transient) }
+                return sqlite3_bind_text(handle, index, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), Int32(bytes.count), transient)
+            }
+            guard code == SQLITE_OK else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
             }
         }
-        bind(row.id, at: 1)
-        bind(row.variant, at: 2)
-        bind(source, at: 3)
+        try bind(row.id, at: 1)
+        try bind(row.variant, at: 2)
+        try bind(source, at: 3)
         sqlite3_bind_int64(handle, 4, loadID)
-        bind(row.contentHash, at: 5)
-        bind(row.api.rawValue, at: 6)
-        bind(row.deployment, at: 7)
-        bind(row.body, at: 8)
+        try bind(row.contentHash, at: 5)
+        try bind(row.api.rawValue, at: 6)
+        try bind(row.deployment, at: 7)
+        try bind(row.body, at: 8)
         if let metadata = row.metadata {
-            bind(metadata, at: 9)
+            try bind(metadata, at: 9)
         } else {
             sqlite3_bind_null(handle, 9)
         }

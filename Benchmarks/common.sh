@@ -80,3 +80,14 @@ python_venv() {
   "$venv/bin/pip" install -q "$@" > /dev/null 2>&1 || return 0
   echo "$venv/bin/python"
 }
+
+# wrk_post_script FILE: a wrk script posting the chat body the benchmarks' rows send, with
+# the emulator's key.
+wrk_post_script() {
+  cat > "$1" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model":"gpt-5-mini","messages":[{"role":"user","content":"Summarise item 1 of the nightly batch in one short sentence."}],"max_tokens":64}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["api-key"] = "bench-key"
+LUA
+}

@@ -14,12 +14,7 @@ start_emulator "$PORT" --latency-ms 0
 URL="http://127.0.0.1:$PORT"
 
 # Anchor: wrk posting the same chat body with the same key, 64 connections, 10 s.
-cat > "$WORK/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"model":"gpt-5-mini","messages":[{"role":"user","content":"Summarise item 1 of the nightly batch in one short sentence."}],"max_tokens":64}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["api-key"] = "bench-key"
-LUA
+wrk_post_script "$WORK/post.lua"
 wrk -t2 -c64 -d10s -s "$WORK/post.lua" "$URL/openai/v1/chat/completions" > "$WORK/wrk.txt"
 WRK=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
 

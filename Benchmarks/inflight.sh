@@ -32,12 +32,7 @@ rss_kb=$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$WORK/run.tim
 cpu=$(awk -F: '/User time|System time/ {s += $2} END {print s}' "$WORK/run.time")
 ideal=$(python3 -c "print($CONCURRENCY / ($LATENCY_MS / 1000))")
 bound=$(python3 -c "import math; print(math.ceil($ROWS / $CONCURRENCY) * $LATENCY_MS / 1000)")
-cat > "$WORK/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"model":"gpt-5-mini","messages":[{"role":"user","content":"Summarise item 1 of the nightly batch in one short sentence."}],"max_tokens":64}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["api-key"] = "bench-key"
-LUA
+wrk_post_script "$WORK/post.lua"
 seconds=$(python3 -c "import math; print(math.ceil($bound))")
 wrk -t2 -c"$CONCURRENCY" -d"${seconds}s" --timeout 120s -s "$WORK/post.lua" "http://127.0.0.1:$PORT/openai/v1/chat/completions" > "$WORK/wrk.txt" 2>&1
 # wrk's mean latency at this concurrency: the emulator serves at most CONCURRENCY / mean.

@@ -119,86 +119,54 @@ struct PromptSplice {
     static func members(_ bytes: UnsafeBufferPointer<UInt8>) -> [(key: Range<Int>, value: Range<Int>)]? {
         // Outside strings JSON is ASCII, so the line is valid UTF-8 when its strings are.
         if !bytes.allSatisfy({ $0 < 0x80 }), String(validating: bytes, as: UTF8.self) == nil { return nil }
-        var index = 0
-        func skipWhitespace() {
-            while index < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[index]) { index += 1 }
-        }
+        // JSONParser's own cursor for whitespace, numbers and literals: one grammar for both
+        // paths. Strings are scanned here, as only escape-free ones are taken.
+        var cursor = JSONParser.Cursor(bytes: bytes)
+        func at(_ ascii: Unicode.Scalar) -> Bool { cursor.index < bytes.count && bytes[cursor.index] == UInt8(ascii: ascii) }
         func string() -> Range<Int>? {
-            let start = index
-            index += 1
-            while index < bytes.count {
-                let byte = bytes[index]
-                if byte == UInt8(ascii: "\"") {
-                    index += 1
-                    return start..<index
-                }
+            let start = cursor.index
+            cursor.index += 1
+            while cursor.index < bytes.count {
+                let byte = bytes[cursor.index]
+                cursor.index += 1
+                if byte == UInt8(ascii: "\"") { return start..<cursor.index }
                 if byte == UInt8(ascii: "\\") || byte < 0x20 { return nil }
-                index += 1
             }
             return nil
         }
-        func digits() -> Bool {
-            let start = index
-            while index < bytes.count, bytes[index] >= 0x30, bytes[index] <= 0x39 { index += 1 }
-            return index > start
-        }
-        // The grammar JSONParser takes, whose text for a number is the bytes as written.
-        func number() -> Range<Int>? {
-            let start = index
-            if bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard index < bytes.count else { return nil }
-            if bytes[index] == UInt8(ascii: "0") { index += 1 } else if !digits() { return nil }
-            if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
-                index += 1
-                guard digits() else { return nil }
+        func value() -> Range<Int>? {
+            let start = cursor.index
+            switch bytes[start] {
+            case UInt8(ascii: "\""): return string()
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try? cursor.numberRange()
+            case UInt8(ascii: "t"): return (try? cursor.literal("true")).map { start..<cursor.index }
+            case UInt8(ascii: "f"): return (try? cursor.literal("false")).map { start..<cursor.index }
+            case UInt8(ascii: "n"): return (try? cursor.literal("null")).map { start..<cursor.index }
+            default: return nil
             }
-            if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-                index += 1
-                if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-                guard digits() else { return nil }
-            }
-            return start..<index
         }
-        func literal() -> Range<Int>? {
-            for word in ["true", "false", "null"] where bytes[index...].starts(with: word.utf8) {
-                index += word.utf8.count
-                return (index - word.utf8.count)..<index
-            }
-            return nil
-        }
-        skipWhitespace()
-        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return nil }
-        index += 1
+        cursor.skipWhitespace()
+        guard at("{") else { return nil }
+        cursor.index += 1
         var members: [(key: Range<Int>, value: Range<Int>)] = []
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { return nil }
         while true {
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), let key = string() else { return nil }
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
-            index += 1
-            skipWhitespace()
-            guard index < bytes.count else { return nil }
-            let value: Range<Int>?
-            switch bytes[index] {
-            case UInt8(ascii: "\""): value = string()
-            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): value = number()
-            case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"): value = literal()
-            default: value = nil
-            }
-            guard let value else { return nil }
+            cursor.skipWhitespace()
+            guard at("\""), let key = string() else { return nil }
+            cursor.skipWhitespace()
+            guard at(":") else { return nil }
+            cursor.index += 1
+            cursor.skipWhitespace()
+            guard cursor.index < bytes.count, let value = value() else { return nil }
             members.append((key, value))
-            skipWhitespace()
-            guard index < bytes.count else { return nil }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
+            cursor.skipWhitespace()
+            if at(",") {
+                cursor.index += 1
                 continue
             }
-            guard bytes[index] == UInt8(ascii: "}") else { return nil }
-            index += 1
-            skipWhitespace()
-            return index == bytes.count ? members : nil
+            guard at("}") else { return nil }
+            cursor.index += 1
+            cursor.skipWhitespace()
+            return cursor.index == bytes.count ? members : nil
         }
     }
 }

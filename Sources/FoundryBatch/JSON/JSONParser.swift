@@ -115,6 +115,12 @@ public struct JSONParser {
         }
 
         mutating func number() throws(JSONSyntaxError) -> JSONValue {
+            let range = try numberRange()
+            return .number(String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self))
+        }
+
+        /// The bytes of the number at the cursor, as written (the text a `.number` keeps).
+        mutating func numberRange() throws(JSONSyntaxError) -> Range<Int> {
             let start = index
             if bytes[index] == UInt8(ascii: "-") { index += 1 }
             guard index < bytes.count, isDigit(bytes[index]) else { throw error("invalid number") }
@@ -134,7 +140,7 @@ public struct JSONParser {
                 guard index < bytes.count, isDigit(bytes[index]) else { throw error("invalid number") }
                 while index < bytes.count, isDigit(bytes[index]) { index += 1 }
             }
-            return .number(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self))
+            return start..<index
         }
 
         func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }

@@ -86,6 +86,10 @@ enum RowDecision {
             return nil
         }
 
+        // Not inlined (nor `decide`): their many temporaries then live on the thread's stack
+        // while they run, not in the async frame of the runner's `land`, which thousands of
+        // rows in flight hold at once.
+        @inline(never)
         init(_ answer: ServiceAnswer, row: ClaimedRow, url: String, clientRequestID: String, now: Date) {
             let decoded = answer.body.flatMap(ServiceBody.decode)
             verdict = RetryPolicy.classify(answer, body: decoded, deployment: row.deployment, url: url, now: now)
@@ -101,6 +105,7 @@ enum RowDecision {
     ///   - pacing: the throttle clocks; read by the runner whenever the answer is a 429
     ///     (``Reading/throttleDelay``), nil otherwise.
     ///   - backoff: the back-off of the row's next try when the service gave no delay.
+    @inline(never)
     static func decide(
         _ reading: Reading, row: ClaimedRow, settings: Settings, credential: Credential, pacing: Pacing?, now: Date,
         backoff: (Int) -> TimeInterval = { RetryPolicy.backoff(attempt: $0) }

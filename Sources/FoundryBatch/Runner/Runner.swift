@@ -290,7 +290,7 @@ public final class Runner: RowEngine {
         }
         let now = Date()
         let url = target.url(api: routed.api, deployment: routed.deployment)
-        let reading = Self.read(answer, row: routed, url: url, clientRequestID: flight.exchange.clientRequestID, now: now)
+        let reading = RowDecision.Reading(answer, row: routed, url: url, clientRequestID: flight.exchange.clientRequestID, now: now)
         // Read for every 429, also one that parks the target (a Retry-After beyond
         // max_retry_wait): the clocks it moves matter no more once it is parked.
         var pacing: RowDecision.Pacing?
@@ -299,7 +299,7 @@ public final class Runner: RowEngine {
                 job: await lane.gate.throttle(serverDelay: delay, now: now), rowThrottledFor: await state.throttled(row.seq, now: now)
             )
         }
-        let action = Self.decide(
+        let action = RowDecision.decide(
             reading, row: row, settings: decisionSettings, credential: .init(target.authorization, refreshed: refreshed, keyVariable: lane.spec.apiKeyEnv), pacing: pacing, now: now
         )
         // A 429 for tokens (fewer left than this request needs) tells the service's rate.
@@ -333,22 +333,6 @@ public final class Runner: RowEngine {
             await lane.gate.leave(.other)
             await state.release(row.estimatedTokens)
         }
-    }
-
-    // Synchronous, and kept out of `land`: their many temporaries then live on the thread's
-    // stack while they run, not in an async frame that thousands of rows hold at once.
-
-    @inline(never)
-    static func read(_ answer: ServiceAnswer, row: ClaimedRow, url: String, clientRequestID: String, now: Date) -> RowDecision.Reading {
-        RowDecision.Reading(answer, row: row, url: url, clientRequestID: clientRequestID, now: now)
-    }
-
-    @inline(never)
-    static func decide(
-        _ reading: RowDecision.Reading, row: ClaimedRow, settings: RowDecision.Settings, credential: RowDecision.Credential,
-        pacing: RowDecision.Pacing?, now: Date
-    ) -> RowDecision.Action {
-        RowDecision.decide(reading, row: row, settings: settings, credential: credential, pacing: pacing, now: now)
     }
 
     /// A runner not seen for this long (killed) no longer takes a share of the quota.

@@ -192,6 +192,6 @@ extension HTTPClient {
     /// ``rowsPerClient``; each shuts down with the session.
     public static func forRows(concurrency: Int, first: HTTPClient) -> [HTTPClient] {
         let count = (max(concurrency, 1) + rowsPerClient - 1) / rowsPerClient
-        return [first] + (1..<max(count, 1)).map { _ in forRun(concurrency: concurrency) }
+        return [first] + (1..<count).map { _ in forRun(concurrency: concurrency) }
     }
 }

@@ -23,6 +23,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "The results file (default: the job's output:).")
     var output: String?
 
+    @Option(help: "Write Prometheus metrics here every 10 s and at the end (default: the job's metrics_file:).")
+    var metricsFile: String?
+
     @Option(help: "Workers (default: the job's limits.concurrency).")
     var concurrency: Int?
 
@@ -65,7 +68,7 @@ struct RunCommand: AsyncParsableCommand {
         let job = try JobFile.load(path: options.job)
         let started = Date()
         var overrides = options.overrides(inputs: inputs, output: output)
-        (overrides.concurrency, overrides.maxAttempts) = (concurrency, maxAttempts)
+        (overrides.concurrency, overrides.maxAttempts, overrides.metricsFile) = (concurrency, maxAttempts, metricsFile)
         // Once the job file was read, --json always prints one object, so a cron parser
         // gets one on every exit.
         func stopped(_ error: any UserFacingError, _ session: JobSession?) async throws -> RunSummary {

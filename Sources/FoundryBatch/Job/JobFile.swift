@@ -207,6 +207,8 @@ public struct JobFile: Sendable {
     public var output: String?
     public var errors: String?
     public var state: String?
+    /// `metrics_file:`: where `run` writes Prometheus metrics (none when nil).
+    public var metricsFile: String?
     /// The top-level endpoint; nil when every target names its own.
     public var endpoint: Endpoint?
     public var deployment: String?

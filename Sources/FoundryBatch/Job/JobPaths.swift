@@ -10,6 +10,8 @@ public struct JobPaths: Sendable, Equatable {
     public var rejects: String
     /// The `YYYY-MM-DD` that `{date}` stood for.
     public var date: String
+    /// Where `run` writes Prometheus metrics (`--metrics-file`, `metrics_file:`); nil: none.
+    public var metrics: String? = nil
 }
 
 extension JobPaths {
@@ -30,6 +32,7 @@ extension JobPaths {
     public func checkDistinct(job: String) throws(UsageError) {
         var roles: [(String, String)] = [("the job file", job), ("output", output), ("errors", errors), ("state", state)]
         roles += [("the rejects file", rejects)]
+        if let metrics { roles.append(("the metrics file", metrics)) }
         roles += inputs.map { ("input", $0) }
         var seen: [String: String] = [:]
         for (role, path) in roles {
@@ -57,7 +60,7 @@ extension JobPaths {
     ///
     /// - Throws: ``StorageError`` (exit 2, nothing was sent) naming the folder.
     public func checkWritable() throws(StorageError) {
-        for path in [output, errors] {
+        for path in [output, errors] + (metrics.map { [$0] } ?? []) {
             try FilePaths.ensureParent(of: path)
             try AtomicFileWriter.probe(folderOf: path)
         }
@@ -82,7 +85,8 @@ extension JobFile {
             errors: self.errors.map(expand) ?? companions.errors,
             state: expand(self.state ?? ".foundry-batch/{name}.sqlite"),
             rejects: companions.rejects,
-            date: day
+            date: day,
+            metrics: metricsFile.map(expand)
         )
     }
 

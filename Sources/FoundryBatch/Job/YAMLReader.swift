@@ -10,7 +10,7 @@ struct YAMLReader {
     let file: String
 
     static let topKeys: Set<String> = [
-        "name", "input", "output", "errors", "state", "endpoint", "deployment", "api", "api_version",
+        "name", "input", "output", "errors", "state", "metrics_file", "endpoint", "deployment", "api", "api_version",
         "auth", "request", "limits", "variants", "prices", "emulator", "targets", "engine", "batch",
     ]
     static let batchKeys: Set<String> = [
@@ -64,6 +64,7 @@ struct YAMLReader {
         job.output = try fields["output"].map { node throws(JobFileError) in try string(node, "output") }
         job.errors = try fields["errors"].map { node throws(JobFileError) in try string(node, "errors") }
         job.state = try fields["state"].map { node throws(JobFileError) in try string(node, "state") }
+        job.metricsFile = try fields["metrics_file"].map { node throws(JobFileError) in try string(node, "metrics_file") }
         job.deployment = try fields["deployment"].map { node throws(JobFileError) in try string(node, "deployment") }
         job.apiVersion = try fields["api_version"].map { node throws(JobFileError) in try string(node, "api_version") }
         if let node = fields["api"] {

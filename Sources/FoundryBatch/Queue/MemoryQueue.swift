@@ -29,6 +29,8 @@ public final class MemoryQueue: RowQueue {
         var batch: Int64?
         var outputRetries = 0
         var finish: String?
+        /// When the row last ended (succeeded or failed).
+        var finishedAt: Date?
 
         init(seq: Int64, row: NewRow, loadID: Int64) {
             self.row = row
@@ -146,6 +148,7 @@ public final class MemoryQueue: RowQueue {
                 let at = Int(completion.seq) - 1
                 guard storage.rows.indices.contains(at), storage.rows[at].isHeld(by: completion.owner) else { continue }
                 Self.apply(completion, to: &storage.rows[at])
+                if storage.rows[at].state != .pending { storage.rows[at].finishedAt = now }
                 if let error = completion.outcome.error {
                     storage.attempts.append((completion.outcome.response?.statusCode ?? error.statusCode, completion.target))
                 }
@@ -258,6 +261,19 @@ public final class MemoryQueue: RowQueue {
             groups[key] = group
         }
         return QueueCounts.tally(Array(groups.values))
+    }
+
+    public func tally() async throws -> QueueTally {
+        storage.withLock { storage in
+            struct Key: Hashable { var target: String?, status: Int? }
+            var counts: [Key: Int] = [:]
+            for row in storage.rows where row.state == .succeeded {
+                counts[Key(target: row.record.target, status: row.record.statusCode), default: 0] += 1
+            }
+            for attempt in storage.attempts { counts[Key(target: attempt.target, status: attempt.status), default: 0] += 1 }
+            let last = storage.rows.lazy.filter { $0.state == .succeeded }.compactMap(\.finishedAt).max()
+            return QueueTally(answers: counts.map { .init(target: $0.key.target, status: $0.key.status, count: $0.value) }, lastSuccess: last)
+        }
     }
 
     public func report() async throws -> QueueReport {

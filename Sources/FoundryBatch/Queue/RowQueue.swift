@@ -187,6 +187,34 @@ public struct QueueCounts: Sendable, Equatable {
     public init() {}
 }
 
+/// The job's answers by target and HTTP status, over every run of the job's state.
+///
+/// A try is counted once it was answered and recorded: each success, and each try that
+/// ended in an error (the attempt history), a batch's lines included.
+public struct QueueTally: Sendable, Equatable {
+    public struct Answers: Sendable, Equatable, Decodable {
+        /// The target's name; nil for a job without `targets:`.
+        public var target: String?
+        /// The HTTP status; nil when no HTTP answer came (a timeout, a lost connection).
+        public var status: Int?
+        public var count: Int
+
+        public init(target: String?, status: Int?, count: Int) {
+            (self.target, self.status, self.count) = (target, status, count)
+        }
+    }
+
+    /// By target, then status (no status first).
+    public var answers: [Answers] = []
+    /// When the newest succeeded row ended.
+    public var lastSuccess: Date?
+
+    public init(answers: [Answers] = [], lastSuccess: Date? = nil) {
+        self.answers = answers.sorted { ($0.target ?? "", $0.status ?? -1) < ($1.target ?? "", $1.status ?? -1) }
+        self.lastSuccess = lastSuccess
+    }
+}
+
 /// What `status` shows beyond counts: latency, attempts, throttling and the common errors.
 public struct QueueReport: Sendable, Equatable {
     public struct VariantFigures: Sendable, Equatable {
@@ -302,6 +330,9 @@ public protocol RowQueue: Sendable {
     func counts() async throws -> (job: QueueCounts, variants: [QueueCounts])
     /// Latency percentiles, attempts, 429s and the most frequent errors, for `status`.
     func report() async throws -> QueueReport
+    /// Answered tries by target and status, and the newest success: cheap enough to read
+    /// every few seconds while a run works (the metrics file).
+    func tally() async throws -> QueueTally
     /// Records that this run parked `target` (until `until`, nil: for the rest of the run).
     func park(target: String, until: Date?, reason: String, at: Date) async throws
     /// Forgets earlier runs' parkings: a new run tries every target again.

@@ -8,6 +8,7 @@ extension QueuedRow: FetchableRecord {}
 extension StateCount: FetchableRecord {}
 extension PendingFigures: FetchableRecord {}
 extension QueueReport.ErrorFigure: FetchableRecord {}
+extension QueueTally.Answers: FetchableRecord {}
 extension RowRecord: FetchableRecord {}
 
 /// Answered rows and their tokens on one target.

@@ -369,6 +369,24 @@ public final class SQLiteQueue: RowQueue {
         }
     }
 
+    public func tally() async throws -> QueueTally {
+        try await storage {
+            try await pool.read { db in
+                let answers = try QueueTally.Answers.fetchAll(
+                    db,
+                    sql: """
+                        SELECT target, status_code AS status, count(*) AS count FROM (
+                            SELECT target, status_code FROM rows WHERE state = 'succeeded'
+                            UNION ALL SELECT target, status_code FROM attempts)
+                        GROUP BY target, status_code
+                        """
+                )
+                let last = try Double.fetchOne(db, sql: "SELECT max(finished_at) FROM rows WHERE state = 'succeeded'")
+                return QueueTally(answers: answers, lastSuccess: last.map(Date.init(timeIntervalSince1970:)))
+            }
+        }
+    }
+
     static func onlineLatency(_ db: Database) throws -> Double? {
         let online = "FROM rows WHERE state = 'succeeded' AND batch IS NULL"
         let count = try Int.fetchOne(db, sql: "SELECT count(*) \(online)") ?? 0

@@ -66,6 +66,16 @@ public enum BatchRun {
         let runner = Runner(
             limits: session.settings.limits, queue: session.queue, service: service, options: options, control: control, logger: logger
         )
+        let metrics = paths.metrics.map { path in
+            MetricsFileWriter(path: path, logger: logger) { [queue = session.queue, pool = runner.pool, job = session.job] inProgress in
+                let counts = try await queue.counts().job
+                return RunMetrics(
+                    job: job.name, counts: counts, tally: try await queue.tally(), cost: job.prices?.cost(counts),
+                    tokenRequests: await pool.tokenRequests, duration: Date().timeIntervalSince(started), inProgress: inProgress
+                )
+            }
+        }
+        await metrics?.start()
         var counters = RunCounters()
         var stop: StopReason?
         var export = ExportReport(output: paths.output, errors: paths.errors)
@@ -83,8 +93,10 @@ public enum BatchRun {
             counts = try await session.queue.counts().job
             live = try await session.queue.batches().count(where: \.phase.isLive)
         } catch let error as StorageError {
+            await metrics?.finish()
             throw error.afterSending()
         }
+        await metrics?.finish()
         var summary = RunSummary(
             job: session.job.name, counts: counts, counters: counters, tokenRequests: await runner.pool.tokenRequests,
             elapsed: Date().timeIntervalSince(started), export: export, stop: stop, prices: session.job.prices

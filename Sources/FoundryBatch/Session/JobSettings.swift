@@ -12,6 +12,8 @@ public struct JobOverrides: Sendable, Equatable {
     public var output: String?
     public var errors: String?
     public var state: String?
+    /// `--metrics-file`: instead of the job's `metrics_file:`.
+    public var metricsFile: String?
     /// `--concurrency`: workers instead of `limits.concurrency`.
     public var concurrency: Int?
     /// `--max-attempts`: tries per row instead of `limits.max_attempts`.
@@ -61,6 +63,7 @@ public struct JobSettings: Sendable {
         }
         if let errors = overrides.errors { paths.errors = FilePaths.absolute(errors, relativeTo: cwd) }
         if let state = overrides.state { paths.state = FilePaths.absolute(state, relativeTo: cwd) }
+        if let metrics = overrides.metricsFile { paths.metrics = FilePaths.absolute(metrics, relativeTo: cwd) }
         var limits = job.limits
         if let concurrency = overrides.concurrency { limits.concurrency = concurrency }
         if let maxAttempts = overrides.maxAttempts { limits.maxAttempts = maxAttempts }

@@ -92,9 +92,12 @@ public enum BatchRun {
             }
             counts = try await session.queue.counts().job
             live = try await session.queue.batches().count(where: \.phase.isLive)
-        } catch let error as StorageError {
+        } catch {
+            // The last file is written whatever ended the run, so a collector never keeps
+            // `run_in_progress 1` from a run that is gone.
             await metrics?.finish()
-            throw error.afterSending()
+            if let error = error as? StorageError { throw error.afterSending() }
+            throw error
         }
         await metrics?.finish()
         var summary = RunSummary(

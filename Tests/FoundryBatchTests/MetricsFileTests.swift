@@ -112,12 +112,12 @@ import Testing
         #expect(tally.lastSuccess == now + 2)
     }
 
-    @Test func theWriterReplacesTheFileWholeAndMarksTheEnd() async throws {
+    @Test(.timeLimit(.minutes(1))) func theWriterReplacesTheFileWholeAndMarksTheEnd() async throws {
         let folder = TemporaryDirectory()
         let path = folder.path + "/metrics/job.prom"
         try FileManager.default.createDirectory(atPath: folder.path + "/metrics", withIntermediateDirectories: true)
         let writes = Counter()
-        let writer = MetricsFileWriter(path: path, interval: .milliseconds(20), logger: Logger(label: "test")) { inProgress in
+        let writer = MetricsFile(path: path, interval: .milliseconds(20), logger: Logger(label: "test")) { inProgress in
             writes.increment()
             var metrics = self.metrics()
             metrics.inProgress = inProgress

@@ -60,7 +60,7 @@ extension JobPaths {
     ///
     /// - Throws: ``StorageError`` (exit 2, nothing was sent) naming the folder.
     public func checkWritable() throws(StorageError) {
-        for path in [output, errors] + (metrics.map { [$0] } ?? []) {
+        for path in [output, errors] + [metrics].compactMap({ $0 }) {
             try FilePaths.ensureParent(of: path)
             try AtomicFileWriter.probe(folderOf: path)
         }

@@ -30,7 +30,7 @@ public struct RunMetrics: Sendable, Equatable {
     /// The metrics in Prometheus' text exposition format (version 0.0.4), for
     /// node_exporter's textfile collector: HELP and TYPE before each family, one sample a line.
     public var prometheusText: String {
-        var text = PrometheusText(job: job)
+        var text = PrometheusTextBuilder(job: job)
         text.family("rows", .gauge, "Rows of the job by state.")
         for (state, count) in [("pending", counts.pending), ("running", counts.running), ("succeeded", counts.succeeded), ("failed", counts.failed)] {
             text.sample("rows", ["state": state], Double(count))
@@ -66,7 +66,7 @@ public struct RunMetrics: Sendable, Equatable {
 }
 
 /// Builds Prometheus text: every metric named `foundry_batch_<name>` with a `job` label.
-struct PrometheusText {
+struct PrometheusTextBuilder {
     enum Kind: String { case counter, gauge }
 
     let job: String
@@ -113,7 +113,7 @@ struct PrometheusText {
 /// temporary name renamed into place, so a collector never reads half a file.
 ///
 /// A write that fails is logged and tried again at the next tick: metrics never stop a run.
-actor MetricsFileWriter {
+actor MetricsFile {
     let path: String
     let interval: Duration
     let logger: Logger

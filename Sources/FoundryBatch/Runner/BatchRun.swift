@@ -67,7 +67,7 @@ public enum BatchRun {
             limits: session.settings.limits, queue: session.queue, service: service, options: options, control: control, logger: logger
         )
         let metrics = paths.metrics.map { path in
-            MetricsFileWriter(path: path, logger: logger) { [queue = session.queue, pool = runner.pool, job = session.job] inProgress in
+            MetricsFile(path: path, logger: logger) { [queue = session.queue, pool = runner.pool, job = session.job] inProgress in
                 let counts = try await queue.counts().job
                 return RunMetrics(
                     job: job.name, counts: counts, tally: try await queue.tally(), cost: job.prices?.cost(counts),

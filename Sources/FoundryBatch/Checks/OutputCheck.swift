@@ -53,21 +53,11 @@ enum OutputCheck: Sendable {
 
     /// Why `answer` (a whole answer body) is not what was asked; nil when it is.
     func problem(with answer: JSONValue, api: ServiceAPI) -> String? {
-        let text: String?
-        if api == .responses {
-            let parts = (answer["output"]?.arrayValue ?? []).flatMap { $0["content"]?.arrayValue ?? [] }
-            if let refusal = parts.first(where: { $0["type"]?.stringValue == "refusal" })?["refusal"]?.stringValue {
-                return "the model refused: \(ServiceText.printable(refusal, limit: 200))"
-            }
-            text = parts.first(where: { $0["type"]?.stringValue == "output_text" })?["text"]?.stringValue
-        } else {
-            let message = answer["choices"]?.arrayValue?.first?["message"]
-            if let refusal = message?["refusal"]?.stringValue {
-                return "the model refused: \(ServiceText.printable(refusal, limit: 200))"
-            }
-            text = message?["content"]?.stringValue
+        let read = AnswerText(of: answer, api: api)
+        if let refusal = read.refusal {
+            return "the model refused: \(ServiceText.printable(refusal, limit: 200))"
         }
-        guard let text else { return "the answer has no text to check" }
+        guard let text = read.text else { return "the answer has no text to check" }
         let value: JSONValue
         do {
             value = try JSONParser.parse(text)

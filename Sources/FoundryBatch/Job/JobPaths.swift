@@ -22,6 +22,11 @@ extension JobPaths {
         return (stem + ".errors.jsonl", stem + ".rejects.jsonl")
     }
 
+    /// Where `report` writes when not told: beside the results file, `out/r.jsonl` -> `out/r.report.html`.
+    public static func report(of output: String) -> String {
+        (output.hasSuffix(".jsonl") ? String(output.dropLast(6)) : output) + ".report.html"
+    }
+
     /// Refuses two roles for one file: `errors:` equal to `output:` would make the two
     /// exports overwrite each other, and an input equal to an output would be replaced by
     /// the results.

@@ -337,12 +337,21 @@ public final class MemoryQueue: RowQueue {
     static func targetFigures(_ storage: Storage) -> [QueueReport.TargetFigures] {
         var figures: [String: QueueReport.TargetFigures] = [:]
         var latencies: [String: [Double]] = [:]
+        for row in storage.rows where row.state == .failed {
+            guard let name = row.record.target else { continue }
+            figures[name, default: .init(name: name)].failed += 1
+        }
         for row in storage.rows where row.state == .succeeded {
             guard let name = row.record.target else { continue }
             var figure = figures[name] ?? .init(name: name)
             figure.requests += 1
+            figure.succeeded += 1
             figure.promptTokens = Bounded.add(figure.promptTokens, row.promptTokens ?? 0)
             figure.completionTokens = Bounded.add(figure.completionTokens, row.completionTokens ?? 0)
+            if row.batch != nil {
+                figure.batchPromptTokens = Bounded.add(figure.batchPromptTokens, row.promptTokens ?? 0)
+                figure.batchCompletionTokens = Bounded.add(figure.batchCompletionTokens, row.completionTokens ?? 0)
+            }
             if row.finish == "length" { figure.truncated += 1 }
             if row.finish == "content_filter" { figure.filtered += 1 }
             figures[name] = figure
@@ -359,6 +368,7 @@ public final class MemoryQueue: RowQueue {
         for (name, values) in latencies {
             let sorted = values.sorted()
             figures[name]?.latencyP50 = QueueReport.percentileOffset(count: sorted.count, 0.5).map { sorted[$0] }
+            figures[name]?.latencyP95 = QueueReport.percentileOffset(count: sorted.count, 0.95).map { sorted[$0] }
         }
         return figures.values.sorted { $0.name < $1.name }
     }

@@ -263,6 +263,22 @@ public struct QueueReport: Sendable, Equatable {
         public var filtered = 0
         /// When the target is parked: until when (nil: for the rest of that run), and why.
         public var parking: Parking?
+        /// Rows whose last try went to this target, by how they ended.
+        public var succeeded = 0
+        public var failed = 0
+        public var latencyP95: Double?
+        /// The part of the tokens answered by batches, billed at `prices.batch_factor`.
+        public var batchPromptTokens = 0
+        public var batchCompletionTokens = 0
+
+        /// The target's rows and tokens as counts, for the one cost formula.
+        public var counts: QueueCounts {
+            var counts = QueueCounts(variant: name)
+            (counts.succeeded, counts.failed, counts.truncated, counts.filtered) = (succeeded, failed, truncated, filtered)
+            (counts.promptTokens, counts.completionTokens) = (promptTokens, completionTokens)
+            (counts.batchPromptTokens, counts.batchCompletionTokens) = (batchPromptTokens, batchCompletionTokens)
+            return counts
+        }
     }
 
     /// Why a run stopped sending to a target, as recorded by the run.
@@ -270,6 +286,88 @@ public struct QueueReport: Sendable, Equatable {
         public var until: Date?
         public var reason: String
         public var at: Date
+    }
+}
+
+/// What `report` draws beyond ``QueueReport``: when rows ended, how long they took, and a
+/// sweep's answers side by side.
+///
+/// Everything here is aggregated or sampled in the store, so its size does not grow with the job.
+public struct ReportDetails: Sendable, Equatable {
+    /// Rows that ended (succeeded or failed) in one slice of the run's time.
+    public struct TimeBin: Sendable, Equatable {
+        public var start: Date
+        public var succeeded = 0
+        public var failed = 0
+    }
+
+    /// Succeeded rows whose latency falls in `[lower, upper)` milliseconds (`upper` nil: and above).
+    public struct LatencyBin: Sendable, Equatable {
+        public var lower: Double
+        public var upper: Double?
+        public var count: Int
+    }
+
+    /// One variant's answer to a row of a sweep.
+    public struct Answer: Sendable, Equatable {
+        public var variant: String
+        public var state: RowState
+        /// The answer's text (cut to the limit asked for), `error: <code>` for a failed row,
+        /// nil while the row is not done.
+        public var text: String?
+        public var latencyMs: Double?
+        public var completionTokens: Int?
+        /// Why the answer ended (`stop`, `length`, `content_filter`), when the service said.
+        public var finish: String?
+    }
+
+    /// One input row of a sweep: its prompt and each variant's answer.
+    public struct Comparison: Sendable, Equatable {
+        public var id: String
+        public var seq: Int64
+        /// The last user message of the first variant's request (cut to the limit).
+        public var prompt: String?
+        /// Whether the finished variants' answers differ (by text, an error counting as its code).
+        public var disagree: Bool
+        /// In the order the row's variants were loaded (the job's order).
+        public var answers: [Answer]
+    }
+
+    /// When the first and the last row ended; nil before any did.
+    public var firstFinished: Date?
+    public var lastFinished: Date?
+    /// The time between the first and the last end, in equal bins.
+    public var throughput: [TimeBin] = []
+    public var binSeconds: Double = 0
+    /// Latency of succeeded rows answered online (or of batch rows, in a job run by batches alone).
+    public var latency: [LatencyBin] = []
+    /// Whether ``latency`` is of batch rows (each row's latency is its batch's turnaround).
+    public var latencyOfBatches = false
+    /// Rows with more than one variant: those whose answers differ first, then input order.
+    public var comparisons: [Comparison] = []
+
+    public init() {}
+
+    /// The bins a throughput chart over `[first, last]` uses: at most `count`, at least a second each.
+    static func timeBins(first: Date, last: Date, count: Int) -> (width: Double, count: Int) {
+        let span = max(last.timeIntervalSince(first), 0)
+        let width = max(span / Double(max(count, 1)), 1)
+        return (width, min(count, Int((span / width).rounded(.down)) + 1))
+    }
+
+    /// The bin width of a latency histogram whose bins end at `p99` (the rest go to one last bin).
+    static func latencyWidth(p99: Double, count: Int) -> Double {
+        max(p99 / Double(max(count, 1)), 0.001)
+    }
+
+    /// `text` cut to `limit` characters, with an ellipsis when something was cut.
+    static func cut(_ text: String, _ limit: Int) -> String {
+        text.count > limit ? String(text.prefix(limit)) + "…" : text
+    }
+
+    /// Sorts comparisons as the report shows them: disagreements first, then input order.
+    static func ordered(_ comparisons: [Comparison], limit: Int) -> [Comparison] {
+        Array(comparisons.sorted { ($0.disagree ? 0 : 1, $0.seq) < ($1.disagree ? 0 : 1, $1.seq) }.prefix(limit))
     }
 }
 
@@ -330,6 +428,9 @@ public protocol RowQueue: Sendable {
     func counts() async throws -> (job: QueueCounts, variants: [QueueCounts])
     /// Latency percentiles, attempts, 429s and the most frequent errors, for `status`.
     func report() async throws -> QueueReport
+    /// The report's charts and a sweep's side-by-side sample: `bins` throughput bins and
+    /// `bins / 2` latency bins, up to `comparisons` rows, texts cut to `textLimit` characters.
+    func details(bins: Int, comparisons: Int, textLimit: Int) async throws -> ReportDetails
     /// Answered tries by target and status, and the newest success: cheap enough to read
     /// every few seconds while a run works (the metrics file).
     func tally() async throws -> QueueTally

@@ -19,6 +19,8 @@ struct TargetRow: Decodable, FetchableRecord {
     var completionTokens: Int
     var truncated = 0
     var filtered = 0
+    var batchPromptTokens = 0
+    var batchCompletionTokens = 0
 }
 
 /// A target a run parked, as the `parkings` table keeps it.

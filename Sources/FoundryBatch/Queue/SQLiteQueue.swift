@@ -402,20 +402,29 @@ public final class SQLiteQueue: RowQueue {
             sql: """
                 SELECT target, count(*) AS rows, coalesce(sum(prompt_tokens), 0) AS promptTokens,
                     coalesce(sum(completion_tokens), 0) AS completionTokens,
-                    coalesce(sum(finish = 'length'), 0) AS truncated, coalesce(sum(finish = 'content_filter'), 0) AS filtered
+                    coalesce(sum(finish = 'length'), 0) AS truncated, coalesce(sum(finish = 'content_filter'), 0) AS filtered,
+                    coalesce(sum(CASE WHEN batch IS NOT NULL THEN prompt_tokens END), 0) AS batchPromptTokens,
+                    coalesce(sum(CASE WHEN batch IS NOT NULL THEN completion_tokens END), 0) AS batchCompletionTokens
                 FROM rows WHERE state = 'succeeded' AND target IS NOT NULL GROUP BY target
                 """
         ) {
             var figure = entry(row.target)
-            (figure.requests, figure.promptTokens, figure.completionTokens) = (row.rows, row.promptTokens, row.completionTokens)
+            (figure.requests, figure.succeeded, figure.promptTokens, figure.completionTokens) = (row.rows, row.rows, row.promptTokens, row.completionTokens)
             (figure.truncated, figure.filtered) = (row.truncated, row.filtered)
-            if let offset = QueueReport.percentileOffset(count: row.rows, 0.5) {
-                figure.latencyP50 = try Double.fetchOne(
+            (figure.batchPromptTokens, figure.batchCompletionTokens) = (row.batchPromptTokens, row.batchCompletionTokens)
+            func percentile(_ p: Double) throws -> Double? {
+                guard let offset = QueueReport.percentileOffset(count: row.rows, p) else { return nil }
+                return try Double.fetchOne(
                     db, sql: "SELECT latency_ms FROM rows WHERE state = 'succeeded' AND target = ? ORDER BY latency_ms LIMIT 1 OFFSET \(offset)",
                     arguments: [row.target]
                 )
             }
+            (figure.latencyP50, figure.latencyP95) = (try percentile(0.5), try percentile(0.95))
             figures[row.target] = figure
+        }
+        for row in try Row.fetchAll(db, sql: "SELECT target, count(*) FROM rows WHERE state = 'failed' AND target IS NOT NULL GROUP BY target") {
+            let name: String = row[0]
+            figures[name, default: entry(name)].failed = row[1]
         }
         for row in try Row.fetchAll(
             db, sql: "SELECT target, count(*), coalesce(sum(status_code = 429), 0) FROM attempts WHERE target IS NOT NULL GROUP BY target"

@@ -63,6 +63,31 @@ public struct JobSession: Sendable {
         StatusReport(job: job.name, report: try await queue.report(), prices: job.prices)
     }
 
+    /// Writes the HTML report to `path` (default: beside the results file) by temp-and-rename,
+    /// so a reader never sees half a page. Safe while a run works on the job: it reads one snapshot.
+    /// - Returns: the path written and what the page holds.
+    public func report(to path: String? = nil, now: Date = Date()) async throws -> ReportFile {
+        let target = path.map { FilePaths.absolute($0, relativeTo: FileManager.default.currentDirectoryPath) } ?? JobPaths.report(of: paths.output)
+        for (role, other) in [("the job file", job.path), ("the state", paths.state), ("output", paths.output), ("errors", paths.errors)]
+            + paths.inputs.map({ ("input", $0) })
+        where (other as NSString).resolvingSymlinksInPath == (target as NSString).resolvingSymlinksInPath {
+            throw UsageError("\(job.path): the report would replace \(role) (\(target)); give --output another path")
+        }
+        if JobPaths.existsAsNonRegular(target) {
+            throw UsageError("\(job.path): the report's path \(target) exists and is not a regular file; give --output another path")
+        }
+        let details = try await queue.details(bins: 60, comparisons: HTMLReport.comparedRows, textLimit: HTMLReport.textLimit)
+        let page = HTMLReport(
+            status: try await status(), details: details, variants: job.variants.map(\.name), engine: job.engine, generatedAt: now
+        )
+        let html = Array(page.html.utf8)
+        try FilePaths.ensureParent(of: target)
+        let writer = try AtomicFileWriter(path: target)
+        writer.write(html)
+        try writer.commit()
+        return ReportFile(path: target, bytes: html.count, rows: page.status.counts.total, compared: details.comparisons.count)
+    }
+
     /// Signs in to every target, lists its deployments and probes each deployment the rows
     /// use (`check`). Loads nothing and changes nothing in the queue.
     public func check() async throws -> CheckReport {
@@ -102,4 +127,13 @@ public struct JobSession: Sendable {
             try await BatchRun.execute(session: self, service: service, options: options, control: control, logger: logger)
         }
     }
+}
+
+/// What `report` wrote.
+public struct ReportFile: Sendable, Equatable {
+    public var path: String
+    public var bytes: Int
+    /// Rows of the job the page covers, and rows of a sweep it shows side by side.
+    public var rows: Int
+    public var compared: Int
 }

@@ -1,0 +1,69 @@
+import Foundation
+import Synchronization
+
+extension MemoryQueue {
+    public func details(bins: Int, comparisons: Int, textLimit: Int) async throws -> ReportDetails {
+        let rows = storage.withLock { $0.rows }
+        var details = ReportDetails()
+        Self.throughput(rows, bins: bins, into: &details)
+        Self.latency(rows, bins: max(bins / 2, 1), into: &details)
+        details.comparisons = Self.comparisons(rows, limit: comparisons, textLimit: textLimit)
+        return details
+    }
+
+    static func throughput(_ rows: [Stored], bins: Int, into details: inout ReportDetails) {
+        let ended = rows.filter { $0.state == .succeeded || $0.state == .failed }.compactMap { row in row.finishedAt.map { (row.state, $0) } }
+        guard let first = ended.map(\.1).min(), let last = ended.map(\.1).max() else { return }
+        let (width, count) = ReportDetails.timeBins(first: first, last: last, count: bins)
+        (details.firstFinished, details.lastFinished, details.binSeconds) = (first, last, width)
+        details.throughput = (0..<count).map { ReportDetails.TimeBin(start: first + Double($0) * width) }
+        for (state, at) in ended {
+            let bin = min(Int(at.timeIntervalSince(first) / width), count - 1)
+            if state == .succeeded { details.throughput[bin].succeeded += 1 } else { details.throughput[bin].failed += 1 }
+        }
+    }
+
+    static func latency(_ rows: [Stored], bins: Int, into details: inout ReportDetails) {
+        let succeeded = rows.filter { $0.state == .succeeded && $0.latencyMs != nil }
+        var chosen = succeeded.filter { $0.batch == nil }
+        if chosen.isEmpty {
+            chosen = succeeded
+            details.latencyOfBatches = !chosen.isEmpty
+        }
+        let latencies = chosen.compactMap(\.latencyMs).sorted()
+        guard let offset = QueueReport.percentileOffset(count: latencies.count, 0.99) else { return }
+        let width = ReportDetails.latencyWidth(p99: latencies[offset], count: bins)
+        var counts = [Int](repeating: 0, count: bins + 1)
+        for latency in latencies { counts[min(Int(max(latency, 0) / width), bins)] += 1 }
+        details.latency = (0..<bins).map { ReportDetails.LatencyBin(lower: Double($0) * width, upper: Double($0 + 1) * width, count: counts[$0]) }
+        if counts[bins] > 0 { details.latency.append(.init(lower: Double(bins) * width, upper: nil, count: counts[bins])) }
+    }
+
+    /// As ``SQLiteQueue`` shows a row: its answer's text, `error: <code>`, or nil.
+    static func shown(_ row: Stored) -> String? {
+        switch row.state {
+        case .failed: "error: " + (row.record.errorCode ?? "unknown")
+        case .succeeded: row.record.response.map { AnswerText.shown(body: $0, api: row.row.api) }
+        case .pending, .running: nil
+        }
+    }
+
+    static func comparisons(_ rows: [Stored], limit: Int, textLimit: Int) -> [ReportDetails.Comparison] {
+        guard limit > 0, Set(rows.map(\.row.variant)).count > 1 else { return [] }
+        var byID: [String: [Stored]] = [:]
+        for row in rows { byID[row.row.id, default: []].append(row) }
+        let candidates = byID.values.filter { Set($0.map(\.row.variant)).count > 1 }.map { group in
+            ReportDetails.Comparison(
+                id: group[0].row.id, seq: group[0].seq, prompt: AnswerText.prompt(ofRequest: group[0].row.body).map { ReportDetails.cut($0, textLimit) },
+                disagree: Set(group.compactMap(shown)).count > 1,
+                answers: group.map { row in
+                    .init(
+                        variant: row.row.variant, state: row.state, text: shown(row).map { ReportDetails.cut($0, textLimit) },
+                        latencyMs: row.latencyMs, completionTokens: row.completionTokens, finish: row.finish
+                    )
+                }
+            )
+        }
+        return ReportDetails.ordered(candidates, limit: limit)
+    }
+}

@@ -140,6 +140,7 @@ public struct HTMLReport: Sendable {
                 )
             }
             let first = details.throughput[0].start, last = details.throughput[details.throughput.count - 1].start
+            out += HTML.element("h3", "Rows ended per minute, in bins of \(ProgressReporter.duration(details.binSeconds))")
             out += SVGBarChart(
                 title: "Rows ended per minute", bars: bars,
                 series: [.init(name: "succeeded", style: "ok"), .init(name: "failed", style: "bad")],
@@ -152,8 +153,10 @@ public struct HTMLReport: Sendable {
                 return SVGBarChart.Bar(values: [Double(bin.count)], tip: "\(range): \(bin.count) rows")
             }
             let end = details.latency.last.map { $0.upper ?? $0.lower } ?? 0
+            let title = details.latencyOfBatches ? "Batch turnaround of succeeded rows" : "Latency of succeeded rows answered online"
+            out += HTML.element("h3", title + (details.latency.last?.upper == nil ? " (the slowest 1% in the last bar)" : ""))
             out += SVGBarChart(
-                title: details.latencyOfBatches ? "Batch turnaround of succeeded rows" : "Latency of succeeded rows answered online",
+                title: title,
                 bars: bars, series: [.init(name: details.latencyOfBatches ? "rows (batch turnaround)" : "rows", style: "lat")],
                 axis: ("0", HTML.latency(end / 2), HTML.latency(end)), unit: "rows"
             ).svg
@@ -223,7 +226,7 @@ public struct HTMLReport: Sendable {
 
     static let style = """
         body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#1b1b1b}
-        h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+        h1{font-size:22px;margin:0 0 4px}h3{font-size:14px;font-weight:600;margin:12px 0 0}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
         header p{margin:2px 0;color:#444}footer{margin:32px 0 8px;color:#777;font-size:12px}
         .tiles{display:flex;flex-wrap:wrap;gap:8px;margin:0}.tiles div{border:1px solid #ddd;border-radius:6px;padding:6px 12px;min-width:110px}
         .tiles dt{font-size:12px;color:#666}.tiles dd{margin:0;font-size:18px;font-weight:600}

@@ -32,9 +32,10 @@ extension MemoryQueue {
         }
         let latencies = chosen.compactMap(\.latencyMs).sorted()
         guard let offset = QueueReport.percentileOffset(count: latencies.count, 0.99) else { return }
-        let width = ReportDetails.latencyWidth(p99: latencies[offset], count: bins)
+        let p99 = latencies[offset]
+        let width = ReportDetails.latencyWidth(p99: p99, count: bins)
         var counts = [Int](repeating: 0, count: bins + 1)
-        for latency in latencies { counts[min(Int(max(latency, 0) / width), bins)] += 1 }
+        for latency in latencies { counts[latency > p99 ? bins : min(Int(max(latency, 0) / width), bins - 1)] += 1 }
         details.latency = (0..<bins).map { ReportDetails.LatencyBin(lower: Double($0) * width, upper: Double($0 + 1) * width, count: counts[$0]) }
         if counts[bins] > 0 { details.latency.append(.init(lower: Double(bins) * width, upper: nil, count: counts[bins])) }
     }

@@ -301,7 +301,8 @@ public struct ReportDetails: Sendable, Equatable {
         public var failed = 0
     }
 
-    /// Succeeded rows whose latency falls in `[lower, upper)` milliseconds (`upper` nil: and above).
+    /// Succeeded rows whose latency falls in `[lower, upper)` milliseconds (the last bin up to
+    /// the 99th percentile includes it; `upper` nil: the rows above it).
     public struct LatencyBin: Sendable, Equatable {
         public var lower: Double
         public var upper: Double?

@@ -50,7 +50,9 @@ extension SQLiteQueue {
         let width = ReportDetails.latencyWidth(p99: p99, count: bins)
         var counts = [Int](repeating: 0, count: bins + 1)
         for row in try Row.fetchAll(
-            db, sql: "SELECT min(CAST(max(latency_ms, 0) / ? AS INTEGER), ?) AS bin, count(*) \(scope) GROUP BY bin", arguments: [width, bins]
+            db,
+            sql: "SELECT CASE WHEN latency_ms > ? THEN ? ELSE min(CAST(max(latency_ms, 0) / ? AS INTEGER), ?) END AS bin, count(*) \(scope) GROUP BY bin",
+            arguments: [p99, bins, width, bins - 1]
         ) {
             counts[row[0] as Int] = row[1]
         }

@@ -57,11 +57,18 @@ final class CLI: Sendable {
     /// Output goes to files, not pipes: reading a pipe blocks a thread, and the emulator
     /// serving the child lives in this test process and needs every thread it has.
     func start(_ arguments: [String]) throws -> (Process, String, String) {
+        try Self.launch(Self.binary, arguments, in: folder, environment: environment)
+    }
+
+    /// Starts any program with its output going to two new files; ``finish(_:_:_:timeout:)`` reads them.
+    static func launch(_ program: String, _ arguments: [String], in folder: String? = nil, environment: [String: String]? = nil) throws
+        -> (Process, String, String)
+    {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.executableURL = URL(fileURLWithPath: program)
         process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: folder)
-        process.environment = environment
+        if let folder { process.currentDirectoryURL = URL(fileURLWithPath: folder) }
+        if let environment { process.environment = environment }
         let name = UUID().uuidString
         let out = NSTemporaryDirectory() + "e2e-\(name).out", err = NSTemporaryDirectory() + "e2e-\(name).err"
         FileManager.default.createFile(atPath: out, contents: nil)

@@ -119,19 +119,11 @@ enum Chromium {
         }
         let profile = NSTemporaryDirectory() + "chromium-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: profile) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = [
+        let arguments = [
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions",
             "--disable-background-networking", "--user-data-dir=\(profile)", "--dump-dom", URL(fileURLWithPath: file).absoluteString,
         ]
-        let out = NSTemporaryDirectory() + "chromium-\(UUID().uuidString).out", err = out + ".err"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: out)
-        process.standardError = FileHandle(forWritingAtPath: err)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let (process, out, err) = try CLI.launch(path, arguments)
         let result = try await CLI.finish(process, out, err, timeout: 60)
         #expect(result.status == 0, "chromium: \(result.stderr.suffix(500))")
         return result.stdout

@@ -110,8 +110,9 @@ import Testing
     }
 
     func page(_ fixture: Fixture, now: Date = Date()) async throws -> (html: String, tree: MarkupTree, status: StatusReport) {
-        let status = try await fixture.session().status()
         let details = try await fixture.queue.details(bins: 60, comparisons: HTMLReport.comparedRows, textLimit: HTMLReport.textLimit)
+        let status = try await fixture.session().status()
+        #expect(details.report == status.report, "the page's figures are status's")
         let html = HTMLReport(status: status, details: details, variants: fixture.job.variants.map(\.name), engine: .online, generatedAt: now).html
         return (html, try MarkupTree(parsing: html), status)
     }

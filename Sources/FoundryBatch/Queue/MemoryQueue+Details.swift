@@ -3,10 +3,10 @@ import Synchronization
 
 extension MemoryQueue {
     public func details(bins: Int, comparisons: Int, textLimit: Int) async throws -> ReportDetails {
-        let rows = storage.withLock { $0.rows }
-        var details = ReportDetails()
+        let (rows, report) = try await (storage.withLock { $0.rows }, report())
+        var details = ReportDetails(report: report)
         Self.throughput(rows, bins: bins, into: &details)
-        Self.latency(rows, bins: max(bins / 2, 1), into: &details)
+        details.chartLatency(of: Self.latencies(rows), bins: max(bins / 2, 1))
         details.comparisons = Self.comparisons(rows, limit: comparisons, textLimit: textLimit)
         return details
     }
@@ -21,23 +21,6 @@ extension MemoryQueue {
             let bin = min(Int(at.timeIntervalSince(first) / width), count - 1)
             if state == .succeeded { details.throughput[bin].succeeded += 1 } else { details.throughput[bin].failed += 1 }
         }
-    }
-
-    static func latency(_ rows: [Stored], bins: Int, into details: inout ReportDetails) {
-        let succeeded = rows.filter { $0.state == .succeeded && $0.latencyMs != nil }
-        var chosen = succeeded.filter { $0.batch == nil }
-        if chosen.isEmpty {
-            chosen = succeeded
-            details.latencyOfBatches = !chosen.isEmpty
-        }
-        let latencies = chosen.compactMap(\.latencyMs).sorted()
-        guard let offset = QueueReport.percentileOffset(count: latencies.count, 0.99) else { return }
-        let p99 = latencies[offset]
-        let width = ReportDetails.latencyWidth(p99: p99, count: bins)
-        var counts = [Int](repeating: 0, count: bins + 1)
-        for latency in latencies { counts[latency > p99 ? bins : min(Int(max(latency, 0) / width), bins - 1)] += 1 }
-        details.latency = (0..<bins).map { ReportDetails.LatencyBin(lower: Double($0) * width, upper: Double($0 + 1) * width, count: counts[$0]) }
-        if counts[bins] > 0 { details.latency.append(.init(lower: Double(bins) * width, upper: nil, count: counts[bins])) }
     }
 
     /// As ``SQLiteQueue`` shows a row: its answer's text, `error: <code>`, or nil.

@@ -280,14 +280,13 @@ public final class MemoryQueue: RowQueue {
         storage.withLock { storage in
             let rows = storage.rows
             let (job, variants) = Self.counts(rows)
+            let latencies = Self.latencies(rows)
             func figures(_ counts: QueueCounts, variant: String?) -> QueueReport.VariantFigures {
                 let chosen = rows.filter { variant == nil || $0.row.variant == variant }
-                let latencies = chosen.filter { $0.state == .succeeded }.compactMap(\.latencyMs).sorted()
-                func percentile(_ p: Double) -> Double? {
-                    QueueReport.percentileOffset(count: latencies.count, p).map { latencies[$0] }
-                }
+                let sample = variant.map { latencies.byVariant[$0] ?? [] } ?? latencies.job
                 return QueueReport.VariantFigures(
-                    counts: counts, latencyP50: percentile(0.5), latencyP95: percentile(0.95), attempts: chosen.reduce(0) { $0 + $1.attempts }
+                    counts: counts, latencyP50: LatencySample.percentile(sample, 0.5), latencyP95: LatencySample.percentile(sample, 0.95),
+                    attempts: chosen.reduce(0) { $0 + $1.attempts }
                 )
             }
             // As SQL groups them: min() of ids and of the messages given, compared as bytes.
@@ -323,20 +322,24 @@ public final class MemoryQueue: RowQueue {
                 throttled: storage.attempts.count { $0.status == 429 }, errors: Array(common),
                 pendingPromptTokens: open.reduce(0) { Bounded.add($0, $1.row.estimatedPromptTokens) },
                 pendingCompletionCap: open.reduce(0) { Bounded.add($0, $1.row.estimatedTokens - $1.row.estimatedPromptTokens) },
-                pendingRows: open.count, targets: Self.targetFigures(storage), batches: storage.batches,
-                onlineLatencyP50: Self.median(rows.filter { $0.state == .succeeded && $0.batch == nil }.compactMap(\.latencyMs))
+                pendingRows: open.count, targets: Self.targetFigures(storage, latencies: latencies), batches: storage.batches,
+                onlineLatencyP50: LatencySample.percentile(latencies.online, 0.5)
             )
         }
     }
 
-    static func median(_ values: [Double]) -> Double? {
-        let sorted = values.sorted()
-        return QueueReport.percentileOffset(count: sorted.count, 0.5).map { sorted[$0] }
+    /// As ``SQLiteQueue`` reads them: the succeeded rows' latencies, grouped and sorted.
+    static func latencies(_ rows: [Stored]) -> LatencySample {
+        var sample = LatencySample()
+        for row in rows where row.state == .succeeded {
+            if let latency = row.latencyMs { sample.add(latency, variant: row.row.variant, target: row.record.target, online: row.batch == nil) }
+        }
+        sample.sort()
+        return sample
     }
 
-    static func targetFigures(_ storage: Storage) -> [QueueReport.TargetFigures] {
+    static func targetFigures(_ storage: Storage, latencies: LatencySample) -> [QueueReport.TargetFigures] {
         var figures: [String: QueueReport.TargetFigures] = [:]
-        var latencies: [String: [Double]] = [:]
         for row in storage.rows where row.state == .failed {
             guard let name = row.record.target else { continue }
             figures[name, default: .init(name: name)].failed += 1
@@ -355,7 +358,6 @@ public final class MemoryQueue: RowQueue {
             if row.finish == "length" { figure.truncated += 1 }
             if row.finish == "content_filter" { figure.filtered += 1 }
             figures[name] = figure
-            if let latency = row.latencyMs { latencies[name, default: []].append(latency) }
         }
         for attempt in storage.attempts {
             guard let name = attempt.target else { continue }
@@ -365,10 +367,9 @@ public final class MemoryQueue: RowQueue {
             figures[name] = figure
         }
         for (name, parking) in storage.parkings { figures[name, default: .init(name: name)].parking = parking }
-        for (name, values) in latencies {
-            let sorted = values.sorted()
-            figures[name]?.latencyP50 = QueueReport.percentileOffset(count: sorted.count, 0.5).map { sorted[$0] }
-            figures[name]?.latencyP95 = QueueReport.percentileOffset(count: sorted.count, 0.95).map { sorted[$0] }
+        for (name, sorted) in latencies.byTarget {
+            figures[name]?.latencyP50 = LatencySample.percentile(sorted, 0.5)
+            figures[name]?.latencyP95 = LatencySample.percentile(sorted, 0.95)
         }
         return figures.values.sorted { $0.name < $1.name }
     }

@@ -346,8 +346,26 @@ public struct ReportDetails: Sendable, Equatable {
     public var latencyOfBatches = false
     /// Rows with more than one variant: those whose answers differ first, then input order.
     public var comparisons: [Comparison] = []
+    /// `status`'s figures, read with the rest (one snapshot: the totals and the charts agree).
+    public var report: QueueReport
 
-    public init() {}
+    public init(report: QueueReport) {
+        self.report = report
+    }
+
+    /// The latency histogram of `sample`'s online rows (or, with none, of all its rows,
+    /// which then are batch rows): `bins` equal bins up to the 99th percentile, and one more
+    /// for the rows above it when there are any.
+    mutating func chartLatency(of sample: LatencySample, bins: Int) {
+        let sorted = sample.online.isEmpty ? sample.job : sample.online
+        latencyOfBatches = sample.online.isEmpty && !sorted.isEmpty
+        guard let p99 = LatencySample.percentile(sorted, 0.99) else { return }
+        let width = Self.latencyWidth(p99: p99, count: bins)
+        var counts = [Int](repeating: 0, count: bins + 1)
+        for latency in sorted { counts[latency > p99 ? bins : min(Int(max(latency, 0) / width), bins - 1)] += 1 }
+        latency = (0..<bins).map { LatencyBin(lower: Double($0) * width, upper: Double($0 + 1) * width, count: counts[$0]) }
+        if counts[bins] > 0 { latency.append(.init(lower: Double(bins) * width, upper: nil, count: counts[bins])) }
+    }
 
     /// The bins a throughput chart over `[first, last]` uses: at most `count`, at least a second each.
     static func timeBins(first: Date, last: Date, count: Int) -> (width: Double, count: Int) {
@@ -429,8 +447,9 @@ public protocol RowQueue: Sendable {
     func counts() async throws -> (job: QueueCounts, variants: [QueueCounts])
     /// Latency percentiles, attempts, 429s and the most frequent errors, for `status`.
     func report() async throws -> QueueReport
-    /// The report's charts and a sweep's side-by-side sample: `bins` throughput bins and
-    /// `bins / 2` latency bins, up to `comparisons` rows, texts cut to `textLimit` characters.
+    /// The report's figures (``report()``'s), charts and a sweep's side-by-side sample, in one
+    /// read: `bins` throughput bins and `bins / 2` latency bins, up to `comparisons` rows,
+    /// texts cut to `textLimit` characters.
     func details(bins: Int, comparisons: Int, textLimit: Int) async throws -> ReportDetails
     /// Answered tries by target and status, and the newest success: cheap enough to read
     /// every few seconds while a run works (the metrics file).
@@ -485,6 +504,38 @@ extension QueueReport {
     }
 }
 
+/// The latencies of the succeeded rows, read in one pass and grouped in memory: a
+/// percentile per group by `ORDER BY ... OFFSET` sorts the whole table each time, seconds
+/// apiece at a million rows.
+struct LatencySample {
+    var job: [Double] = []
+    var byVariant: [String: [Double]] = [:]
+    var byTarget: [String: [Double]] = [:]
+    /// Rows answered online (not by a batch).
+    var online: [Double] = []
+
+    mutating func add(_ latency: Double, variant: String, target: String?, online isOnline: Bool) {
+        job.append(latency)
+        byVariant[variant, default: []].append(latency)
+        if let target { byTarget[target, default: []].append(latency) }
+        if isOnline { online.append(latency) }
+    }
+
+    /// Sorts every group, once, before percentiles are read.
+    mutating func sort() {
+        job.sort()
+        online.sort()
+        for key in byVariant.keys { byVariant[key]?.sort() }
+        for key in byTarget.keys { byTarget[key]?.sort() }
+    }
+
+    /// Quantile `p` of an ascending list, by ``QueueReport/percentileOffset(count:_:)``.
+    static func percentile(_ sorted: [Double]?, _ p: Double) -> Double? {
+        guard let sorted, let offset = QueueReport.percentileOffset(count: sorted.count, p) else { return nil }
+        return sorted[offset]
+    }
+}
+
 /// A row already queued under the id of a row being loaded.
 struct QueuedRow: Sendable, Decodable {
     var loadID: Int64
@@ -510,6 +561,7 @@ struct StateCount: Sendable, Decodable {
     var batchCompletionTokens = 0
     var truncated = 0
     var filtered = 0
+    var attempts = 0
 }
 
 /// Estimated tokens of the rows not yet done, for `status` and `--dry-run`.

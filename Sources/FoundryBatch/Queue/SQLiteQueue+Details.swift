@@ -5,9 +5,10 @@ extension SQLiteQueue {
     public func details(bins: Int, comparisons: Int, textLimit: Int) async throws -> ReportDetails {
         try await storage {
             try await pool.read { db in
-                var details = ReportDetails()
+                let latencies = try Self.latencies(db)
+                var details = ReportDetails(report: try Self.report(db, latencies: latencies))
                 try Self.throughput(db, bins: bins, into: &details)
-                try Self.latency(db, bins: max(bins / 2, 1), into: &details)
+                details.chartLatency(of: latencies, bins: max(bins / 2, 1))
                 details.comparisons = try Self.comparisons(db, limit: comparisons, textLimit: textLimit)
                 return details
             }
@@ -34,30 +35,6 @@ extension SQLiteQueue {
             let bin: Int = row[0]
             (details.throughput[bin].succeeded, details.throughput[bin].failed) = (row[1], row[2])
         }
-    }
-
-    static func latency(_ db: Database, bins: Int, into details: inout ReportDetails) throws {
-        var scope = "FROM rows WHERE state = 'succeeded' AND latency_ms IS NOT NULL AND batch IS NULL"
-        var count = try Int.fetchOne(db, sql: "SELECT count(*) \(scope)") ?? 0
-        if count == 0 {
-            scope = "FROM rows WHERE state = 'succeeded' AND latency_ms IS NOT NULL"
-            count = try Int.fetchOne(db, sql: "SELECT count(*) \(scope)") ?? 0
-            details.latencyOfBatches = count > 0
-        }
-        guard let offset = QueueReport.percentileOffset(count: count, 0.99),
-            let p99 = try Double.fetchOne(db, sql: "SELECT latency_ms \(scope) ORDER BY latency_ms LIMIT 1 OFFSET \(offset)")
-        else { return }
-        let width = ReportDetails.latencyWidth(p99: p99, count: bins)
-        var counts = [Int](repeating: 0, count: bins + 1)
-        for row in try Row.fetchAll(
-            db,
-            sql: "SELECT CASE WHEN latency_ms > ? THEN ? ELSE min(CAST(max(latency_ms, 0) / ? AS INTEGER), ?) END AS bin, count(*) \(scope) GROUP BY bin",
-            arguments: [p99, bins, width, bins - 1]
-        ) {
-            counts[row[0] as Int] = row[1]
-        }
-        details.latency = (0..<bins).map { ReportDetails.LatencyBin(lower: Double($0) * width, upper: Double($0 + 1) * width, count: counts[$0]) }
-        if counts[bins] > 0 { details.latency.append(.init(lower: Double(bins) * width, upper: nil, count: counts[bins])) }
     }
 
     /// A JSON text value at `path` of `json`, NULL when it is absent or not a string.
@@ -94,7 +71,7 @@ extension SQLiteQueue {
     }
 
     static func comparisons(_ db: Database, limit: Int, textLimit: Int) throws -> [ReportDetails.Comparison] {
-        guard limit > 0, try Int.fetchOne(db, sql: "SELECT count(DISTINCT variant) FROM rows") ?? 0 > 1 else { return [] }
+        guard limit > 0, try Int.fetchOne(db, sql: "SELECT count(*) FROM (SELECT DISTINCT variant FROM rows LIMIT 2)") ?? 0 > 1 else { return [] }
         let chosen = try Row.fetchAll(
             db,
             sql: """

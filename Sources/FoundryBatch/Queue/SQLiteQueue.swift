@@ -307,66 +307,79 @@ public final class SQLiteQueue: RowQueue {
     }
 
     public func counts() async throws -> (job: QueueCounts, variants: [QueueCounts]) {
-        try await storage {
-            try await pool.read { db in
-                let groups = try StateCount.fetchAll(
-                    db,
-                    sql: """
-                        SELECT variant, state, count(*) AS rows, coalesce(sum(prompt_tokens), 0) AS promptTokens,
-                            coalesce(sum(completion_tokens), 0) AS completionTokens,
-                            coalesce(sum(CASE WHEN batch IS NOT NULL THEN prompt_tokens END), 0) AS batchPromptTokens,
-                            coalesce(sum(CASE WHEN batch IS NOT NULL THEN completion_tokens END), 0) AS batchCompletionTokens,
-                            coalesce(sum(finish = 'length'), 0) AS truncated, coalesce(sum(finish = 'content_filter'), 0) AS filtered
-                        FROM rows GROUP BY variant, state
-                        """
-                )
-                return QueueCounts.tally(groups)
-            }
-        }
+        try await storage { try await pool.read { db in QueueCounts.tally(try Self.stateCounts(db)) } }
+    }
+
+    /// Rows, tokens and attempts by variant and state: one pass over the rows.
+    static func stateCounts(_ db: Database) throws -> [StateCount] {
+        try StateCount.fetchAll(
+            db,
+            sql: """
+                SELECT variant, state, count(*) AS rows, coalesce(sum(prompt_tokens), 0) AS promptTokens,
+                    coalesce(sum(completion_tokens), 0) AS completionTokens,
+                    coalesce(sum(CASE WHEN batch IS NOT NULL THEN prompt_tokens END), 0) AS batchPromptTokens,
+                    coalesce(sum(CASE WHEN batch IS NOT NULL THEN completion_tokens END), 0) AS batchCompletionTokens,
+                    coalesce(sum(finish = 'length'), 0) AS truncated, coalesce(sum(finish = 'content_filter'), 0) AS filtered,
+                    coalesce(sum(attempts), 0) AS attempts
+                FROM rows GROUP BY variant, state
+                """
+        )
     }
 
     public func report() async throws -> QueueReport {
-        let (job, variants) = try await counts()
-        return try await storage {
-            try await pool.read { db in
-                func figures(_ counts: QueueCounts, variant: String?) throws -> QueueReport.VariantFigures {
-                    let filter = variant == nil ? "" : " AND variant = ?"
-                    let arguments: StatementArguments = variant.map { [$0] } ?? []
-                    func percentile(_ p: Double) throws -> Double? {
-                        guard let offset = QueueReport.percentileOffset(count: counts.succeeded, p) else { return nil }
-                        return try Double.fetchOne(
-                            db, sql: "SELECT latency_ms FROM rows WHERE state = 'succeeded'\(filter) ORDER BY latency_ms LIMIT 1 OFFSET \(offset)",
-                            arguments: arguments
-                        )
-                    }
-                    let attempts = try Int.fetchOne(db, sql: "SELECT coalesce(sum(attempts), 0) FROM rows WHERE 1\(filter)", arguments: arguments) ?? 0
-                    return QueueReport.VariantFigures(counts: counts, latencyP50: try percentile(0.5), latencyP95: try percentile(0.95), attempts: attempts)
-                }
-                let errors = try QueueReport.ErrorFigure.fetchAll(
-                    db,
-                    sql: """
-                        SELECT coalesce(error_code, 'unknown') AS code, count(*) AS count, min(id) AS exampleID,
-                            coalesce(min(error_message), '') AS exampleMessage
-                        FROM rows WHERE state = 'failed' GROUP BY error_code ORDER BY count DESC, error_code LIMIT 5
-                        """
-                )
-                let throttled = try Int.fetchOne(db, sql: "SELECT count(*) FROM attempts WHERE status_code = 429") ?? 0
-                let pending = try PendingFigures.fetchOne(
-                    db,
-                    sql: """
-                        SELECT count(*) AS rows, coalesce(sum(estimated_prompt_tokens), 0) AS promptTokens,
-                            coalesce(sum(estimated_tokens - estimated_prompt_tokens), 0) AS completionCap
-                        FROM rows WHERE state IN ('pending', 'running')
-                        """
-                ) ?? PendingFigures()
-                return QueueReport(
-                    job: try figures(job, variant: nil), variants: try variants.map { try figures($0, variant: $0.variant) },
-                    throttled: throttled, errors: errors, pendingPromptTokens: pending.promptTokens,
-                    pendingCompletionCap: pending.completionCap, pendingRows: pending.rows, targets: try Self.targetFigures(db),
-                    batches: try Self.batches(db), onlineLatencyP50: try Self.onlineLatency(db)
-                )
-            }
+        try await storage { try await pool.read { db in try Self.report(db, latencies: try Self.latencies(db)) } }
+    }
+
+    /// `status`'s figures, from one read: a handful of passes over the rows, whatever the
+    /// number of variants.
+    static func report(_ db: Database, latencies: LatencySample) throws -> QueueReport {
+        let groups = try stateCounts(db)
+        let (job, variants) = QueueCounts.tally(groups)
+        var attempts: [String: Int] = [:]
+        for group in groups { attempts[group.variant, default: 0] += group.attempts }
+        func figures(_ counts: QueueCounts, variant: String?) -> QueueReport.VariantFigures {
+            let sample = variant.map { latencies.byVariant[$0] ?? [] } ?? latencies.job
+            return QueueReport.VariantFigures(
+                counts: counts, latencyP50: LatencySample.percentile(sample, 0.5), latencyP95: LatencySample.percentile(sample, 0.95),
+                attempts: variant.map { attempts[$0] ?? 0 } ?? attempts.values.reduce(0, +)
+            )
         }
+        let errors = try QueueReport.ErrorFigure.fetchAll(
+            db,
+            sql: """
+                SELECT coalesce(error_code, 'unknown') AS code, count(*) AS count, min(id) AS exampleID,
+                    coalesce(min(error_message), '') AS exampleMessage
+                FROM rows WHERE state = 'failed' GROUP BY error_code ORDER BY count DESC, error_code LIMIT 5
+                """
+        )
+        let throttled = try Int.fetchOne(db, sql: "SELECT count(*) FROM attempts WHERE status_code = 429") ?? 0
+        let pending = try PendingFigures.fetchOne(
+            db,
+            sql: """
+                SELECT count(*) AS rows, coalesce(sum(estimated_prompt_tokens), 0) AS promptTokens,
+                    coalesce(sum(estimated_tokens - estimated_prompt_tokens), 0) AS completionCap
+                FROM rows WHERE state IN ('pending', 'running')
+                """
+        ) ?? PendingFigures()
+        return QueueReport(
+            job: figures(job, variant: nil), variants: variants.map { figures($0, variant: $0.variant) },
+            throttled: throttled, errors: errors, pendingPromptTokens: pending.promptTokens,
+            pendingCompletionCap: pending.completionCap, pendingRows: pending.rows, targets: try targetFigures(db, latencies: latencies),
+            batches: try batches(db), onlineLatencyP50: LatencySample.percentile(latencies.online, 0.5)
+        )
+    }
+
+    /// Every succeeded row's latency, in one pass, grouped and sorted.
+    static func latencies(_ db: Database) throws -> LatencySample {
+        var sample = LatencySample()
+        let rows = try Row.fetchCursor(
+            db, sql: "SELECT latency_ms, variant, target, batch IS NULL FROM rows WHERE state = 'succeeded' AND latency_ms IS NOT NULL"
+        )
+        while let row = try rows.next() {
+            sample.add(row[0], variant: row[1], target: row[2], online: row[3])
+        }
+        sample.sort()
+        return sample
     }
 
     public func tally() async throws -> QueueTally {
@@ -387,14 +400,7 @@ public final class SQLiteQueue: RowQueue {
         }
     }
 
-    static func onlineLatency(_ db: Database) throws -> Double? {
-        let online = "FROM rows WHERE state = 'succeeded' AND batch IS NULL"
-        let count = try Int.fetchOne(db, sql: "SELECT count(*) \(online)") ?? 0
-        guard let offset = QueueReport.percentileOffset(count: count, 0.5) else { return nil }
-        return try Double.fetchOne(db, sql: "SELECT latency_ms \(online) ORDER BY latency_ms LIMIT 1 OFFSET \(offset)")
-    }
-
-    static func targetFigures(_ db: Database) throws -> [QueueReport.TargetFigures] {
+    static func targetFigures(_ db: Database, latencies: LatencySample) throws -> [QueueReport.TargetFigures] {
         var figures: [String: QueueReport.TargetFigures] = [:]
         func entry(_ name: String) -> QueueReport.TargetFigures { figures[name] ?? .init(name: name) }
         for row in try TargetRow.fetchAll(
@@ -412,14 +418,8 @@ public final class SQLiteQueue: RowQueue {
             (figure.requests, figure.succeeded, figure.promptTokens, figure.completionTokens) = (row.rows, row.rows, row.promptTokens, row.completionTokens)
             (figure.truncated, figure.filtered) = (row.truncated, row.filtered)
             (figure.batchPromptTokens, figure.batchCompletionTokens) = (row.batchPromptTokens, row.batchCompletionTokens)
-            func percentile(_ p: Double) throws -> Double? {
-                guard let offset = QueueReport.percentileOffset(count: row.rows, p) else { return nil }
-                return try Double.fetchOne(
-                    db, sql: "SELECT latency_ms FROM rows WHERE state = 'succeeded' AND target = ? ORDER BY latency_ms LIMIT 1 OFFSET \(offset)",
-                    arguments: [row.target]
-                )
-            }
-            (figure.latencyP50, figure.latencyP95) = (try percentile(0.5), try percentile(0.95))
+            let sample = latencies.byTarget[row.target]
+            (figure.latencyP50, figure.latencyP95) = (LatencySample.percentile(sample, 0.5), LatencySample.percentile(sample, 0.95))
             figures[row.target] = figure
         }
         for row in try Row.fetchAll(db, sql: "SELECT target, count(*) FROM rows WHERE state = 'failed' AND target IS NOT NULL GROUP BY target") {

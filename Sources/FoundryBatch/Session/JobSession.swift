@@ -78,7 +78,7 @@ public struct JobSession: Sendable {
         }
         let details = try await queue.details(bins: 60, comparisons: HTMLReport.comparedRows, textLimit: HTMLReport.textLimit)
         let page = HTMLReport(
-            status: try await status(), details: details, variants: job.variants.map(\.name), engine: job.engine, generatedAt: now
+            status: StatusReport(job: job.name, report: details.report, prices: job.prices), details: details, variants: job.variants.map(\.name), engine: job.engine, generatedAt: now
         )
         let html = Array(page.html.utf8)
         try FilePaths.ensureParent(of: target)

@@ -26,6 +26,7 @@ FIGURES=(
   "faults: 429, 5xx, drops, slow answers|every row completes once|fault-torture.sh 2000|fault-torture.sh 5000|PASS|FAIL|succeeded"
   "kill -9 of engine: batch|every row once, never in two live batches|batch-torture.sh 3000 8|batch-torture.sh 10000 20|PASS|FAIL|two live"
   "one long line; rejects|linear; flat|input-shapes.sh|input-shapes.sh|long line|rejects"
+  "report of a finished sweep|seconds, a small page|report.sh 200000|report.sh 1000000|foundry-batch report|foundry-batch status"
 )
 
 echo "| figure | target | measured | command |"

@@ -99,6 +99,10 @@ import Testing
         let input = try await cli.run("report", "job.yaml", "--output", "in.jsonl")
         #expect(input.status == 2 && input.stderr.contains("input"))
         #expect(cli.read("in.jsonl").contains("2+2?"))
+        for (path, role) in [(".foundry-batch/sweep.sqlite-wal", "the state"), ("out/sweep.rejects.jsonl", "the rejects file")] {
+            let refused = try await cli.run("report", "job.yaml", "--output", path)
+            #expect(refused.status == 2 && refused.stderr.contains("the report would replace \(role)"), "\(path): \(refused.stderr)")
+        }
     }
 }
 

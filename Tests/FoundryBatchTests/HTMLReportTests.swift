@@ -121,7 +121,7 @@ import Testing
         let fixture = try await answeredSweep(.sqlite)
         let (html, tree, status) = try await page(fixture)
         #expect(tree.root.all("script").count == 1, "the filter script, and no script from an answer")
-        #expect(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"))
+        #expect(html.contains("&lt;script&gt;alert('x')&lt;/script&gt;"))
         #expect(html.components(separatedBy: "<script").count == 2, "one script tag in the file")
         #expect(!html.contains("src=") && !html.contains("href="), "nothing to fetch")
 
@@ -162,10 +162,60 @@ import Testing
     }
 
     @Test func escapingLeavesNoMarkupAndNoControlCharacters() throws {
-        #expect(HTML.escape("<a href=\"x\">&'</a>") == "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;")
+        #expect(HTML.escape("<a href=\"x\">&'</a>") == "&lt;a href=\"x\"&gt;&amp;'&lt;/a&gt;", "quotes cost nothing in element content")
         #expect(HTML.escape("a\u{0}b\u{1B}c\td\u{FFFF}") == "a\u{FFFD}b\u{FFFD}c\td\u{FFFD}")
         let tree = try MarkupTree(parsing: "<p>" + HTML.escape("x\u{7}<y>&z;\u{1}") + "</p>")
         #expect(tree.root.text == "x\u{FFFD}<y>&z;\u{FFFD}")
         #expect(HTML.count(1_234_567) == "1,234,567" && HTML.count(-1000) == "-1,000" && HTML.count(12) == "12")
     }
+
+    /// Odd answers a service may send, stored as they came: the page is written all the same.
+    @Test(arguments: QueueKind.allCases) func oddAnswerShapesNeverFailThePage(_ kind: QueueKind) async throws {
+        let fixture = try Fixture(yaml: "api: responses\n" + Self.sweep, queue: kind)
+        let bodies = [
+            #"{"output":["hello"]}"#, #"{"output":"abc"}"#, #"{"output":[{"content":["x"]}]}"#, #"{"output":[{"content":"str"}]}"#,
+            #"{"output":{"content":[{"type":"output_text","text":"t"}]}}"#,
+        ]
+        _ = try await fixture.load((1...bodies.count).map { "{\"id\": \"r\($0)\", \"prompt\": \"p\($0)\"}" }.joined(separator: "\n"))
+        let rows = try await fixture.queue.claim(owner: "A", limit: 100, leaseUntil: Date() + 600, now: Date())
+        _ = try await fixture.queue.complete(
+            rows.map { row in Completion(seq: row.seq, owner: "A", outcome: .succeeded(Self.answer(bodies[Int(row.id.dropFirst())! - 1]))) }, now: Date()
+        )
+        let details = try await fixture.queue.details(bins: 10, comparisons: 20, textLimit: 600)
+        let shown = Dictionary(uniqueKeysWithValues: details.comparisons.map { ($0.id, $0.answers[0].text) })
+        for (index, body) in bodies.enumerated() { #expect(shown["r\(index + 1)"] == body, "no text: the body as it came (\(body))") }
+    }
+
+    @Test func aSecretAServiceEchoedNeverReachesThePage() async throws {
+        let fixture = try await answeredSweep(.memory)
+        let rows = try await fixture.queue.claim(owner: "A", limit: 1, leaseUntil: Date() + 600, now: Date())
+        #expect(rows.isEmpty)
+        let details = try await fixture.queue.details(bins: 10, comparisons: 10, textLimit: 600)
+        var page = HTMLReport(
+            status: StatusReport(job: "sweep", report: details.report, prices: nil), details: details, variants: ["a", "b"], engine: .online, generatedAt: Date()
+        )
+        page.secrets = ["question 4?", "busy <b>", "short"]
+        let html = page.html
+        #expect(!html.contains("question 4?") && !html.contains("busy &lt;b&gt;") && html.contains("[redacted]"))
+        _ = try MarkupTree(parsing: html)
+    }
+
+    @Test func slowJobsChartRowsPerHourOrDay() throws {
+        var details = ReportDetails(report: QueueReport.empty)
+        details.binSeconds = 4000
+        details.throughput = (0..<20).map { ReportDetails.TimeBin(start: Date(timeIntervalSince1970: Double($0) * 4000), succeeded: ($0 % 2) * 2, failed: 0) }
+        let html = HTMLReport(status: StatusReport(job: "j", report: .empty, prices: nil), details: details, variants: [], engine: .online, generatedAt: Date()).html
+        #expect(html.contains("Rows ended per hour"))
+        #expect(SVGBarChart.number(0.9) == "0.9" && SVGBarChart.number(0.0034) == "0.0034" && SVGBarChart.number(1234) == "1,234")
+        #expect(HTML.latency(-1e20) == "-100000000000000000000 ms" && HTML.latency(.infinity) == "–")
+        #expect(ProgressReporter.duration(1e300) == ProgressReporter.duration(1e15))
+    }
+}
+
+extension QueueReport {
+    /// A job with no rows.
+    static let empty = QueueReport(
+        job: .init(counts: QueueCounts(), latencyP50: nil, latencyP95: nil, attempts: 0), variants: [], throttled: 0, errors: [],
+        pendingPromptTokens: 0, pendingCompletionCap: 0, pendingRows: 0
+    )
 }

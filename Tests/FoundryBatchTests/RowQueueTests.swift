@@ -167,7 +167,7 @@ import Testing
         #expect(report.variants.map(\.counts.total) == [3, 3])
         #expect(report.throttled == 1)
         #expect(report.errors.map(\.code) == ["content_filter"] && report.errors.first?.count == 2)
-        #expect(report.errors.first?.exampleMessage == "also")
+        #expect(report.errors.first?.exampleMessage == "no", "the example row's own message, not the least message of the code")
         #expect(report.pendingRows == 1 && report.pendingPromptTokens > 0 && report.pendingCompletionCap == 50)
         var finished: [(Int64, RowState)] = []
         try await fixture.queue.forEachFinished { finished.append(($0.seq, $0.state)) }

@@ -58,30 +58,48 @@ public struct Loader: Sendable {
         var report = FileLoadReport(path: file)
 
         try await queue.withLoad(source: file) { transaction in
+            // Lines wait in `chunk` until the queue takes their rows at once (a database a
+            // round trip away); a store that takes a row at a time sees each line alone.
+            var chunk = LoadChunk()
+            func flush() throws {
+                let dispositions = try transaction.add(chunk.rows)
+                for line in chunk.lines {
+                    let problem = line.problem ?? Self.problem(chunk.rows[line.rows], dispositions[line.rows], report: &report)
+                    guard let problem else { continue }
+                    guard skipping else { throw InputError(file: file, line: line.number, message: problem) }
+                    // Written at once: holding rejects would keep each line's bytes (and the
+                    // reader's buffer under them) until the end of the file.
+                    rejects?.write(source: "\(file):\(line.number)", error: problem, line: line.bytes)
+                    report.rejected += 1
+                }
+                chunk.removeAll()
+            }
             while let bytes = reader.next() {
                 let number = reader.lineNumber
                 report.lines = number
                 if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-                let problem: String?
                 let source = "\(file):\(number)"
-                if let rows = splice?.rows(bytes, defaultID: { "\(name):\(number)" }, source: source) {
-                    problem = try insert(rows, to: transaction, report: &report)
+                var rows: [NewRow] = []
+                var problem: String?
+                if let spliced = splice?.rows(bytes, defaultID: { "\(name):\(number)" }, source: source) {
+                    rows = spliced
                 } else {
                     switch InputLine.parse(bytes, defaultID: "\(name):\(number)") {
-                    case .failure(let failure):
-                        problem = failure.message
+                    case .failure(let failure): problem = failure.message
                     case .success(let line):
-                        problem = try add(line, source: source, builder: builder, arms: arms, to: transaction, report: &report)
+                        switch build(line, source: source, builder: builder, arms: arms) {
+                        case .success(let built): rows = built
+                        case .failure(let refusal): problem = refusal.message
+                        }
                     }
                 }
-                if let problem {
-                    guard skipping else { throw InputError(file: file, line: number, message: problem) }
-                    // Written at once: holding rejects would keep each line's bytes (and the
-                    // reader's buffer under them) until the end of the file.
-                    rejects?.write(source: "\(file):\(number)", error: problem, line: bytes)
-                    report.rejected += 1
-                }
+                // A line's bytes are kept only for the rejects file, and copied out of the
+                // reader's buffer when they must outlive the next line.
+                let kept: ArraySlice<UInt8> = skipping ? (transaction.chunkSize > 1 ? ArraySlice(Array(bytes)) : bytes) : []
+                chunk.append(number: number, bytes: kept, problem: problem, rows: rows)
+                if chunk.rows.count >= transaction.chunkSize || chunk.lines.count >= transaction.chunkSize { try flush() }
             }
+            try flush()
         }
         logger.info(
             "loaded input",
@@ -90,22 +108,19 @@ public struct Loader: Sendable {
         return report
     }
 
-    /// Adds one line's rows (one per variant); returns a problem instead of throwing so that
-    /// `--skip-invalid` can reject the line and go on.
-    func add(
-        _ line: InputLine, source: String, builder: RequestBuilder, arms: [JobFile.Variant],
-        to transaction: LoadTransaction, report: inout FileLoadReport
-    ) throws -> String? {
+    /// One line's rows (one per variant), or why the line cannot be loaded; a problem
+    /// instead of a throw, so that `--skip-invalid` can reject the line and go on.
+    func build(_ line: InputLine, source: String, builder: RequestBuilder, arms: [JobFile.Variant]) -> Result<[NewRow], LineProblem> {
         let hash = line.contentHash
         let metadata = line.metadata.isEmpty ? nil : JSONValue.object(line.metadata).jsonText
         var rows: [NewRow] = []
         for arm in arms {
             switch builder.build(line, variant: arm) {
-            case .failure(let problem): return problem.message
+            case .failure(let problem): return .failure(problem)
             case .success(let request):
                 // Found at load, not mid-run: a row that no target may take would stop the run.
                 guard job.targets.isEmpty || job.targets.contains(where: { $0.serves(request.deployment) }) else {
-                    return "model '\(request.deployment)' is served by no target (see the targets' models: in the job file)"
+                    return .failure(LineProblem("model '\(request.deployment)' is served by no target (see the targets' models: in the job file)"))
                 }
                 let estimate = RequestBuilder.estimatedTokens(request.body)
                 rows.append(
@@ -117,20 +132,20 @@ public struct Loader: Sendable {
                 )
             }
         }
-        return try insert(rows, to: transaction, report: &report)
+        return .success(rows)
     }
 
-    /// Adds the rows of one line in turn; returns why the line is refused at the first row
-    /// that cannot go in (the loader then rolls the file back, or rejects the line).
-    func insert(_ rows: [NewRow], to transaction: LoadTransaction, report: inout FileLoadReport) throws -> String? {
-        for row in rows {
-            switch try transaction.add(row) {
+    /// Counts what the queue did with one line's rows; returns why the line is refused at
+    /// the first row that could not go in (the loader then rolls the file back, or rejects the line).
+    static func problem(_ rows: ArraySlice<NewRow>, _ dispositions: ArraySlice<LoadDisposition>, report: inout FileLoadReport) -> String? {
+        for (row, disposition) in zip(rows, dispositions) {
+            switch disposition {
             case .inserted: report.inserted += 1
             case .unchanged: report.unchanged += 1
             case .duplicate(let first):
-                return "duplicate id '\(row.id)' (first at \(Self.shortSource(first)))"
+                return "duplicate id '\(row.id)' (first at \(shortSource(first)))"
             case .conflict(let earlier):
-                return "id '\(row.id)' was loaded before from \(Self.shortSource(earlier)) with different content; give the changed line a new id or use a new state file"
+                return "id '\(row.id)' was loaded before from \(shortSource(earlier)) with different content; give the changed line a new id or use a new state file"
             }
         }
         return nil
@@ -159,4 +174,30 @@ struct RejectsWriter {
     }
 
     func commit() throws { try file.commit() }
+}
+
+/// Lines read but not yet handed to the queue, with their rows laid end to end.
+struct LoadChunk {
+    struct Line {
+        var number: Int
+        var bytes: ArraySlice<UInt8>
+        /// Known before the queue sees the line (not JSON, no prompt, ...).
+        var problem: String?
+        var rows: Range<Int>
+    }
+
+    var lines: [Line] = []
+    var rows: [NewRow] = []
+
+    /// Empties the chunk, keeping its storage for the next lines.
+    mutating func removeAll() {
+        lines.removeAll(keepingCapacity: true)
+        rows.removeAll(keepingCapacity: true)
+    }
+
+    mutating func append(number: Int, bytes: ArraySlice<UInt8>, problem: String?, rows more: [NewRow]) {
+        let start = rows.count
+        if problem == nil { rows += more }
+        lines.append(Line(number: number, bytes: bytes, problem: problem, rows: start..<rows.count))
+    }
 }

@@ -35,7 +35,8 @@ extension JobPaths {
     ///
     /// - Throws: ``UsageError`` (exit 2) naming the roles and the path.
     public func checkDistinct(job: String) throws(UsageError) {
-        var roles: [(String, String)] = [("the job file", job), ("output", output), ("errors", errors), ("state", state)]
+        var roles: [(String, String)] = [("the job file", job), ("output", output), ("errors", errors)]
+        if !PostgresLocation.isURL(state) { roles.append(("state", state)) }
         roles += [("the rejects file", rejects)]
         if let metrics { roles.append(("the metrics file", metrics)) }
         roles += inputs.map { ("input", $0) }
@@ -78,17 +79,17 @@ extension JobFile {
     /// - Parameter date: `YYYY-MM-DD` from `--date`; `nil` means today in the local time zone.
     public func resolve(date: String? = nil, now: Date = Date()) throws(UsageError) -> JobPaths {
         let day = try date.map { text throws(UsageError) in try Self.validate(date: text) } ?? Self.today(now: now)
-        func expand(_ template: String) -> String {
-            let text = template.replacingOccurrences(of: "{date}", with: day).replacingOccurrences(of: "{name}", with: name)
-            return FilePaths.absolute(text, relativeTo: directory)
+        func placeholders(_ template: String) -> String {
+            template.replacingOccurrences(of: "{date}", with: day).replacingOccurrences(of: "{name}", with: name)
         }
+        func expand(_ template: String) -> String { FilePaths.absolute(placeholders(template), relativeTo: directory) }
         let output = expand(self.output ?? "out/{name}.jsonl")
         let companions = JobPaths.companions(of: output)
         return JobPaths(
             inputs: inputs.map(expand),
             output: output,
             errors: self.errors.map(expand) ?? companions.errors,
-            state: expand(self.state ?? ".foundry-batch/{name}.sqlite"),
+            state: self.state.map { PostgresLocation.isURL($0) ? placeholders($0) : expand($0) } ?? expand(".foundry-batch/{name}.sqlite"),
             rejects: companions.rejects,
             date: day,
             metrics: metricsFile.map(expand)

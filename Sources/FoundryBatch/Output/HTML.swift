@@ -5,9 +5,9 @@ import Foundation
 /// What the report writes is also well-formed XML (every element closed, every attribute
 /// quoted, no bare `&` or `<`), so the tests can parse it strictly.
 enum HTML {
-    /// `text` safe as element content or a quoted attribute value: the five markup
-    /// characters as entities, and control characters (which neither HTML nor XML allows)
-    /// as U+FFFD.
+    /// `text` safe as element content: `&`, `<` and `>` as entities, and control characters
+    /// (which neither HTML nor XML allows) as U+FFFD. Quotes stay as they are (six bytes
+    /// each escaped): the page puts no text of the data in an attribute.
     static func escape(_ text: String) -> String {
         var out = ""
         out.unicodeScalars.reserveCapacity(text.unicodeScalars.count)
@@ -16,8 +16,6 @@ enum HTML {
             case "&": out += "&amp;"
             case "<": out += "&lt;"
             case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
             case "\t", "\n", "\r": out.unicodeScalars.append(scalar)
             case "\u{0}"..."\u{1F}", "\u{7F}"..."\u{9F}", "\u{FFFE}", "\u{FFFF}": out += "\u{FFFD}"
             default: out.unicodeScalars.append(scalar)
@@ -57,8 +55,8 @@ enum HTML {
 
     /// A latency for people: `850 ms`, `4.2 s`, `3m10s`.
     static func latency(_ milliseconds: Double?) -> String {
-        guard let milliseconds else { return "–" }
-        if milliseconds < 1000 { return "\(Int(milliseconds.rounded())) ms" }
+        guard let milliseconds, milliseconds.isFinite else { return "–" }
+        if milliseconds < 1000 { return String(format: "%.0f ms", milliseconds) }
         if milliseconds < 60_000 { return String(format: "%.1f s", milliseconds / 1000) }
         return ProgressReporter.duration(milliseconds / 1000)
     }

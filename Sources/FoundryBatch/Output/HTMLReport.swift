@@ -25,7 +25,9 @@ public struct HTMLReport: Sendable {
 
     /// How many rows the side-by-side table shows, and how much of each text.
     public static let comparedRows = 200
-    public static let textLimit = 600
+    public static let textLimit = 500
+    /// How much of an id, a variant's or a target's name the page shows.
+    static let nameLimit = 120
 
     var report: QueueReport { status.report }
 
@@ -36,7 +38,18 @@ public struct HTMLReport: Sendable {
         page += "<title>\(HTML.escape("foundry-batch report: " + status.job))</title><style>\(Self.style)</style></head><body>"
         page += header + totals + variantTable + targetTable + batchTable + charts + errorTable + sideBySide
         page += "<footer>Written by foundry-batch report from the job's state; run it again for newer figures.</footer>"
-        return page + "</body></html>\n"
+        return redacted(page + "</body></html>\n")
+    }
+
+    /// Values that must never reach the page, such as a key a service echoed into an answer
+    /// or an error: the credentials' secrets and the targets' keys, as this process sees them.
+    public var secrets: [String] = []
+
+    /// `page` with every secret (of 8 characters or more, as written or escaped) replaced.
+    func redacted(_ page: String) -> String {
+        secrets.filter { $0.count >= 8 }.reduce(page) { page, secret in
+            page.replacingOccurrences(of: secret, with: "[redacted]").replacingOccurrences(of: HTML.escape(secret), with: "[redacted]")
+        }
     }
 
     var header: String {
@@ -132,19 +145,22 @@ public struct HTMLReport: Sendable {
         if details.throughput.isEmpty {
             out += HTML.element("p", "No row has ended yet.")
         } else {
-            let perMinute = 60 / details.binSeconds
+            // Per minute, or per hour or day for a slow job, so the axis reads whole-ish numbers.
+            let peak = Double(details.throughput.map { $0.succeeded + $0.failed }.max() ?? 0) / details.binSeconds
+            let (unit, seconds) = peak * 60 >= 1 ? ("minute", 60.0) : peak * 3600 >= 1 ? ("hour", 3600.0) : ("day", 86400.0)
+            let scale = seconds / details.binSeconds
             let bars = details.throughput.map { bin in
                 SVGBarChart.Bar(
-                    values: [Double(bin.succeeded) * perMinute, Double(bin.failed) * perMinute],
+                    values: [Double(bin.succeeded) * scale, Double(bin.failed) * scale],
                     tip: "\(HTML.time(bin.start)) (\(ProgressReporter.duration(details.binSeconds))): \(bin.succeeded) succeeded, \(bin.failed) failed"
                 )
             }
             let first = details.throughput[0].start, last = details.throughput[details.throughput.count - 1].start
-            out += HTML.element("h3", "Rows ended per minute, in bins of \(ProgressReporter.duration(details.binSeconds))")
+            out += HTML.element("h3", "Rows ended per \(unit), in bins of \(ProgressReporter.duration(details.binSeconds))")
             out += SVGBarChart(
-                title: "Rows ended per minute", bars: bars,
+                title: "Rows ended per \(unit)", bars: bars,
                 series: [.init(name: "succeeded", style: "ok"), .init(name: "failed", style: "bad")],
-                axis: (HTML.time(first), "", HTML.time(last + details.binSeconds)), unit: "rows/min"
+                axis: (HTML.time(first), "", HTML.time(last + details.binSeconds)), unit: "rows/\(unit == "minute" ? "min" : unit)"
             ).svg
         }
         if !details.latency.isEmpty {
@@ -167,7 +183,7 @@ public struct HTMLReport: Sendable {
     var errorTable: String {
         guard !report.errors.isEmpty else { return "" }
         let rows = report.errors.map { error in
-            HTML.element("td", error.code) + HTML.number(HTML.count(error.count)) + HTML.element("td", error.exampleID)
+            HTML.element("td", error.code) + HTML.number(HTML.count(error.count)) + HTML.element("td", ReportDetails.cut(error.exampleID, Self.nameLimit))
                 + HTML.element("td", ReportDetails.cut(error.exampleMessage, 300))
         }
         return "<section id=\"errors\"><h2>Most frequent errors</h2>" + HTML.table(["error", "rows", "example row", "its message"], rows)
@@ -189,7 +205,7 @@ public struct HTMLReport: Sendable {
         out += "<p class=\"controls\"><label>Filter <input id=\"q\" type=\"search\" oninput=\"filterAnswers()\"/></label> "
         out += "<label><input id=\"only\" type=\"checkbox\" onchange=\"filterAnswers()\"/> only rows that differ</label></p>"
         let rows = details.comparisons.map { comparison in
-            var cells = "<th>" + HTML.escape(comparison.id) + (comparison.disagree ? " <span class=\"badge\">differs</span>" : "") + "</th>"
+            var cells = "<th>" + HTML.escape(ReportDetails.cut(comparison.id, Self.nameLimit)) + (comparison.disagree ? " <span class=\"badge\">differs</span>" : "") + "</th>"
             cells += HTML.element("td", comparison.prompt ?? "", class: "a")
             for name in names {
                 guard let answer = comparison.answers.first(where: { $0.variant == name }) else {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A bar chart drawn as inline SVG: no script, no network, readable in any browser.
 ///
 /// Each bar stacks one value per series, bottom first; hovering a bar shows its `tip`
@@ -72,6 +74,9 @@ struct SVGBarChart {
 
     /// An axis figure: whole above 10, else two significant digits.
     static func number(_ value: Double) -> String {
-        value >= 10 ? HTML.count(Int(value.rounded())) : format(value)
+        guard value.isFinite else { return "–" }
+        if value >= 10 { return HTML.count(Int(min(value, 1e15).rounded())) }
+        if value == 0 { return "0" }
+        return String(format: "%.2g", value)
     }
 }

@@ -79,6 +79,9 @@ public final class MemoryQueue: RowQueue {
 
     public init() {}
 
+    /// Nothing to let go of.
+    public func close() {}
+
     // MARK: Loading
 
     public func withLoad<T: Sendable>(source: String, _ body: (LoadTransaction) throws -> T) async throws -> T {
@@ -289,18 +292,21 @@ public final class MemoryQueue: RowQueue {
                     attempts: chosen.reduce(0) { $0 + $1.attempts }
                 )
             }
-            // As SQL groups them: min() of ids and of the messages given, compared as bytes.
-            func least(_ a: String?, _ b: String?) -> String? {
-                guard let a, let b else { return a ?? b }
-                return a.utf8.lexicographicallyPrecedes(b.utf8) ? a : b
-            }
-            var errors: [String?: (figure: QueueReport.ErrorFigure, message: String?)] = [:]
+            // As SQL picks them: the least id (as bytes), and that row's message (the least variant's).
+            func precedes(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
+            var errors: [String?: (figure: QueueReport.ErrorFigure, variant: String)] = [:]
             for row in rows where row.state == .failed {
                 let code = row.record.errorCode
-                var entry = errors[code] ?? (.init(code: code ?? "unknown", count: 0, exampleID: row.row.id, exampleMessage: ""), nil)
+                let example = (id: row.row.id, variant: row.row.variant, message: row.record.errorMessage ?? "")
+                guard var entry = errors[code] else {
+                    errors[code] = (.init(code: code ?? "unknown", count: 1, exampleID: example.id, exampleMessage: example.message), example.variant)
+                    continue
+                }
                 entry.figure.count += 1
-                entry.figure.exampleID = least(entry.figure.exampleID, row.row.id) ?? row.row.id
-                entry.message = least(entry.message, row.record.errorMessage)
+                let current = entry.figure.exampleID
+                if precedes(example.id, current) || (example.id == current && precedes(example.variant, entry.variant)) {
+                    (entry.figure.exampleID, entry.figure.exampleMessage, entry.variant) = (example.id, example.message, example.variant)
+                }
                 errors[code] = entry
             }
             // Most frequent first; a tie in code order, a row without a code first (as SQL sorts NULL).
@@ -311,11 +317,7 @@ public final class MemoryQueue: RowQueue {
                 case (_, nil): return false
                 case (let x?, let y?): return x.utf8.lexicographicallyPrecedes(y.utf8)
                 }
-            }.prefix(5).map { entry in
-                var figure = entry.value.figure
-                figure.exampleMessage = entry.value.message ?? ""
-                return figure
-            }
+            }.prefix(5).map(\.value.figure)
             let open = rows.filter { $0.state == .pending || $0.state == .running }
             return QueueReport(
                 job: figures(job, variant: nil), variants: variants.map { figures($0, variant: $0.variant) },

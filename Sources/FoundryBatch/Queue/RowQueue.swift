@@ -45,16 +45,31 @@ public enum LoadDisposition: Sendable, Equatable {
 /// Each ``RowQueue`` implementation makes one for its own transaction, so a load needs to
 /// know nothing of the store it fills.
 public struct LoadTransaction {
-    let insert: (NewRow) throws -> LoadDisposition
+    let insert: ([NewRow]) throws -> [LoadDisposition]
+    /// How many rows the store would take at once: 1 where a row costs no round trip
+    /// (SQLite, memory), more for a database across the network.
+    public let chunkSize: Int
 
-    /// A transaction whose rows go to `insert`; for implementations of ``RowQueue``.
+    /// A transaction that takes one row at a time, to `insert`; for implementations of ``RowQueue``.
     public init(insert: @escaping (NewRow) throws -> LoadDisposition) {
+        self.insert = { rows in try rows.map(insert) }
+        chunkSize = 1
+    }
+
+    /// A transaction that takes rows by the `chunk`, to `insert` (which returns one disposition per row, in order).
+    public init(chunk: Int, insert: @escaping ([NewRow]) throws -> [LoadDisposition]) {
         self.insert = insert
+        chunkSize = max(chunk, 1)
     }
 
     /// Adds `row`, or tells why it was not added.
     public func add(_ row: NewRow) throws -> LoadDisposition {
-        try insert(row)
+        try insert([row])[0]
+    }
+
+    /// Adds `rows` in order, telling for each whether it was added and why not.
+    public func add(_ rows: [NewRow]) throws -> [LoadDisposition] {
+        rows.isEmpty ? [] : try insert(rows)
     }
 }
 
@@ -488,6 +503,9 @@ public protocol RowQueue: Sendable {
     func requestCancel(_ number: Int64) async throws
     /// Lets go of every batch `owner` holds, or pushes their claims to `until`.
     func renewBatchClaims(owner: String, until: Date?) async throws
+
+    /// Lets go of the store (its files or connections); the session that opened the queue calls it last.
+    func close()
 
     /// Calls `body` with every finished row in input order, streaming.
     ///

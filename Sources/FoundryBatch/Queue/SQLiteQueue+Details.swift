@@ -16,7 +16,7 @@ extension SQLiteQueue {
     }
 
     static func throughput(_ db: Database, bins: Int, into details: inout ReportDetails) throws {
-        let ended = "FROM rows WHERE state IN ('succeeded', 'failed') AND finished_at IS NOT NULL"
+        let ended = "FROM rows WHERE state IN ('succeeded', 'failed') AND typeof(finished_at) IN ('real', 'integer')"
         guard let span = try Row.fetchOne(db, sql: "SELECT min(finished_at), max(finished_at) \(ended)"),
             let first = span[0] as Double?, let last = span[1] as Double?
         else { return }
@@ -45,10 +45,15 @@ extension SQLiteQueue {
     /// What the report shows for a row, in SQL: ``AnswerText/shown(body:api:)`` for a
     /// succeeded row, `error: <code>` for a failed one, NULL for one not done.
     static var answerSQL: String {
+        // Only arrays are walked and only objects read, as AnswerText does: json_each and
+        // json_extract on a string element (`"output": ["hi"]`) would fail the whole query.
         func part(_ type: String, _ key: String) -> String {
             """
-            (SELECT json_extract(c.value, '$.\(key)') FROM json_each(response, '$.output') AS o, json_each(o.value, '$.content') AS c
-             WHERE json_extract(c.value, '$.type') = '\(type)' AND json_type(c.value, '$.\(key)') = 'text' LIMIT 1)
+            (SELECT json_extract(c.value, '$.\(key)')
+             FROM json_each(CASE json_type(response, '$.output') WHEN 'array' THEN json_extract(response, '$.output') ELSE '[]' END) AS o,
+                json_each(coalesce(CASE WHEN o.type = 'object' THEN CASE json_type(o.value, '$.content') WHEN 'array' THEN json_extract(o.value, '$.content') END END, '[]')) AS c
+             WHERE CASE WHEN c.type = 'object' THEN json_extract(c.value, '$.type') = '\(type)' AND json_type(c.value, '$.\(key)') = 'text' END
+             LIMIT 1)
             """
         }
         return """
@@ -68,6 +73,12 @@ extension SQLiteQueue {
         CASE WHEN json_valid(body) THEN coalesce(\(textSQL("body", "$.messages[#-1].content")), \(textSQL("body", "$.input")),
             \(textSQL("body", "$.input[#-1].content"))) END
         """
+    }
+
+    /// `expression` as text a page can show: a NUL (which would end the text as it is read)
+    /// as U+FFFD, and bytes that are not UTF-8 read as text all the same.
+    static func shownText(_ expression: String) -> String {
+        "replace(CAST(\(expression) AS TEXT), char(0), char(65533))"
     }
 
     static func comparisons(_ db: Database, limit: Int, textLimit: Int) throws -> [ReportDetails.Comparison] {
@@ -91,7 +102,10 @@ extension SQLiteQueue {
         for row in try Row.fetchAll(
             db,
             sql: """
-                SELECT id, variant, state, substr(\(answerSQL), 1, ?), latency_ms, completion_tokens, finish, substr(\(promptSQL), 1, ?)
+                SELECT CAST(id AS TEXT), CAST(variant AS TEXT), CAST(state AS TEXT), \(Self.shownText("substr(\(answerSQL), 1, ?)")),
+                    CASE WHEN typeof(latency_ms) IN ('real', 'integer') THEN latency_ms END,
+                    CASE WHEN typeof(completion_tokens) = 'integer' THEN completion_tokens END, CAST(finish AS TEXT),
+                    \(Self.shownText("substr(\(promptSQL), 1, ?)"))
                 FROM rows WHERE id IN (\(marks)) ORDER BY id, seq
                 """,
             arguments: StatementArguments([textLimit + 1, textLimit + 1] + comparisons.keys.map { $0 as any DatabaseValueConvertible })

@@ -347,9 +347,12 @@ public final class SQLiteQueue: RowQueue {
         let errors = try QueueReport.ErrorFigure.fetchAll(
             db,
             sql: """
-                SELECT coalesce(error_code, 'unknown') AS code, count(*) AS count, min(id) AS exampleID,
-                    coalesce(min(error_message), '') AS exampleMessage
-                FROM rows WHERE state = 'failed' GROUP BY error_code ORDER BY count DESC, error_code LIMIT 5
+                SELECT code, count, exampleID, coalesce((
+                        SELECT error_message FROM rows r WHERE r.state = 'failed' AND r.id = e.exampleID AND r.error_code IS e.error_code
+                        ORDER BY r.variant LIMIT 1), '') AS exampleMessage
+                FROM (SELECT error_code, coalesce(error_code, 'unknown') AS code, count(*) AS count, min(id) AS exampleID
+                    FROM rows WHERE state = 'failed' GROUP BY error_code ORDER BY count DESC, error_code LIMIT 5) AS e
+                ORDER BY count DESC, error_code
                 """
         )
         let throttled = try Int.fetchOne(db, sql: "SELECT count(*) FROM attempts WHERE status_code = 429") ?? 0
@@ -373,7 +376,11 @@ public final class SQLiteQueue: RowQueue {
     static func latencies(_ db: Database) throws -> LatencySample {
         var sample = LatencySample()
         let rows = try Row.fetchCursor(
-            db, sql: "SELECT latency_ms, variant, target, batch IS NULL FROM rows WHERE state = 'succeeded' AND latency_ms IS NOT NULL"
+            db,
+            sql: """
+                SELECT latency_ms, CAST(variant AS TEXT), CAST(target AS TEXT), batch IS NULL FROM rows
+                WHERE state = 'succeeded' AND typeof(latency_ms) IN ('real', 'integer')
+                """
         )
         while let row = try rows.next() {
             sample.add(row[0], variant: row[1], target: row[2], online: row[3])

@@ -68,7 +68,8 @@ final class BatchEngine: Sendable {
         progress = options.progress
         gracePeriod = options.gracePeriod
         self.shouldSwitch = shouldSwitch
-        folder = (session.paths.state as NSString).deletingLastPathComponent
+        // Batch files are scratch beside the state file; with a PostgreSQL state, beside the results.
+        folder = ((PostgresLocation.isURL(session.paths.state) ? session.paths.output : session.paths.state) as NSString).deletingLastPathComponent
         let limits = session.settings.limits
         clients = service.targets.map { connected in
             (

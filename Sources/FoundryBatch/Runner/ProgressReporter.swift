@@ -82,7 +82,8 @@ actor ProgressReporter {
     }
 
     static func duration(_ seconds: Double) -> String {
-        let whole = Int(seconds.rounded())
+        // Bounded: a time from a hand-edited state must not trap the conversion.
+        let whole = Int(min(max(seconds.isFinite ? seconds : 0, 0), 1e15).rounded())
         if whole >= 3600 { return "\(whole / 3600)h\(whole % 3600 / 60)m" }
         if whole >= 60 { return "\(whole / 60)m\(whole % 60)s" }
         return "\(whole)s"

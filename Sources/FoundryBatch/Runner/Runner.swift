@@ -155,6 +155,8 @@ public final class Runner: RowEngine {
             await control.stop(.fatal(error))
         case let error as StorageError:
             await control.stop(.storageFailed(error.afterSending()))
+        case let error as StateUnreachable:
+            await control.stop(.fatal(FatalCondition(error.description)))
         default:
             await control.stop(.fatal(FatalCondition("the run failed: \(error)")))
         }

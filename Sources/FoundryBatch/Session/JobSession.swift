@@ -1,4 +1,5 @@
 import Foundation
+import FoundryAuth
 import Logging
 
 /// A job opened for one command: its settings resolved once, its queue open, and the
@@ -38,9 +39,22 @@ public struct JobSession: Sendable {
     ) async throws -> T {
         let settings = try JobSettings.resolve(job: job, overrides: overrides)
         try settings.paths.checkDistinct(job: job.path)
-        let queue = try SQLiteQueue(path: settings.paths.state, jobName: job.name)
+        let queue = try await openQueue(state: settings.paths.state, jobName: job.name)
         defer { queue.close() }
         return try await body(JobSession(settings: settings, queue: queue))
+    }
+
+    /// Opens the job's queue: a SQLite file, or a schema in PostgreSQL for a `postgresql://` state.
+    ///
+    /// `FOUNDRY_BATCH_STATE_PATIENCE` (seconds, default 60) is how long a PostgreSQL state
+    /// may stay out of reach before a command stops (exit 3).
+    public static func openQueue(
+        state: String, jobName: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) async throws -> any RowQueue {
+        guard PostgresLocation.isURL(state) else { return try SQLiteQueue(path: state, jobName: jobName) }
+        let location = try PostgresLocation(url: state, jobName: jobName, environment: environment)
+        let patience = environment["FOUNDRY_BATCH_STATE_PATIENCE"].flatMap(Double.init).map { max($0, 0) } ?? PostgresQueue.defaultPatience
+        return try await PostgresQueue.open(location, jobName: jobName, password: try location.password(environment: environment), patience: patience)
     }
 
     /// Loads every input file of this run (`load`, and the first step of `run`).
@@ -68,21 +82,31 @@ public struct JobSession: Sendable {
     /// - Returns: the path written and what the page holds.
     public func report(to path: String? = nil, now: Date = Date()) async throws -> ReportFile {
         let target = path.map { FilePaths.absolute($0, relativeTo: FileManager.default.currentDirectoryPath) } ?? JobPaths.report(of: paths.output)
-        for (role, other) in [("the job file", job.path), ("the state", paths.state), ("output", paths.output), ("errors", paths.errors)]
-            + paths.inputs.map({ ("input", $0) })
-        where (other as NSString).resolvingSymlinksInPath == (target as NSString).resolvingSymlinksInPath {
+        var roles = [("the job file", job.path), ("output", paths.output), ("errors", paths.errors), ("the rejects file", paths.rejects)]
+        roles += paths.inputs.map { ("input", $0) } + [paths.metrics].compactMap { $0 }.map { ("the metrics file", $0) }
+        if !PostgresLocation.isURL(paths.state) {
+            // The database's own companions too: a report written over the WAL loses answers.
+            roles += ["", "-wal", "-shm", "-journal"].map { ("the state", paths.state + $0) }
+        }
+        let resolved = (target as NSString).resolvingSymlinksInPath
+        for (role, other) in roles where (other as NSString).resolvingSymlinksInPath == resolved {
             throw UsageError("\(job.path): the report would replace \(role) (\(target)); give --output another path")
         }
-        if JobPaths.existsAsNonRegular(target) {
+        if JobPaths.existsAsNonRegular(resolved) {
             throw UsageError("\(job.path): the report's path \(target) exists and is not a regular file; give --output another path")
         }
         let details = try await queue.details(bins: 60, comparisons: HTMLReport.comparedRows, textLimit: HTMLReport.textLimit)
-        let page = HTMLReport(
-            status: StatusReport(job: job.name, report: details.report, prices: job.prices), details: details, variants: job.variants.map(\.name), engine: job.engine, generatedAt: now
+        var page = HTMLReport(
+            status: StatusReport(job: job.name, report: details.report, prices: job.prices), details: details, variants: job.variants.map(\.name),
+            engine: job.engine, generatedAt: now
         )
+        let environment = CredentialEnvironment()
+        page.secrets = environment.secrets + job.targets.compactMap { environment[$0.apiKeyEnv] } + [environment["PGPASSWORD"]].compactMap { $0 }
+
         let html = Array(page.html.utf8)
         try FilePaths.ensureParent(of: target)
-        let writer = try AtomicFileWriter(path: target)
+        // Through a symlink to the file it names: the rename must not replace the link.
+        let writer = try AtomicFileWriter(path: resolved)
         writer.write(html)
         try writer.commit()
         return ReportFile(path: target, bytes: html.count, rows: page.status.counts.total, compared: details.comparisons.count)

@@ -62,7 +62,7 @@ public struct JobSettings: Sendable {
             paths.rejects = companions.rejects
         }
         if let errors = overrides.errors { paths.errors = FilePaths.absolute(errors, relativeTo: cwd) }
-        if let state = overrides.state { paths.state = FilePaths.absolute(state, relativeTo: cwd) }
+        if let state = overrides.state { paths.state = PostgresLocation.isURL(state) ? state : FilePaths.absolute(state, relativeTo: cwd) }
         if let metrics = overrides.metricsFile { paths.metrics = FilePaths.absolute(metrics, relativeTo: cwd) }
         var limits = job.limits
         if let concurrency = overrides.concurrency { limits.concurrency = concurrency }

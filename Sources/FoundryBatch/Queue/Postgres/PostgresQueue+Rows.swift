@@ -1,0 +1,411 @@
+import Foundation
+import PostgresNIO
+
+extension PostgresQueue {
+    // MARK: Loading
+
+    /// Rows a load hands over at once: one round trip looks them up, one inserts them.
+    static let loadChunk = 500
+
+    public func withLoad<T: Sendable>(source: String, _ body: (LoadTransaction) throws -> T) async throws -> T {
+        // Not retried: the body reads its input once. A load cut off by a lost connection
+        // rolls back whole, and loading again is safe.
+        try await BlockingBridge.withBody(body) { body in
+            try await storage(retrying: false) { [self] connection in
+                try await connection.withTransaction(logger: logger) { connection in
+                    // One load at a time per job: the rows of a file get consecutive seqs, in input order.
+                    try await run(connection, "SELECT pg_advisory_xact_lock(hashtext($1))", [.text("foundry-batch load " + location.schema)])
+                    let loadID = try await value(
+                        Int.self, connection, "INSERT INTO §loads(source, loaded_at, rows) VALUES ($1, $2, 0) RETURNING id",
+                        [.text(source), .double(Date().timeIntervalSince1970)]
+                    ) ?? 0
+                    let loader = PostgresLoader(queue: self, connection: connection, loadID: loadID, source: source)
+                    let result = try await BlockingBridge.onThread {
+                        try body.value(LoadTransaction(chunk: Self.loadChunk) { rows in try BlockingBridge.wait { try await loader.add(rows) } })
+                    }
+                    try await run(
+                        connection, "UPDATE §loads SET rows = $1 WHERE id = $2 RETURNING id", [.int(await loader.inserted), .int(loadID)]
+                    )
+                    return result
+                }
+            }
+        }
+    }
+
+    // MARK: Working
+
+    public func claim(owner: String, limit: Int, leaseUntil: Date, now: Date) async throws -> [ClaimedRow] {
+        try await storage { [self] connection in
+            try await fetch(
+                ClaimedRow.self, connection,
+                """
+                UPDATE §rows SET state = 'running', lease_owner = $1, lease_expires_at = $2, first_sent_at = coalesce(first_sent_at, $3)
+                WHERE seq IN (
+                    SELECT seq FROM §rows WHERE state = 'pending' AND next_attempt_at <= $3 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
+                RETURNING seq, id, variant, api, deployment, body, attempts, estimated_tokens AS estimatedTokens, target AS lastTarget,
+                    output_retries AS outputRetries
+                """,
+                [.text(owner), .double(leaseUntil.timeIntervalSince1970), .double(now.timeIntervalSince1970), .int(limit)]
+            ).sorted { $0.seq < $1.seq }
+        }
+    }
+
+    public func extendLeases(owner: String, until: Date) async throws {
+        try await storage { [self] connection in
+            try await run(
+                connection, "UPDATE §rows SET lease_expires_at = $1 WHERE lease_owner = $2 AND state = 'running' RETURNING seq",
+                [.double(until.timeIntervalSince1970), .text(owner)]
+            )
+        }
+    }
+
+    @discardableResult
+    public func complete(_ completions: [Completion], now: Date) async throws -> Int {
+        guard !completions.isEmpty else { return 0 }
+        return try await storage { [self] connection in
+            try await connection.withTransaction(logger: logger) { connection in
+                var applied = 0
+                for completion in completions where try await apply(completion, connection, now: now) { applied += 1 }
+                return applied
+            }
+        }
+    }
+
+    /// Ends or reschedules one row, with its attempt history, if `completion`'s owner still holds it.
+    func apply(_ completion: Completion, _ connection: PostgresConnection, now: Date) async throws -> Bool {
+        let stamp = now.timeIntervalSince1970
+        let change = CompletionChange(completion)
+        let response = change.response, error = change.error
+        let clientRequestID = response?.clientRequestID ?? completion.clientRequestID
+        let updated = try await run(
+            connection,
+            """
+            UPDATE §rows SET state = $1, attempts = attempts + $2, next_attempt_at = $3, lease_owner = NULL, lease_expires_at = NULL,
+                status_code = $4, request_id = $5, client_request_id = $6, response = $7, prompt_tokens = $8, completion_tokens = $9,
+                total_tokens = $10, latency_ms = $11, error_code = $12, error_message = $13, finished_at = $14, target = $15, batch = $16,
+                output_retries = output_retries + $17, finish = $18
+            WHERE seq = $19 AND lease_owner = $20 AND state = 'running'
+            RETURNING seq
+            """,
+            [
+                .text(change.state.rawValue), .int(change.countsAsAttempt ? 1 : 0), .double(change.nextAttempt),
+                .int(response?.statusCode ?? error?.statusCode), .text(response?.requestID), .text(clientRequestID), .text(response?.body),
+                .int(response?.promptTokens), .int(response?.completionTokens), .int(response?.totalTokens), .double(response?.latencyMs),
+                .text(error?.code), .text(error?.message), .double(change.state == .pending ? nil : stamp), .text(completion.target),
+                .int(completion.batch.map(Int.init)), .int(error?.code == RowError.invalidOutput ? 1 : 0), .text(response?.finish),
+                .int(Int(completion.seq)), .text(completion.owner),
+            ]
+        )
+        guard updated > 0 else { return false }
+        if let error {
+            try await run(
+                connection,
+                """
+                INSERT INTO §attempts(seq, attempt, at, status_code, error_code, error_message, request_id, client_request_id, target)
+                SELECT seq, attempts, $1, $2, $3, $4, $5, $6, $7 FROM §rows WHERE seq = $8 RETURNING seq
+                """,
+                [
+                    .double(stamp), .int(response?.statusCode ?? error.statusCode), .text(error.code), .text(error.message),
+                    .text(response?.requestID), .text(clientRequestID), .text(completion.target), .int(Int(completion.seq)),
+                ]
+            )
+        }
+        return true
+    }
+
+    public func release(owner: String, seqs: [Int64]?) async throws {
+        try await storage { [self] connection in
+            let reset = "UPDATE §rows SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1 AND state = 'running'"
+            if let seqs {
+                try await run(connection, reset + " AND seq = ANY($2) RETURNING seq", [.text(owner), .ints(seqs.map(Int.init))])
+            } else {
+                try await run(connection, reset + " RETURNING seq", [.text(owner)])
+            }
+        }
+    }
+
+    @discardableResult
+    public func reclaimExpired(now: Date) async throws -> Int {
+        try await storage { [self] connection in
+            try await run(
+                connection,
+                """
+                UPDATE §rows SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL
+                WHERE state = 'running' AND lease_expires_at < $1 RETURNING seq
+                """,
+                [.double(now.timeIntervalSince1970)]
+            )
+        }
+    }
+
+    public func requeueFailed(_ filter: RequeueFilter) async throws -> Int {
+        try await storage { [self] connection in
+            var conditions: [String] = []
+            var values: [Value] = []
+            if !filter.statusCodes.isEmpty {
+                values.append(.ints(filter.statusCodes))
+                conditions.append("status_code = ANY($\(values.count))")
+            }
+            if !filter.errorCodes.isEmpty {
+                values.append(.texts(filter.errorCodes))
+                conditions.append("error_code = ANY($\(values.count))")
+            }
+            let match = conditions.isEmpty ? "" : " AND (" + conditions.joined(separator: " OR ") + ")"
+            return try await run(
+                connection,
+                """
+                UPDATE §rows SET state = 'pending', attempts = 0, output_retries = 0, next_attempt_at = 0, finished_at = NULL
+                WHERE state = 'failed'\(match) RETURNING seq
+                """,
+                values
+            )
+        }
+    }
+
+    public func activity() async throws -> (nextDue: Date?, running: Int) {
+        try await storage { [self] connection in
+            let due = try await value(Double.self, connection, "SELECT min(next_attempt_at) FROM §rows WHERE state = 'pending'")
+            let running = try await value(Int.self, connection, "SELECT count(*) FROM §rows WHERE state = 'running'") ?? 0
+            return (due.map { Date(timeIntervalSince1970: $0) }, running)
+        }
+    }
+
+    public func leaseOwners() async throws -> [String] {
+        try await storage { [self] connection in
+            try await fetch(String.self, connection, "SELECT DISTINCT lease_owner FROM §rows WHERE state = 'running' AND lease_owner IS NOT NULL")
+        }
+    }
+
+    // MARK: Figures
+
+    /// Rows, tokens and attempts by variant and state: one pass over the rows.
+    static let stateCountsSQL = """
+        SELECT variant, state, count(*) AS rows, coalesce(sum(prompt_tokens), 0)::bigint AS promptTokens,
+            coalesce(sum(completion_tokens), 0)::bigint AS completionTokens,
+            coalesce(sum(prompt_tokens) FILTER (WHERE batch IS NOT NULL), 0)::bigint AS batchPromptTokens,
+            coalesce(sum(completion_tokens) FILTER (WHERE batch IS NOT NULL), 0)::bigint AS batchCompletionTokens,
+            count(*) FILTER (WHERE finish = 'length') AS truncated, count(*) FILTER (WHERE finish = 'content_filter') AS filtered,
+            coalesce(sum(attempts), 0)::bigint AS attempts
+        FROM §rows GROUP BY variant, state
+        """
+
+    public func counts() async throws -> (job: QueueCounts, variants: [QueueCounts]) {
+        try await storage { [self] connection in QueueCounts.tally(try await fetch(StateCount.self, connection, Self.stateCountsSQL)) }
+    }
+
+    public func report() async throws -> QueueReport {
+        try await storage { [self] connection in
+            try await connection.withTransaction(logger: logger) { connection in
+                try await report(connection, latencies: try await latencies(connection))
+            }
+        }
+    }
+
+    /// Every succeeded row's latency, in one pass, grouped and sorted.
+    func latencies(_ connection: PostgresConnection) async throws -> LatencySample {
+        var sample = LatencySample()
+        let rows = try await connection.query(
+            statement("SELECT latency_ms, variant, target, batch IS NULL FROM §rows WHERE state = 'succeeded' AND latency_ms IS NOT NULL", []),
+            logger: logger
+        )
+        for try await (latency, variant, target, online) in rows.decode((Double, String, String?, Bool).self) {
+            sample.add(latency, variant: variant, target: target, online: online)
+        }
+        sample.sort()
+        return sample
+    }
+
+    /// `status`'s figures: the same queries as ``SQLiteQueue``'s, in PostgreSQL's words
+    /// (byte order for text, `NULLS FIRST` as SQLite sorts).
+    func report(_ connection: PostgresConnection, latencies: LatencySample) async throws -> QueueReport {
+        let groups = try await fetch(StateCount.self, connection, Self.stateCountsSQL)
+        let (job, variants) = QueueCounts.tally(groups)
+        var attempts: [String: Int] = [:]
+        for group in groups { attempts[group.variant, default: 0] += group.attempts }
+        func figures(_ counts: QueueCounts, variant: String?) -> QueueReport.VariantFigures {
+            let sample = variant.map { latencies.byVariant[$0] ?? [] } ?? latencies.job
+            return QueueReport.VariantFigures(
+                counts: counts, latencyP50: LatencySample.percentile(sample, 0.5), latencyP95: LatencySample.percentile(sample, 0.95),
+                attempts: variant.map { attempts[$0] ?? 0 } ?? attempts.values.reduce(0, +)
+            )
+        }
+        let errors = try await fetch(
+            QueueReport.ErrorFigure.self, connection,
+            """
+            SELECT code, count, exampleID, coalesce((
+                    SELECT error_message FROM §rows r WHERE r.state = 'failed' AND r.id = e.exampleID AND r.error_code IS NOT DISTINCT FROM e.error_code
+                    ORDER BY r.variant COLLATE "C" LIMIT 1), '') AS exampleMessage
+            FROM (SELECT error_code, coalesce(error_code, 'unknown') AS code, count(*) AS count, min(id COLLATE "C") AS exampleID
+                FROM §rows WHERE state = 'failed' GROUP BY error_code ORDER BY count(*) DESC, error_code COLLATE "C" NULLS FIRST LIMIT 5) AS e
+            ORDER BY count DESC, error_code COLLATE "C" NULLS FIRST
+            """
+        )
+        let throttled = try await value(Int.self, connection, "SELECT count(*) FROM §attempts WHERE status_code = 429") ?? 0
+        let pending =
+            try await fetch(
+                PendingFigures.self, connection,
+                """
+                SELECT count(*) AS rows, coalesce(sum(estimated_prompt_tokens), 0)::bigint AS promptTokens,
+                    coalesce(sum(estimated_tokens - estimated_prompt_tokens), 0)::bigint AS completionCap
+                FROM §rows WHERE state IN ('pending', 'running')
+                """
+            ).first ?? PendingFigures()
+        return QueueReport(
+            job: figures(job, variant: nil), variants: variants.map { figures($0, variant: $0.variant) },
+            throttled: throttled, errors: errors, pendingPromptTokens: pending.promptTokens,
+            pendingCompletionCap: pending.completionCap, pendingRows: pending.rows,
+            targets: try await targetFigures(connection, latencies: latencies), batches: try await batches(connection),
+            onlineLatencyP50: LatencySample.percentile(latencies.online, 0.5)
+        )
+    }
+
+    func targetFigures(_ connection: PostgresConnection, latencies: LatencySample) async throws -> [QueueReport.TargetFigures] {
+        var figures: [String: QueueReport.TargetFigures] = [:]
+        func entry(_ name: String) -> QueueReport.TargetFigures { figures[name] ?? .init(name: name) }
+        for row in try await fetch(
+            TargetRow.self, connection,
+            """
+            SELECT target, count(*) AS rows, coalesce(sum(prompt_tokens), 0)::bigint AS promptTokens,
+                coalesce(sum(completion_tokens), 0)::bigint AS completionTokens,
+                count(*) FILTER (WHERE finish = 'length') AS truncated, count(*) FILTER (WHERE finish = 'content_filter') AS filtered,
+                coalesce(sum(prompt_tokens) FILTER (WHERE batch IS NOT NULL), 0)::bigint AS batchPromptTokens,
+                coalesce(sum(completion_tokens) FILTER (WHERE batch IS NOT NULL), 0)::bigint AS batchCompletionTokens
+            FROM §rows WHERE state = 'succeeded' AND target IS NOT NULL GROUP BY target
+            """
+        ) {
+            var figure = entry(row.target)
+            (figure.requests, figure.succeeded, figure.promptTokens, figure.completionTokens) = (row.rows, row.rows, row.promptTokens, row.completionTokens)
+            (figure.truncated, figure.filtered) = (row.truncated, row.filtered)
+            (figure.batchPromptTokens, figure.batchCompletionTokens) = (row.batchPromptTokens, row.batchCompletionTokens)
+            let sample = latencies.byTarget[row.target]
+            (figure.latencyP50, figure.latencyP95) = (LatencySample.percentile(sample, 0.5), LatencySample.percentile(sample, 0.95))
+            figures[row.target] = figure
+        }
+        let failed = try await connection.query(
+            statement("SELECT target, count(*) FROM §rows WHERE state = 'failed' AND target IS NOT NULL GROUP BY target", []), logger: logger
+        )
+        for try await (name, count) in failed.decode((String, Int).self) { figures[name, default: entry(name)].failed = count }
+        let tries = try await connection.query(
+            statement(
+                "SELECT target, count(*), count(*) FILTER (WHERE status_code = 429) FROM §attempts WHERE target IS NOT NULL GROUP BY target", []
+            ),
+            logger: logger
+        )
+        for try await (name, count, throttled) in tries.decode((String, Int, Int).self) {
+            var figure = entry(name)
+            figure.requests += count
+            figure.throttled = throttled
+            figures[name] = figure
+        }
+        for parking in try await fetch(ParkingRow.self, connection, "SELECT target, until, reason, at FROM §parkings") {
+            var figure = entry(parking.target)
+            figure.parking = QueueReport.Parking(
+                until: parking.until.map { Date(timeIntervalSince1970: $0) }, reason: parking.reason, at: Date(timeIntervalSince1970: parking.at)
+            )
+            figures[parking.target] = figure
+        }
+        return figures.values.sorted { $0.name < $1.name }
+    }
+
+    public func tally() async throws -> QueueTally {
+        try await storage { [self] connection in
+            let answers = try await fetch(
+                QueueTally.Answers.self, connection,
+                """
+                SELECT target, status_code AS status, count(*) AS count FROM (
+                    SELECT target, status_code FROM §rows WHERE state = 'succeeded'
+                    UNION ALL SELECT target, status_code FROM §attempts) AS answered
+                GROUP BY target, status_code
+                """
+            )
+            let last = try await value(Double.self, connection, "SELECT max(finished_at) FROM §rows WHERE state = 'succeeded'")
+            return QueueTally(answers: answers, lastSuccess: last.map(Date.init(timeIntervalSince1970:)))
+        }
+    }
+
+    // MARK: Runners and targets
+
+    public func park(target: String, until: Date?, reason: String, at: Date) async throws {
+        try await storage { [self] connection in
+            try await run(
+                connection,
+                """
+                INSERT INTO §parkings(target, until, reason, at) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (target) DO UPDATE SET until = excluded.until, reason = excluded.reason, at = excluded.at RETURNING target
+                """,
+                [.text(target), .double(until?.timeIntervalSince1970), .text(reason), .double(at.timeIntervalSince1970)]
+            )
+        }
+    }
+
+    public func clearParkings() async throws {
+        try await storage { [self] connection in try await run(connection, "DELETE FROM §parkings RETURNING target") }
+    }
+
+    public func checkIn(owner: String, now: Date, staleBefore: Date) async throws -> Int {
+        try await storage { [self] connection in
+            try await connection.withTransaction(logger: logger) { connection in
+                try await run(
+                    connection,
+                    "INSERT INTO §runners(owner, seen) VALUES ($1, $2) ON CONFLICT (owner) DO UPDATE SET seen = excluded.seen RETURNING owner",
+                    [.text(owner), .double(now.timeIntervalSince1970)]
+                )
+                try await run(connection, "DELETE FROM §runners WHERE seen < $1 RETURNING owner", [.double(staleBefore.timeIntervalSince1970)])
+                return try await value(Int.self, connection, "SELECT count(*) FROM §runners") ?? 1
+            }
+        }
+    }
+
+    public func checkOut(owner: String) async throws {
+        try await storage { [self] connection in try await run(connection, "DELETE FROM §runners WHERE owner = $1 RETURNING owner", [.text(owner)]) }
+    }
+
+    // MARK: Export
+
+    public func forEachFinished(_ body: (ExportRow) throws -> Void) async throws {
+        // Streamed: the server sends rows as they are read, never the whole job at once;
+        // one statement, so one snapshot. Not retried: `body` has written what it saw.
+        try await BlockingBridge.withBody(body) { body in
+            try await storage(retrying: false) { [self] connection in
+                let rows = try await connection.query(
+                    statement(
+                        """
+                        SELECT seq, id, variant, state, attempts, metadata, status_code AS statusCode, request_id AS requestID,
+                            client_request_id AS clientRequestID, response, error_code AS errorCode, error_message AS errorMessage, target
+                        FROM §rows WHERE state IN ('succeeded', 'failed') ORDER BY seq
+                        """, []
+                    ),
+                    logger: logger
+                )
+                for try await row in rows { try body.value(try RowRecord(from: PostgresRowDecoder(row)).exportRow) }
+            }
+        }
+    }
+}
+
+/// What a completion writes into its row, worked out once for both queues.
+struct CompletionChange {
+    var state: RowState
+    var countsAsAttempt = true
+    var nextAttempt: Double = 0
+    var response: ResponseRecord?
+    var error: RowError?
+
+    init(_ completion: Completion) {
+        switch completion.outcome {
+        case .succeeded(let record):
+            state = .succeeded
+            response = record
+        case .retry(let at, let rowError, let record, let counts):
+            state = .pending
+            countsAsAttempt = counts
+            nextAttempt = at.timeIntervalSince1970
+            response = record
+            error = rowError
+        case .failed(let rowError, let record):
+            state = .failed
+            response = record
+            error = rowError
+        }
+    }
+}

@@ -1,0 +1,272 @@
+import Foundation
+import Logging
+import NIOSSL
+import PostgresNIO
+import Synchronization
+
+/// The PostgreSQL implementation of ``RowQueue``: one schema per job in a database that
+/// runners on several hosts share.
+///
+/// Rows are claimed under leases with `FOR UPDATE SKIP LOCKED`, so runners never wait for
+/// each other's claims; a runner that dies (on any host) leaves leases that expire and
+/// return its rows. Each operation that loses its connection retries with back-off for
+/// ``patience`` and then fails with ``StateUnreachable`` (exit 3): nothing is kept in memory
+/// meanwhile but the results waiting for their commit.
+///
+/// ```swift
+/// let queue = try await PostgresQueue.open(location, jobName: job.name)
+/// defer { queue.close() }
+/// ```
+public final class PostgresQueue: RowQueue {
+    public let location: PostgresLocation
+    let client: PostgresClient
+    let running: Task<Void, Never>
+    /// `"schema".`, in front of every table and function name (written `§` in the SQL here).
+    let prefix: String
+    /// How long an operation retries a lost connection before the run stops.
+    public let patience: TimeInterval
+    let logger: Logger
+
+    /// The default of ``patience``: a database restart or a failover takes seconds to a minute.
+    public static let defaultPatience: TimeInterval = 60
+
+    init(location: PostgresLocation, client: PostgresClient, patience: TimeInterval, logger: Logger) {
+        self.location = location
+        self.client = client
+        self.patience = patience
+        self.logger = logger
+        prefix = "\"\(location.schema)\"."
+        running = Task { await client.run() }
+    }
+
+    /// Connects, creates or migrates the job's schema, and checks that it belongs to `jobName`.
+    ///
+    /// - Throws: ``StorageError`` (the database refused us, or the schema is another job's),
+    ///   ``StateUnreachable`` when no connection is made within `patience`.
+    public static func open(
+        _ location: PostgresLocation, jobName: String, password: String?, patience: TimeInterval = defaultPatience,
+        logger: Logger = Logger(label: "foundry-batch.postgres")
+    ) async throws -> PostgresQueue {
+        var configuration = PostgresClient.Configuration(
+            host: location.host, port: location.port, username: location.user, password: password, database: location.database,
+            tls: try tls(location.sslMode)
+        )
+        configuration.options.connectTimeout = .seconds(10)
+        configuration.options.maximumConnections = 16
+        let queue = PostgresQueue(location: location, client: PostgresClient(configuration: configuration), patience: patience, logger: logger)
+        do {
+            try await queue.migrate()
+            try await queue.claimSchema(for: jobName)
+        } catch {
+            queue.close()
+            throw error
+        }
+        return queue
+    }
+
+    static func tls(_ mode: PostgresLocation.SSLMode) throws -> PostgresClient.Configuration.TLS {
+        var unchecked = TLSConfiguration.makeClientConfiguration()
+        unchecked.certificateVerification = .none
+        var authority = TLSConfiguration.makeClientConfiguration()
+        authority.certificateVerification = .noHostnameVerification
+        switch mode {
+        case .disable: return .disable
+        case .prefer: return .prefer(unchecked)
+        case .require: return .require(unchecked)
+        case .verifyCA: return .require(authority)
+        case .verifyFull: return .require(.makeClientConfiguration())
+        }
+    }
+
+    /// Stops the connection pool; the session that opened the queue calls it last.
+    public func close() {
+        running.cancel()
+    }
+
+    // MARK: Running SQL
+
+    /// A value bound to a `$n` of a statement.
+    enum Value {
+        case int(Int?), double(Double?), text(String?), bool(Bool?), texts([String]), ints([Int])
+    }
+
+    /// `sql` with `§` naming the job's schema, and `values` bound to `$1`, `$2`, ... in order.
+    func statement(_ sql: String, _ values: [Value]) -> PostgresQuery {
+        var binds = PostgresBindings(capacity: values.count)
+        for value in values {
+            switch value {
+            case .int(let v): binds.append(v)
+            case .double(let v): binds.append(v)
+            case .text(let v): binds.append(v)
+            case .bool(let v): binds.append(v)
+            case .texts(let v): binds.append(v)
+            case .ints(let v): binds.append(v)
+            }
+        }
+        return PostgresQuery(unsafeSQL: sql.replacingOccurrences(of: "§", with: prefix), binds: binds)
+    }
+
+    /// Runs a statement and decodes every row it returns as `T`.
+    func fetch<T: Decodable>(_ type: T.Type, _ connection: PostgresConnection, _ sql: String, _ values: [Value] = []) async throws -> [T] {
+        try await PostgresRowDecoder.all(T.self, try await connection.query(statement(sql, values), logger: logger))
+    }
+
+    /// Runs a statement and decodes its first row's first column.
+    func value<T: Decodable>(_ type: T.Type, _ connection: PostgresConnection, _ sql: String, _ values: [Value] = []) async throws -> T? {
+        for try await row in try await connection.query(statement(sql, values), logger: logger) {
+            guard let cell = row.first(where: { _ in true }) else { return nil }
+            return try PostgresRowDecoder.Cell(cell: cell, codingPath: []).decode(Optional<T>.self)
+        }
+        return nil
+    }
+
+    /// Runs a statement; returns how many rows it returned (a `RETURNING` counts what it changed).
+    @discardableResult
+    func run(_ connection: PostgresConnection, _ sql: String, _ values: [Value] = []) async throws -> Int {
+        var count = 0
+        for try await _ in try await connection.query(statement(sql, values), logger: logger) { count += 1 }
+        return count
+    }
+
+    /// Runs `body` on a pooled connection, retrying a lost connection with back-off for
+    /// ``patience``; every other failure is a ``StorageError`` naming the database.
+    ///
+    /// `body` may run more than once: each run is whole (a transaction it opens rolls back
+    /// when the connection dies) and every write here is safe to repeat (leases are
+    /// checked, claims of a lost answer return when their lease expires).
+    func storage<T: Sendable>(retrying: Bool = true, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let deadline = Date() + patience
+        var delay = 0.05
+        while true {
+            do {
+                return try await Self.leased(client, within: min(max(patience, 1), 15), body)
+            } catch let error where Self.isConnectionLoss(error) {
+                let reason = Self.describe(error)
+                guard retrying, Date() + delay < deadline else {
+                    throw StateUnreachable(location: location.display, seconds: patience, reason: reason)
+                }
+                logger.warning("the state database is out of reach; trying again", metadata: ["database": "\(location.display)", "error": "\(reason)"])
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 2)
+            } catch let error as PSQLError {
+                throw StorageError(path: location.display, message: "state database error: \(Self.describe(error))")
+            } catch let error as DecodingError {
+                throw StorageError(
+                    path: location.display,
+                    message: "the state database holds a row this version cannot read (written by another version, or edited by hand): \(error)"
+                )
+            }
+        }
+    }
+
+    struct Timeout: Error {}
+
+    /// A flag set once, read from another task.
+    final class Flag: Sendable {
+        let state = Mutex(false)
+        func set() { state.withLock { $0 = true } }
+        var isSet: Bool { state.withLock { $0 } }
+    }
+
+    /// Runs `body` on a connection of `client`, giving up when none is had within `seconds`
+    /// (the pool waits for one forever while the server is away). Once `body` runs, it has
+    /// all the time it needs: an export streams for as long as it takes.
+    static func leased<T: Sendable>(
+        _ client: PostgresClient, within seconds: Double, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let started = Flag()
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await client.withConnection { connection in
+                    started.set()
+                    return try await body(connection)
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(seconds))
+                if started.isSet { return nil }
+                throw Timeout()
+            }
+            defer { group.cancelAll() }
+            while let next = try await group.next() {
+                if let result = next { return result }
+            }
+            throw Timeout()
+        }
+    }
+
+    /// Whether `error` says the database could not be reached or went away (rather than refused a statement).
+    static func isConnectionLoss(_ error: any Error) -> Bool {
+        if error is Timeout { return true }
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .uncleanShutdown, .clientClosedConnection, .poolClosed, .messageDecodingFailure:
+            return true
+        case .server:
+            // 57P01-57P03: the server is shutting down or starting; 08xxx: connection exceptions; 53300: too many connections.
+            let state = error.serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("57P") || state.hasPrefix("08") || state == "53300"
+        default:
+            return false
+        }
+    }
+
+    /// What the server said (its message and SQLSTATE), or what failed on the way: never the statement or its values.
+    static func describe(_ error: any Error) -> String {
+        guard let error = error as? PSQLError else { return error is Timeout ? "no answer in time" : "\(error)" }
+        if let message = error.serverInfo?[.message] {
+            return message + (error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? "")
+        }
+        if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+        return "\(error.code)"
+    }
+
+    // MARK: Schema
+
+    /// Applies the versioned migrations under a lock, so runners that start together apply each once.
+    func migrate() async throws {
+        try await storage { [self] connection in
+            try await connection.withTransaction(logger: logger) { connection in
+                try await run(connection, "SELECT pg_advisory_xact_lock(hashtext($1))", [.text("foundry-batch " + location.schema)])
+                try await run(connection, "CREATE SCHEMA IF NOT EXISTS \"\(location.schema)\"")
+                try await run(connection, "CREATE TABLE IF NOT EXISTS §migrations (version integer PRIMARY KEY, applied_at double precision NOT NULL)")
+                let applied = Set(try await fetch(Int.self, connection, "SELECT version FROM §migrations"))
+                for (version, sql) in Self.migrations.enumerated() where !applied.contains(version + 1) {
+                    for part in sql { try await run(connection, part) }
+                    try await run(
+                        connection, "INSERT INTO §migrations(version, applied_at) VALUES ($1, $2)", [.int(version + 1), .double(Date().timeIntervalSince1970)]
+                    )
+                }
+            }
+        }
+    }
+
+    /// Records the job's name in a new schema, or checks it in an old one.
+    func claimSchema(for jobName: String) async throws {
+        let stored = try await storage { [self] connection in
+            try await run(connection, "INSERT INTO §job(key, value) VALUES ('name', $1) ON CONFLICT (key) DO NOTHING", [.text(jobName)])
+            return try await value(String.self, connection, "SELECT value FROM §job WHERE key = 'name'")
+        }
+        if stored != jobName {
+            throw StorageError(
+                path: location.display,
+                message: "this schema belongs to job '\(stored ?? "?")', not '\(jobName)'; give this job its own schema (?schema=...)"
+            )
+        }
+    }
+}
+
+/// The PostgreSQL state database stayed out of reach: the run stops (exit 3) and its rows
+/// wait, under leases that expire, for a later run.
+public struct StateUnreachable: UserFacingError, Equatable {
+    public var location: String
+    public var seconds: TimeInterval
+    public var reason: String
+    public var exitStatus: ExitStatus { .stopped }
+
+    public var description: String {
+        "\(location): the state database is out of reach (\(reason)), and stayed so for \(Int(seconds)) s; "
+            + "the run stopped. Every answer it committed is kept, and the rows it held return when their leases expire: "
+            + "run the job again once the database is back."
+    }
+}

@@ -7,7 +7,7 @@ import Testing
 /// at a time, files cut within both limits, and a batch's rows settled through `complete`.
 @Suite struct BatchQueueTests {
     func loaded(_ lines: [String], _ kind: QueueKind) async throws -> Fixture {
-        let fixture = try Fixture(queue: kind)
+        let fixture = try await Fixture(queue: kind)
         _ = try await fixture.load(lines.joined(separator: "\n"))
         return fixture
     }

@@ -5,7 +5,7 @@ import Testing
 
 @Suite struct ExporterTests {
     @Test(arguments: QueueKind.allCases) func writesResultsAndErrorsInInputOrderInTheBatchShape(_ kind: QueueKind) async throws {
-        let fixture = try Fixture(queue: kind)
+        let fixture = try await Fixture(queue: kind)
         _ = try await fixture.load("{\"id\": \"a\", \"prompt\": \"1\", \"tag\": \"x\"}\n{\"id\": \"b\", \"prompt\": \"2\"}\n{\"id\": \"c\", \"prompt\": \"3\"}\n{\"id\": \"d\", \"prompt\": \"4\"}\n")
         let now = Date()
         let rows = try await fixture.queue.claim(owner: "A", limit: 3, leaseUntil: now + 60, now: now)

@@ -69,7 +69,7 @@ import Testing
     @Test func aMutatedFileLoadsWholeOrNotAtAll() async throws {
         var random = Generator(seed: 99)
         for round in 0..<30 {
-            let fixture = try Fixture()
+            let fixture = try await Fixture()
             var lines: [[UInt8]] = (0..<20).map { Array("{\"id\": \"r\($0)\", \"prompt\": \"p\($0)\"}".utf8) }
             let victim = Int.random(in: 0..<20, using: &random)
             lines[victim] = Self.mutate(lines[victim], &random)

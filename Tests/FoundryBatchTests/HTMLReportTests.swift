@@ -26,7 +26,7 @@ import Testing
 
     /// Four questions for two variants; `b` fails r2, says "no" to r3 and `<script>` to r4.
     func answeredSweep(_ kind: QueueKind) async throws -> Fixture {
-        let fixture = try Fixture(yaml: Self.sweep, queue: kind)
+        let fixture = try await Fixture(yaml: Self.sweep, queue: kind)
         _ = try await fixture.load((1...4).map { "{\"id\": \"r\($0)\", \"prompt\": \"question \($0)?\"}" }.joined(separator: "\n"))
         let start = Date(timeIntervalSince1970: 1_800_000_000)
         let rows = try await fixture.queue.claim(owner: "A", limit: 100, leaseUntil: start + 600, now: start)
@@ -73,7 +73,7 @@ import Testing
     }
 
     @Test(arguments: QueueKind.allCases) func bothQueuesReadResponsesRefusalsAndToolCallsAlike(_ kind: QueueKind) async throws {
-        let fixture = try Fixture(yaml: "api: responses\n" + Self.sweep, queue: kind)
+        let fixture = try await Fixture(yaml: "api: responses\n" + Self.sweep, queue: kind)
         _ = try await fixture.load((1...3).map { "{\"id\": \"r\($0)\", \"prompt\": \"p\($0)\"}" }.joined(separator: "\n"))
         let rows = try await fixture.queue.claim(owner: "A", limit: 100, leaseUntil: Date() + 600, now: Date())
         let text = #"{"output":[{"type":"reasoning","summary":[]},{"type":"message","content":[{"type":"output_text","text":"hi <b>"}]}]}"#
@@ -93,7 +93,7 @@ import Testing
     }
 
     @Test func batchRowsChartTheirTurnaround() async throws {
-        let fixture = try Fixture(yaml: "engine: batch")
+        let fixture = try await Fixture(yaml: "engine: batch")
         _ = try await fixture.load(#"{"id": "r1", "prompt": "p"}"#)
         let rows = try await fixture.queue.claim(owner: "A", limit: 10, leaseUntil: Date() + 600, now: Date())
         _ = try await fixture.queue.complete(
@@ -151,7 +151,7 @@ import Testing
     }
 
     @Test func aJobStillRunningSaysSo() async throws {
-        let fixture = try Fixture(yaml: Self.sweep)
+        let fixture = try await Fixture(yaml: Self.sweep)
         _ = try await fixture.load(#"{"id": "r1", "prompt": "p"}"#)
         _ = try await fixture.queue.claim(owner: "A", limit: 1, leaseUntil: Date() + 600, now: Date())
         let (html, tree, _) = try await page(fixture)
@@ -171,7 +171,7 @@ import Testing
 
     /// Odd answers a service may send, stored as they came: the page is written all the same.
     @Test(arguments: QueueKind.allCases) func oddAnswerShapesNeverFailThePage(_ kind: QueueKind) async throws {
-        let fixture = try Fixture(yaml: "api: responses\n" + Self.sweep, queue: kind)
+        let fixture = try await Fixture(yaml: "api: responses\n" + Self.sweep, queue: kind)
         let bodies = [
             #"{"output":["hello"]}"#, #"{"output":"abc"}"#, #"{"output":[{"content":["x"]}]}"#, #"{"output":[{"content":"str"}]}"#,
             #"{"output":{"content":[{"type":"output_text","text":"t"}]}}"#,

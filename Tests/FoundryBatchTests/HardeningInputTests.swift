@@ -28,7 +28,7 @@ import Testing
     }
 
     @Test func anAbsurdTokenCapInALineIsAnErrorWithItsPlace() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         let message = await loadError(fixture, #"{"id": "a", "prompt": "hi"}"# + "\n" + #"{"custom_id": "b", "url": "/v1/chat/completions", "body": {"model": "m", "messages": [], "max_tokens": 9223372036854775807}}"#)
         #expect(message?.contains("in.jsonl:2:") == true)
         #expect(message?.contains("max_tokens") == true)
@@ -60,14 +60,14 @@ import Testing
     }
 
     @Test func aStreamingBatchLineIsRefusedAtLoad() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         let message = await loadError(fixture, #"{"custom_id": "s", "url": "/v1/chat/completions", "body": {"model": "m", "messages": [], "stream": true}}"#)
         #expect(message?.contains("in.jsonl:1:") == true)
         #expect(message?.contains("stream") == true)
     }
 
     @Test func idsWithControlCharactersAreRefused() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         let message = await loadError(fixture, #"{"id": "n\u0000A", "prompt": "hi"}"#)
         #expect(message?.contains("in.jsonl:1:") == true)
         #expect(message?.contains("control characters") == true)
@@ -76,7 +76,7 @@ import Testing
     }
 
     @Test func defaultIDsUseThePathFromTheJobsFolder() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         let line = #"{"prompt": "same line in both files"}"#
         _ = try await fixture.load(line, file: "a/data.jsonl")
         _ = try await fixture.load(line, file: "b/data.jsonl")
@@ -141,7 +141,7 @@ import Testing
     }
 
     @Test func rejectsAreWrittenAsTheyAreFound() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         let bad = (1...2000).map { "not json \($0) " + String(repeating: "y", count: 200) }.joined(separator: "\n")
         let report = try await fixture.load(bad + "\n{\"id\": \"ok\", \"prompt\": \"fine\"}", skipInvalid: true)
         #expect(report.rejected == 2000 && report.inserted == 1)
@@ -153,7 +153,7 @@ import Testing
     // MARK: Third review
 
     @Test func aSimpleLineMayCarryURLBodyAndCustomIDAsMetadata() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         let report = try await fixture.load(
             #"{"id": "x", "prompt": "hi", "url": "https://example.com/a", "body": "article"}"# + "\n" + #"{"id": "y", "prompt": "hi", "custom_id": "abc"}"#
         )
@@ -174,7 +174,7 @@ import Testing
     }
 
     @Test func anEmulatorEndpointRefusesAuthNone() async throws {
-        let fixture = try Fixture(yaml: "auth: none")
+        let fixture = try await Fixture(yaml: "auth: none")
         await #expect(throws: UsageError.self) { try await ServiceSession.with(job: fixture.job, concurrency: 1) { _ in 0 } }
     }
 

@@ -128,7 +128,7 @@ import Testing
     }
 
     func loaded(_ rows: Int = 3, limits: String = "timeout: 5, max_retry_wait: 20") async throws -> Fixture {
-        let fixture = try Fixture(yaml: "engine: batch\nbatch: {poll_interval: 0.05}\nlimits: {\(limits)}\n")
+        let fixture = try await Fixture(yaml: "engine: batch\nbatch: {poll_interval: 0.05}\nlimits: {\(limits)}\n")
         _ = try await fixture.load((1...rows).map { "{\"id\": \"p\($0)\", \"prompt\": \"Question \($0)\"}" }.joined(separator: "\n"))
         return fixture
     }

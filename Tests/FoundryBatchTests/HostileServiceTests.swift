@@ -41,7 +41,7 @@ import Testing
     // MARK: Security
 
     @Test func aRedirectIsNotFollowedAndTheKeyStaysHome() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(3))
         try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.json(Self.ok))] }) { elsewhere in
             try await ScriptedServer.withRunning({ _, _ in
@@ -61,7 +61,7 @@ import Testing
     }
 
     @Test func aCredentialIsNeverSentOverPlainHTTPToAnotherMachine() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(2))
         // 192.0.2.1 (TEST-NET-1) is never contacted: the request is refused before it is built.
         let summary = try await run(fixture, baseURL: "http://192.0.2.1:9")
@@ -76,7 +76,7 @@ import Testing
         ("retry-after", "inf"), ("retry-after", "nan"), ("retry-after", "-5"), ("retry-after-ms", "-1e300"), ("retry-after", "soon"),
     ])
     func unusableRetryAfterValuesAreIgnored(header: String, value: String) async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(1))
         try await ScriptedServer.withRunning({ _, index in
             index == 0
@@ -91,7 +91,7 @@ import Testing
 
     @Test(arguments: [("retry-after", "99999999999999999999"), ("retry-after-ms", "1e300"), ("x-ms-retry-after-ms", "1e30")])
     func hugeRetryAfterValuesStopTheRunInsteadOfCrashing(header: String, value: String) async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(6))
         try await ScriptedServer.withRunning({ _, _ in
             [.send(ScriptedServer.json(status: 429, headers: [(header, value)], #"{"error":{"code":"429","message":"quota"}}"#))]
@@ -106,7 +106,7 @@ import Testing
     @Test func aFatalRetryAfterNeitherHoldsThePoolNorSendsAgain() async throws {
         // Without the fix the gate stayed paused for the 400 s, the run waited it out, and a
         // worker sent again afterwards: the suite's time limit would catch the first.
-        let fixture = try Fixture(yaml: "limits: {max_retry_wait: 30}")
+        let fixture = try await Fixture(yaml: "limits: {max_retry_wait: 30}")
         _ = try await fixture.load(prompts(40))
         try await ScriptedServer.withRunning({ _, _ in
             [.pause(seconds: 0.05), .send(ScriptedServer.json(status: 429, headers: [("retry-after", "400")], #"{"error":{"code":"429","message":"quota"}}"#))]
@@ -119,7 +119,7 @@ import Testing
     }
 
     @Test func aSignalAfterAFatalStopEndsInFlightRequestsAtOnce() async throws {
-        let fixture = try Fixture(yaml: "limits: {max_retry_wait: 1, timeout: 50}")
+        let fixture = try await Fixture(yaml: "limits: {max_retry_wait: 1, timeout: 50}")
         _ = try await fixture.load(prompts(3))
         let control = RunControl()
         try await ScriptedServer.withRunning({ _, index in
@@ -140,7 +140,7 @@ import Testing
     }
 
     @Test func aStalledBodyTimesOutAndKeepsTheClientRequestID() async throws {
-        let fixture = try Fixture(yaml: "limits: {timeout: 0.5}")
+        let fixture = try await Fixture(yaml: "limits: {timeout: 0.5}")
         _ = try await fixture.load(prompts(1))
         try await ScriptedServer.withRunning({ _, _ in
             [.send(ScriptedServer.head(status: 200, headers: [("Content-Length", "500"), ("Content-Type", "application/json")])), .send(Array("{\"id\":".utf8)), .pause(seconds: 30)]
@@ -161,7 +161,7 @@ import Testing
     }
 
     @Test func aLongRetryAfterOnAServerErrorStopsTheRun() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(2))
         try await ScriptedServer.withRunning({ _, _ in
             [.send(ScriptedServer.json(status: 503, headers: [("retry-after", "100000")], #"{"error":{"code":"ServiceUnavailable","message":"busy"}}"#))]
@@ -176,7 +176,7 @@ import Testing
     @Test func aNeverEnding429BacksOffAndStopsWithinMaxRetryWait() async throws {
         // LiteLLM's 429 carries no Retry-After: the pool backs off 1, 2, 4 ... s and stops once
         // it has seen nothing but 429s for longer than max_retry_wait.
-        let fixture = try Fixture(yaml: "limits: {max_retry_wait: 3}")
+        let fixture = try await Fixture(yaml: "limits: {max_retry_wait: 3}")
         _ = try await fixture.load(prompts(5))
         try await ScriptedServer.withRunning({ _, _ in
             [.send(ScriptedServer.json(status: 429, #"{"error":{"message":"No deployments available for selected model","type":"None","code":"429"}}"#))]
@@ -192,7 +192,7 @@ import Testing
     @Test func aRowThrottledForLongWhileOthersSucceedFailsWithThe429sCode() async throws {
         // One request is always refused (too large for what is left of the quota, say) while
         // the rest are answered: that row ends failed instead of circling for ever.
-        let fixture = try Fixture(yaml: "limits: {max_retry_wait: 0.5}")
+        let fixture = try await Fixture(yaml: "limits: {max_retry_wait: 0.5}")
         _ = try await fixture.load(prompts(1) + "\n" + (2...40).map { "{\"id\": \"p\($0)\", \"prompt\": \"Question \($0)\"}" }.joined(separator: "\n"))
         try await ScriptedServer.withRunning({ request, _ in
             request.bodyText.contains("Question 1\"")
@@ -209,7 +209,7 @@ import Testing
     }
 
     @Test func insufficientQuotaIsFatalAndNotARateLimit() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(4))
         try await ScriptedServer.withRunning({ _, _ in
             [.send(ScriptedServer.json(status: 429, #"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#))]
@@ -228,7 +228,7 @@ import Testing
     }
 
     @Test func absurdUsageCountsDoNotOverflowTheBudget() async throws {
-        let fixture = try Fixture(yaml: "limits: {max_tokens_total: 1000000}")
+        let fixture = try await Fixture(yaml: "limits: {max_tokens_total: 1000000}")
         _ = try await fixture.load(prompts(3))
         let huge = #"{"id":"c","choices":[],"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":9223372036854775807,"total_tokens":1e30}}"#
         try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.json(huge))] }) { server in
@@ -243,7 +243,7 @@ import Testing
     // MARK: Bodies
 
     @Test func aPrettyPrintedAnswerIsWrittenOnOneLine() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(2))
         let pretty = """
             {
@@ -270,7 +270,7 @@ import Testing
         [0xEF, 0xBB, 0xBF] + Array(ok.utf8), Array(#"{"choices":[],"a":"x\#ty"}"#.utf8), Array(#"{"choices":[],"a":"x"#.utf8) + [0] + Array(#"y"}"#.utf8),
     ])
     func anyAcceptedBodyIsWrittenAsValidJSON(body: [UInt8]) async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(1))
         let answer = ScriptedServer.head(status: 200, headers: [("Content-Length", String(body.count)), ("Content-Type", "application/json")]) + body
         try await ScriptedServer.withRunning({ _, _ in [.send(answer)] }) { server in
@@ -284,7 +284,7 @@ import Testing
 
     @Test(arguments: ["<html>proxy error</html>", "", "[1, 2]", "\"text\""])
     func aSuccessThatIsNotAJSONObjectIsRetriedThenFails(body: String) async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(1))
         try await ScriptedServer.withRunning({ _, _ in [.send(ScriptedServer.response(status: 200, body: body))] }) { server in
             let summary = try await run(fixture, baseURL: server.baseURL, maxAttempts: 2)
@@ -295,7 +295,7 @@ import Testing
     }
 
     @Test func aRetryAfterOfZeroThatNeverEndsBacksOffAnyway() async throws {
-        let fixture = try Fixture(yaml: "limits: {max_retry_wait: 3}")
+        let fixture = try await Fixture(yaml: "limits: {max_retry_wait: 3}")
         _ = try await fixture.load(prompts(2))
         try await ScriptedServer.withRunning({ _, _ in
             [.send(ScriptedServer.json(status: 429, headers: [("retry-after", "0")], #"{"error":{"code":"429","message":"busy"}}"#))]
@@ -419,7 +419,7 @@ import Testing
     // MARK: Second review
 
     @Test func aKeyThatCannotGoInAHeaderStopsTheRunWithoutQuotingIt() async throws {
-        let fixture = try Fixture(yaml: "auth: api-key")
+        let fixture = try await Fixture(yaml: "auth: api-key")
         let http = HTTPClient.forRun(concurrency: 1)
         defer { Task { try? await http.shutdown() } }
         do {
@@ -451,7 +451,7 @@ import Testing
 
     @Test(arguments: [#"{"x":01}"#, #"{"x":1.}"#, #"{"x":"\q"}"#, #"{"a":1,}"#, #"{"x":[1,]}"#])
     func aBodyThatOnlyALenientParserAcceptsIsNoAnswer(body: String) async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(1))
         try await ScriptedServer.withRunning({ _, index in
             index == 0
@@ -480,7 +480,7 @@ import Testing
                 throw AuthError(.network, credential: name, "unreachable")
             }
         }
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(3))
         let http = HTTPClient.forRun(concurrency: 2)
         let control = RunControl()

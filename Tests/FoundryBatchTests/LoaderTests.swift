@@ -14,7 +14,7 @@ import Testing
     }
 
     @Test func loadsBothFormatsWithMetadataAndDefaultIDs() async throws {
-        let fixture = try Fixture(yaml: "request: {system: 'Be brief.', max_tokens: 10}")
+        let fixture = try await Fixture(yaml: "request: {system: 'Be brief.', max_tokens: 10}")
         let report = try await fixture.load(
             """
             {"id": "a", "prompt": "Hello", "topic": "t1"}
@@ -37,7 +37,7 @@ import Testing
     }
 
     @Test func acceptsBOMCRLFBlankLinesAndHugeLines() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         let huge = String(repeating: "x", count: 5_000_000)
         var bytes: [UInt8] = [0xEF, 0xBB, 0xBF]
         bytes += Array("{\"id\":\"a\",\"prompt\":\"one\"}\r\n\r\n   \n{\"id\":\"b\",\"prompt\":\"\(huge)\"}\r\n".utf8)
@@ -48,7 +48,7 @@ import Testing
     }
 
     @Test func emptyFileLoadsNothing() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         #expect(try await fixture.load("").inserted == 0)
     }
 
@@ -63,7 +63,7 @@ import Testing
         (#"{"id": "a", "prompt": "dup"}"#, "duplicate id 'a' (first at in.jsonl:1)"),
     ])
     func badLineFailsTheWholeFileWithFileAndLine(line: String, message: String) async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         let failure = try await loadError(fixture, "{\"id\": \"a\", \"prompt\": \"fine\"}\n\(line)\n")
         #expect(failure?.line == 2)
         #expect(failure?.file.hasSuffix("in.jsonl") == true)
@@ -72,7 +72,7 @@ import Testing
     }
 
     @Test func invalidUTF8IsNamed() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         let path = fixture.directory.write("in.jsonl", bytes: Array(#"{"id":"a","prompt":""#.utf8) + [0xC3, 0x28] + Array("\"}\n".utf8))
         await #expect(throws: InputError.self) { try await Loader(job: fixture.job, queue: fixture.queue).load(files: [path]) }
         do {
@@ -83,7 +83,7 @@ import Testing
     }
 
     @Test func missingInputSaysSo() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         await #expect {
             try await Loader(job: fixture.job, queue: fixture.queue).load(files: [fixture.directory.file("nope.jsonl")])
         } throws: { error in
@@ -92,7 +92,7 @@ import Testing
     }
 
     @Test(arguments: QueueKind.allCases) func reloadIsIdempotentAndAChangedRowIsAConflict(_ kind: QueueKind) async throws {
-        let fixture = try Fixture(queue: kind)
+        let fixture = try await Fixture(queue: kind)
         let text = "{\"id\": \"a\", \"prompt\": \"one\"}\n{\"id\": \"b\", \"prompt\": \"two\"}\n"
         #expect(try await fixture.load(text).inserted == 2)
         let again = try await fixture.load(text.replacingOccurrences(of: "\n", with: "\r\n"))
@@ -105,7 +105,7 @@ import Testing
     }
 
     @Test func skipInvalidWritesRejectsAndLoadsTheRest() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         let report = try await fixture.load("{\"id\": \"a\", \"prompt\": \"one\"}\nnot json\n{\"id\": \"b\", \"prompt\": \"two\"}\n[]\n", skipInvalid: true)
         #expect(report.inserted == 2)
         #expect(report.rejected == 2)
@@ -117,7 +117,7 @@ import Testing
     }
 
     @Test func variantsExpandEveryLine() async throws {
-        let fixture = try Fixture(
+        let fixture = try await Fixture(
             yaml: """
                 request: {temperature: 0}
                 variants:
@@ -135,12 +135,12 @@ import Testing
     }
 
     @Test func responsesAndEmbeddingsBodies() async throws {
-        let responses = try Fixture(yaml: "api: responses\nrequest: {system: S, max_tokens: 5}")
+        let responses = try await Fixture(yaml: "api: responses\nrequest: {system: S, max_tokens: 5}")
         _ = try await responses.load("{\"id\": \"a\", \"prompt\": \"P\"}\n")
         let r = try await responses.queue.claim(owner: "t", limit: 1, leaseUntil: Date() + 60, now: Date())
         #expect(r[0].body == #"{"model":"gpt-5-mini","input":"P","instructions":"S","max_output_tokens":5}"#)
         #expect(r[0].api == .responses)
-        let embeddings = try Fixture(yaml: "api: embeddings\ndeployment: text-embedding-3-small")
+        let embeddings = try await Fixture(yaml: "api: embeddings\ndeployment: text-embedding-3-small")
         let failure = try await loadError(embeddings, "{\"id\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n")
         #expect(failure?.description.contains("embeddings job takes") == true)
     }

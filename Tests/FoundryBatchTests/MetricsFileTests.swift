@@ -76,7 +76,7 @@ import Testing
     }
 
     @Test(arguments: QueueKind.allCases) func bothQueuesTallyEveryAnsweredTryByTargetAndStatus(_ kind: QueueKind) async throws {
-        let fixture = try Fixture(queue: kind)
+        let fixture = try await Fixture(queue: kind)
         _ = try await fixture.load((1...4).map { "{\"id\": \"r\($0)\", \"prompt\": \"p\($0)\"}" }.joined(separator: "\n"))
         let queue = fixture.queue
         let now = Date(timeIntervalSince1970: 1_790_000_000)

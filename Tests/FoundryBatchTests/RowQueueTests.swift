@@ -8,7 +8,7 @@ import Testing
 /// `status` and `export` rely on, whichever store holds the rows.
 @Suite struct RowQueueTests {
     func loaded(_ count: Int, _ kind: QueueKind) async throws -> Fixture {
-        let fixture = try Fixture(queue: kind)
+        let fixture = try await Fixture(queue: kind)
         _ = try await fixture.load((1...count).map { "{\"id\": \"r\($0)\", \"prompt\": \"p\($0)\"}" }.joined(separator: "\n"))
         return fixture
     }
@@ -109,7 +109,7 @@ import Testing
     }
 
     @Test(arguments: QueueKind.allCases) func aLoadIsAllOrNothingAndTellsEachRowsFate(_ kind: QueueKind) async throws {
-        let fixture = try Fixture(queue: kind)
+        let fixture = try await Fixture(queue: kind)
         func row(_ id: String, hash: String = "h", source: String = "in.jsonl:1") -> NewRow {
             NewRow(
                 id: id, variant: "", source: source, api: .chat, deployment: "d", body: "{}", metadata: nil, estimatedTokens: 10,
@@ -138,7 +138,7 @@ import Testing
     }
 
     @Test(arguments: QueueKind.allCases) func reportAndExportReadWhatWasCommitted(_ kind: QueueKind) async throws {
-        let fixture = try Fixture(yaml: "request:\n  max_tokens: 50\nvariants:\n  - name: A\n  - name: B", queue: kind)
+        let fixture = try await Fixture(yaml: "request:\n  max_tokens: 50\nvariants:\n  - name: A\n  - name: B", queue: kind)
         _ = try await fixture.load((1...3).map { "{\"id\": \"r\($0)\", \"prompt\": \"p\($0)\"}" }.joined(separator: "\n"))
         let now = Date()
         let rows = try await fixture.queue.claim(owner: "A", limit: 6, leaseUntil: now + 60, now: now)
@@ -185,8 +185,8 @@ import Testing
         }
     }
 
-    @Test func aStateFileBelongsToOneJob() throws {
-        let fixture = try Fixture()
+    @Test func aStateFileBelongsToOneJob() async throws {
+        let fixture = try await Fixture()
         #expect(throws: StorageError.self) { try SQLiteQueue(path: fixture.directory.file("state.sqlite"), jobName: "other") }
     }
 }

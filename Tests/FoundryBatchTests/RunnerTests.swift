@@ -57,7 +57,7 @@ import Testing
     }
 
     @Test func everyRowSucceedsWithItsOwnAnswer() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(30))
         try await Emulator.withRunning(configuration()) { emulator in
             let (summary, _) = try await run(fixture, emulator)
@@ -77,7 +77,7 @@ import Testing
     }
 
     @Test func serverErrorsAndDroppedConnectionsAreRetriedUntilEveryRowSucceeds() async throws {
-        let fixture = try Fixture(yaml: "limits: {timeout: 5}")
+        let fixture = try await Fixture(yaml: "limits: {timeout: 5}")
         _ = try await fixture.load(prompts(40))
         try await Emulator.withRunning(configuration { $0.faultRate = 0.15; $0.dropRate = 0.05; $0.seed = 7 }) { emulator in
             let (summary, _) = try await run(fixture, emulator, maxAttempts: 20)
@@ -90,7 +90,7 @@ import Testing
     }
 
     @Test func aTokenRateLimitIsHonouredWithoutSendingInsideRetryAfter() async throws {
-        let fixture = try Fixture(yaml: "request: {max_tokens: 72}")
+        let fixture = try await Fixture(yaml: "request: {max_tokens: 72}")
         _ = try await fixture.load(prompts(40))
         // 40 requests of ~78 tokens (3,120) against 2,400 TPM, refilled at 40 tokens a second:
         // the bucket runs dry unless sending all 40 takes longer than 18 s, which even a loaded
@@ -106,7 +106,7 @@ import Testing
     }
 
     @Test func shortLivedTokensFailNoRow() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(60))
         // 4 s tokens over a run of about 5 s: at least one refresh, and a last-quarter margin
         // (1 s) that a request in flight clears even while the whole suite loads both cores.
@@ -120,7 +120,7 @@ import Testing
     }
 
     @Test func contentFilteredRowsFailWithTheirBodyKept() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(5) + "\n{\"id\": \"bad\", \"prompt\": \"please BLOCKME\"}")
         try await Emulator.withRunning(configuration()) { emulator in
             let (summary, _) = try await run(fixture, emulator)
@@ -135,7 +135,7 @@ import Testing
     }
 
     @Test func permissionDeniedStopsQuicklyAndARerunWithTheRoleFinishes() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(50))
         try await Emulator.withRunning(configuration { $0.clients[0].hasRole = false }) { emulator in
             let (summary, _) = try await run(fixture, emulator, bearer: true)
@@ -152,7 +152,7 @@ import Testing
     }
 
     @Test func unknownDeploymentAndExhaustedQuotaStopTheRun() async throws {
-        let missing = try Fixture(yaml: "deployment: gpt-9")
+        let missing = try await Fixture(yaml: "deployment: gpt-9")
         _ = try await missing.load(prompts(3))
         try await Emulator.withRunning(configuration()) { emulator in
             let (summary, _) = try await run(missing, emulator)
@@ -160,7 +160,7 @@ import Testing
             #expect(condition.message.contains("deployment 'gpt-9' does not exist"))
             #expect(summary.counts.pending == 3)
         }
-        let quota = try Fixture()
+        let quota = try await Fixture()
         _ = try await quota.load(prompts(3))
         try await Emulator.withRunning(configuration { $0.fixedRetryAfter = 86_400 }) { emulator in
             let (summary, _) = try await run(quota, emulator)
@@ -172,7 +172,7 @@ import Testing
     }
 
     @Test func aRowThatKeepsFailingEndsFailedAfterMaxAttempts() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(2))
         try await Emulator.withRunning(configuration { $0.faultRate = 1 }) { emulator in
             let (summary, _) = try await run(fixture, emulator, maxAttempts: 3)
@@ -185,7 +185,7 @@ import Testing
     }
 
     @Test func anInterruptReleasesInFlightRowsAndARerunFinishes() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(40))
         try await Emulator.withRunning(configuration { $0.latencyMs = 300 }) { emulator in
             let control = RunControl()
@@ -204,7 +204,7 @@ import Testing
     }
 
     @Test func twoRunnersShareTheWorkWithoutDoingARowTwice() async throws {
-        let fixture = try Fixture()
+        let fixture = try await Fixture()
         _ = try await fixture.load(prompts(60))
         try await Emulator.withRunning(configuration { $0.latencyMs = 20 }) { emulator in
             async let first = run(fixture, emulator, concurrency: 4)
@@ -218,7 +218,7 @@ import Testing
     }
 
     @Test func aTokenBudgetStopsTheRunBeforeItIsPassed() async throws {
-        let fixture = try Fixture(yaml: "request: {max_tokens: 20}\nlimits: {max_tokens_total: 300}")
+        let fixture = try await Fixture(yaml: "request: {max_tokens: 20}\nlimits: {max_tokens_total: 300}")
         _ = try await fixture.load(prompts(40))
         try await Emulator.withRunning(configuration()) { emulator in
             let (summary, _) = try await run(fixture, emulator, concurrency: 2)

@@ -48,7 +48,7 @@ import Testing
     @Test(arguments: [UInt64(11), 29])
     func randomAnswersLoseAndDoubleNoRow(seed: UInt64) async throws {
         let rows = 60
-        let fixture = try Fixture(yaml: "limits: {timeout: 0.3, max_retry_wait: 2, max_attempts: 4}")
+        let fixture = try await Fixture(yaml: "limits: {timeout: 0.3, max_retry_wait: 2, max_attempts: 4}")
         _ = try await fixture.load((1...rows).map { "{\"id\": \"f\($0)\", \"prompt\": \"Fuzz \($0)\"}" }.joined(separator: "\n"))
         let random = Mutex(SeededRandom(seed: seed))
         try await ScriptedServer.withRunning({ _, _ in random.withLock { Self.answer(&$0) } }) { server in

@@ -15,7 +15,7 @@ import Testing
 
     /// Loads `rows` prompts into a job with `targets` (YAML list items) and runs it.
     func run(_ targets: String, rows: Int = 60, limits: String = "max_retry_wait: 5") async throws -> (RunSummary, [String: Int], Fixture) {
-        let fixture = try Fixture(yaml: "auth: api-key\nrequest: {max_tokens: 20}\nlimits: {concurrency: 8, \(limits)}\ntargets:\n\(targets)")
+        let fixture = try await Fixture(yaml: "auth: api-key\nrequest: {max_tokens: 20}\nlimits: {concurrency: 8, \(limits)}\ntargets:\n\(targets)")
         _ = try await fixture.load(prompts(rows))
         let summary = try await fixture.session().run(options: RunOptions(progress: .none, gracePeriod: 0.5), control: RunControl())
         var served: [String: Int] = [:]
@@ -117,7 +117,7 @@ import Testing
     }
 
     @Test func aLineForAModelNoTargetServesFailsItsLoad() async throws {
-        let fixture = try Fixture(yaml: "targets:\n  - { name: a, endpoint: emulator, models: [gpt-5-mini] }")
+        let fixture = try await Fixture(yaml: "targets:\n  - { name: a, endpoint: emulator, models: [gpt-5-mini] }")
         let line = #"{"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-4.1", "messages": []}}"#
         do {
             _ = try await fixture.load(line)
@@ -128,7 +128,7 @@ import Testing
     }
 
     @Test func anUnsetApiKeyEnvIsAJobFileErrorWithItsLine() async throws {
-        let fixture = try Fixture(
+        let fixture = try await Fixture(
             yaml: "auth: api-key\ntargets:\n  - { name: east, endpoint: https://east.example, api_key_env: FOUNDRY_BATCH_TEST_UNSET_KEY }"
         )
         do {
@@ -157,7 +157,7 @@ import Testing
     }
 
     @Test func aTargetWithItsOwnDeploymentServesTheJobsModelOnly() async throws {
-        let fixture = try Fixture(yaml: "targets:\n  - { name: dz, endpoint: emulator, deployment: gpt-5-mini-dz }")
+        let fixture = try await Fixture(yaml: "targets:\n  - { name: dz, endpoint: emulator, deployment: gpt-5-mini-dz }")
         #expect(fixture.job.targets[0].models == ["gpt-5-mini"])
         let line = #"{"custom_id": "e", "method": "POST", "url": "/v1/embeddings", "body": {"model": "text-embedding-3-small", "input": "x"}}"#
         await #expect(throws: InputError.self) { _ = try await fixture.load(line) }

@@ -12,8 +12,37 @@ extension TemporaryDirectory {
 }
 
 /// The queue implementations the queue suite (and a few others) run against.
+///
+/// PostgreSQL joins when `FOUNDRY_BATCH_TEST_POSTGRES` names a database (`.ci/postgres.sh`
+/// starts one and prints it); CI sets `FOUNDRY_BATCH_REQUIRE_POSTGRES`, so there a missing
+/// database fails the suite instead of leaving it out.
 enum QueueKind: String, CaseIterable, Sendable {
-    case sqlite, memory
+    case sqlite, memory, postgres
+
+    static var allCases: [QueueKind] {
+        TestPostgres.url != nil || TestPostgres.required ? [.sqlite, .memory, .postgres] : [.sqlite, .memory]
+    }
+}
+
+/// The test database, from the environment.
+enum TestPostgres {
+    static let environment = ProcessInfo.processInfo.environment
+    static let url = environment["FOUNDRY_BATCH_TEST_POSTGRES"]
+    static let required = environment["FOUNDRY_BATCH_REQUIRE_POSTGRES"] != nil
+
+    struct Missing: Error, CustomStringConvertible {
+        var description: String {
+            "FOUNDRY_BATCH_TEST_POSTGRES is not set: run eval \"$(.ci/postgres.sh)\" (as root) to start a test database"
+        }
+    }
+
+    /// A new schema of the test database for one test, named so that nothing else uses it.
+    static func queue(jobName: String) async throws -> PostgresQueue {
+        guard let url else { throw Missing() }
+        let schema = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
+        let location = try PostgresLocation(url: url + (url.contains("?") ? "&" : "?") + "schema=\(schema)", jobName: jobName)
+        return try await PostgresQueue.open(location, jobName: jobName, password: try location.password(), patience: 10)
+    }
 }
 
 /// A job file in a temporary folder, with its queue.
@@ -22,7 +51,7 @@ struct Fixture: Sendable {
     let job: JobFile
     let queue: any RowQueue
 
-    init(yaml extra: String = "", name: String = "test", queue kind: QueueKind = .sqlite) throws {
+    init(yaml extra: String = "", name: String = "test", queue kind: QueueKind = .sqlite) async throws {
         let text = """
             name: \(name)
             input: in.jsonl
@@ -35,6 +64,7 @@ struct Fixture: Sendable {
         switch kind {
         case .sqlite: queue = try SQLiteQueue(path: directory.file("state.sqlite"), jobName: job.name)
         case .memory: queue = MemoryQueue()
+        case .postgres: queue = try await TestPostgres.queue(jobName: job.name)
         }
     }
 

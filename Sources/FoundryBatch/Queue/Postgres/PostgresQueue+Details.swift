@@ -76,7 +76,7 @@ extension PostgresQueue {
         let rows = try await connection.query(
             statement(
                 """
-                SELECT id, variant, state, left(\(Self.answerSQL), $1), latency_ms, completion_tokens, finish, left(§prompt_text(body), $1)
+                SELECT id, variant, state, left(\(Self.answerSQL), $1::integer), latency_ms, completion_tokens, finish, left(§prompt_text(body), $1::integer)
                 FROM §rows WHERE id = ANY($2) ORDER BY id, seq
                 """,
                 [.int(textLimit + 1), .texts(Array(comparisons.keys))]

@@ -139,7 +139,12 @@ public final class PostgresQueue: RowQueue {
         var delay = 0.05
         while true {
             do {
-                return try await Self.leased(client, within: min(max(patience, 1), 15), body)
+                do {
+                    return try await Self.leased(client, within: min(max(patience, 1), 15), body)
+                } catch let error as PostgresTransactionError {
+                    // The failure inside the transaction is the one that matters (its rollback follows from it).
+                    throw error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? error
+                }
             } catch let error where Self.isConnectionLoss(error) {
                 let reason = Self.describe(error)
                 guard retrying, Date() + delay < deadline else {

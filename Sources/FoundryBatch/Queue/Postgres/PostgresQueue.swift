@@ -47,6 +47,9 @@ public final class PostgresQueue: RowQueue {
         _ location: PostgresLocation, jobName: String, password: String?, patience: TimeInterval = defaultPatience,
         logger: Logger = Logger(label: "foundry-batch.postgres")
     ) async throws -> PostgresQueue {
+        // One connection of our own first: the pool retries a refused sign-in quietly, and
+        // the user must hear at once that the password is wrong, not wait for a timeout.
+        try await probe(location, password: password, patience: patience, logger: logger)
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.user, password: password, database: location.database,
             tls: try tls(location.sslMode)
@@ -64,17 +67,60 @@ public final class PostgresQueue: RowQueue {
         return queue
     }
 
-    static func tls(_ mode: PostgresLocation.SSLMode) throws -> PostgresClient.Configuration.TLS {
-        var unchecked = TLSConfiguration.makeClientConfiguration()
-        unchecked.certificateVerification = .none
-        var authority = TLSConfiguration.makeClientConfiguration()
-        authority.certificateVerification = .noHostnameVerification
+    /// The TLS settings of `mode`: nil for none; `required` false when plain TCP may follow a refusal.
+    static func tlsSettings(_ mode: PostgresLocation.SSLMode) -> (configuration: TLSConfiguration, required: Bool)? {
+        var configuration = TLSConfiguration.makeClientConfiguration()
         switch mode {
-        case .disable: return .disable
-        case .prefer: return .prefer(unchecked)
-        case .require: return .require(unchecked)
-        case .verifyCA: return .require(authority)
-        case .verifyFull: return .require(.makeClientConfiguration())
+        case .disable: return nil
+        case .prefer, .require: configuration.certificateVerification = .none
+        case .verifyCA: configuration.certificateVerification = .noHostnameVerification
+        case .verifyFull: break
+        }
+        return (configuration, mode != .prefer)
+    }
+
+    static func tls(_ mode: PostgresLocation.SSLMode) throws -> PostgresClient.Configuration.TLS {
+        guard let settings = tlsSettings(mode) else { return .disable }
+        return settings.required ? .require(settings.configuration) : .prefer(settings.configuration)
+    }
+
+    /// Connects once and signs in: a refused password is a ``StorageError`` (exit 2) at once,
+    /// a server out of reach is retried for `patience`, then ``StateUnreachable``.
+    static func probe(_ location: PostgresLocation, password: String?, patience: TimeInterval, logger: Logger) async throws {
+        let tls: PostgresConnection.Configuration.TLS
+        if let settings = tlsSettings(location.sslMode) {
+            let context = try NIOSSLContext(configuration: settings.configuration)
+            tls = settings.required ? .require(context) : .prefer(context)
+        } else {
+            tls = .disable
+        }
+        var configuration = PostgresConnection.Configuration(
+            host: location.host, port: location.port, username: location.user, password: password, database: location.database, tls: tls
+        )
+        configuration.options.connectTimeout = .seconds(10)
+        let deadline = Date() + patience
+        var delay = 0.1
+        while true {
+            do {
+                let connection = try await PostgresConnection.connect(
+                    on: PostgresClient.defaultEventLoopGroup.next(), configuration: configuration, id: 0, logger: logger
+                ).get()
+                try? await connection.close()
+                return
+            } catch let error where isConnectionLoss(error) {
+                guard Date() + delay < deadline else {
+                    throw StateUnreachable(location: location.display, seconds: patience, reason: describe(error))
+                }
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 2)
+            } catch let error as PSQLError {
+                let fix =
+                    password == nil
+                    ? "the server asks for a password: set PGPASSWORD or add a ~/.pgpass line (HOST:PORT:DATABASE:USER:PASSWORD, mode 0600)"
+                    : "check the user and the password (PGPASSWORD or ~/.pgpass), and that the user may use the database"
+                let what = error.code == .authMechanismRequiresPassword ? "no password given" : describe(error)
+                throw StorageError(path: location.display, message: "the database refused the sign-in as \(location.user): \(what); \(fix)")
+            }
         }
     }
 

@@ -1,0 +1,117 @@
+import FoundryEmulator
+import Foundation
+import FoundryTestSupport
+import Testing
+
+/// Runners sharing one PostgreSQL job, through the built binary: every row exactly once
+/// whatever dies, and the rows of a runner on another host come back when its leases expire.
+///
+/// Enabled when `FOUNDRY_BATCH_TEST_POSTGRES` names a database (`.ci/postgres.sh`); CI sets
+/// `FOUNDRY_BATCH_REQUIRE_POSTGRES`, so there a missing database fails instead of skipping.
+@Suite(.serialized, .timeLimit(.minutes(3)), .enabled(if: PostgresJob.url != nil || PostgresJob.required))
+struct PostgresTests {
+    static let key = "e2e-postgres-key-never-printed"
+
+    func cli(_ emulator: Emulator, rows: Int) throws -> (CLI, String) {
+        let url = try #require(PostgresJob.url, "FOUNDRY_BATCH_TEST_POSTGRES is not set: run eval \"$(.ci/postgres.sh)\" as root")
+        let schema = "e2e_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
+        let environment = ["AZURE_OPENAI_API_KEY": Self.key, "PGPASSWORD": ProcessInfo.processInfo.environment["PGPASSWORD"] ?? ""]
+        let cli = CLI(environment: environment)
+        cli.write(
+            "job.yaml",
+            """
+            name: e2e
+            input: in.jsonl
+            endpoint: \(emulator.baseURL)
+            deployment: gpt-5-mini
+            auth: api-key
+            state: \(url)?schema=\(schema)
+            limits: {concurrency: 8, timeout: 10}
+            """
+        )
+        cli.write("in.jsonl", (1...rows).map { "{\"id\": \"r\($0)\", \"prompt\": \"Prompt \($0)\"}" }.joined(separator: "\n") + "\n")
+        return (cli, schema)
+    }
+
+    @Test func twoRunnersAndAKillNineLeaveEveryRowExactlyOnce() async throws {
+        let configuration = EmulatorConfiguration.forTests(secret: "e2e-pg-secret", apiKeys: [Self.key]) {
+            $0.latencyMs = 20
+            $0.latencyJitterMs = 20
+        }
+        try await Emulator.withRunning(configuration) { emulator in
+            let (cli, _) = try cli(emulator, rows: 800)
+            #expect(try await cli.run("load", "job.yaml").status == 0)
+            let (victim, victimOut, victimErr) = try cli.start(["run", "job.yaml", "--no-progress"])
+            let (partner, partnerOut, partnerErr) = try cli.start(["run", "job.yaml", "--no-progress"])
+            try await Task.sleep(for: .milliseconds(600))
+            #expect(victim.isRunning, "the kill lands mid-run")
+            kill(victim.processIdentifier, SIGKILL)
+            _ = try await CLI.finish(victim, victimOut, victimErr)
+            #expect(victim.terminationReason == .uncaughtSignal)
+            let survivor = try await CLI.finish(partner, partnerOut, partnerErr)
+            #expect(survivor.status == 0, "\(survivor.stderr)")
+            let final = try await cli.run("run", "job.yaml", "--no-progress")
+            #expect(final.status == 0, "\(final.stderr)")
+            let status = try await cli.run("status", "job.yaml", "--json").json
+            #expect(status["succeeded"] as? Int == 800 && status["pending"] as? Int == 0 && status["running"] as? Int == 0)
+            let ids = cli.lines("out/e2e.jsonl").compactMap { $0["custom_id"] as? String }
+            #expect(ids.count == 800 && Set(ids).count == 800, "every row once in the results")
+            #expect(emulator.stats.repeatedAnswers <= 8, "at most the killed runner's in-flight rows went twice: \(emulator.stats.repeatedAnswers)")
+            #expect(!cli.read("out/e2e.jsonl").contains(Self.key))
+        }
+    }
+
+    @Test func aRunnerOnAnotherHostThatDiedGivesItsRowsBackWhenItsLeasesExpire() async throws {
+        try await Emulator.withRunning(EmulatorConfiguration.forTests(secret: "e2e-pg-secret", apiKeys: [Self.key])) { emulator in
+            let (cli, schema) = try cli(emulator, rows: 40)
+            #expect(try await cli.run("load", "job.yaml").status == 0)
+            // Ten rows held by a runner of another host that is gone: no pid can be checked there.
+            let expiry = Date().timeIntervalSince1970 + 2
+            try PostgresJob.psql(
+                "UPDATE \(schema).rows SET state = 'running', lease_owner = 'elsewhere.example/4242/deadbeef/0123456789ab', lease_expires_at = \(expiry) WHERE seq <= 10"
+            )
+            let run = try await cli.run("run", "job.yaml", "--no-progress", "--json")
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(run.json["succeeded"] as? Int == 40, "the other host's rows came back after its leases expired")
+            #expect(Date().timeIntervalSince1970 >= expiry, "not before")
+            #expect(emulator.stats.requests == 40)
+        }
+    }
+
+    @Test func aDatabaseThatStaysAwayStopsTheRunWithExitThree() async throws {
+        try await Emulator.withRunning(EmulatorConfiguration.forTests(secret: "e2e-pg-secret", apiKeys: [Self.key])) { emulator in
+            let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key, "FOUNDRY_BATCH_STATE_PATIENCE": "1", "PGPASSWORD": "unused"])
+            cli.write(
+                "job.yaml",
+                "name: e2e\ninput: in.jsonl\nendpoint: \(emulator.baseURL)\ndeployment: gpt-5-mini\nauth: api-key\nstate: postgresql://nobody@127.0.0.1:9/none\n"
+            )
+            cli.write("in.jsonl", "{\"id\": \"r1\", \"prompt\": \"p\"}\n")
+            let run = try await cli.run("run", "job.yaml", "--no-progress")
+            #expect(run.status == 3)
+            #expect(run.stderr.contains("the state database is out of reach"), "\(run.stderr)")
+            #expect(!run.stderr.contains("unused"), "the password is never printed")
+            #expect(emulator.stats.requests == 0)
+
+            cli.write("job.yaml", cli.read("job.yaml").replacingOccurrences(of: "nobody@", with: "nobody:secret@"))
+            let refused = try await cli.run("run", "job.yaml", "--no-progress")
+            #expect(refused.status == 2 && refused.stderr.contains("holds a password") && !refused.stderr.contains("secret@"))
+        }
+    }
+}
+
+/// The test database of the end-to-end suite.
+enum PostgresJob {
+    static let url = ProcessInfo.processInfo.environment["FOUNDRY_BATCH_TEST_POSTGRES"]
+    static let required = ProcessInfo.processInfo.environment["FOUNDRY_BATCH_REQUIRE_POSTGRES"] != nil
+
+    /// Runs one statement with `psql` against the test database.
+    static func psql(_ sql: String) throws {
+        let url = try #require(url)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+        process.arguments = [url, "-v", "ON_ERROR_STOP=1", "-qc", sql]
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "psql: \(sql)")
+    }
+}

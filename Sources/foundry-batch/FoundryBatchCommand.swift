@@ -14,7 +14,7 @@ struct FoundryBatchCommand: AsyncParsableCommand {
             pending, rerun later); 4 storage failed after sending (answers are safe in the state database); \
             75 batches still run at the provider (run --no-wait; rerun to collect); 130 interrupted (rerun to resume).
             """,
-        subcommands: [RunCommand.self, LoadCommand.self, StatusCommand.self, RetryCommand.self, ExportCommand.self, CancelCommand.self, CheckCommand.self, ReportCommand.self, AuthCommand.self,
+        subcommands: [RunCommand.self, LoadCommand.self, StatusCommand.self, RetryCommand.self, ExportCommand.self, CancelCommand.self, CheckCommand.self, ReportCommand.self, StateCommand.self, AuthCommand.self,
             EmulatorCommand.self,
         ]
     )

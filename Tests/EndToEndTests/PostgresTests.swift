@@ -78,6 +78,37 @@ struct PostgresTests {
         }
     }
 
+    @Test func aCopiedStateRunsOnWithoutSendingAnythingAgain() async throws {
+        try await Emulator.withRunning(EmulatorConfiguration.forTests(secret: "e2e-pg-secret", apiKeys: [Self.key])) { emulator in
+            let (cli, schema) = try cli(emulator, rows: 40)
+            let postgres = cli.read("job.yaml")
+            let url = try #require(postgres.split(separator: "\n").first { $0.hasPrefix("state: ") }).dropFirst(7)
+            cli.write("job.yaml", postgres.replacingOccurrences(of: "state: \(url)", with: "state: state.sqlite"))
+            cli.write("in.jsonl", cli.read("in.jsonl").replacingOccurrences(of: "Prompt 7\"", with: "BLOCKME\""))
+            #expect(try await cli.run("run", "job.yaml", "--no-progress").status == 1, "one row refused by the filter")
+            let before = try await cli.run("status", "job.yaml", "--json").json
+            let sent = emulator.stats.requests
+
+            let copy = try await cli.run("state", "copy", "job.yaml", "--to", String(url))
+            #expect(copy.status == 0, "\(copy.stderr)")
+            #expect(copy.stdout.contains("moved 40 rows (1 attempts, 1 loads, 0 batches)"), "\(copy.stdout)")
+            let again = try await cli.run("state", "copy", "job.yaml", "--to", String(url))
+            #expect(again.status == 2 && again.stderr.contains("already holds 40 rows"), "\(again.stderr)")
+
+            cli.write("job.yaml", postgres)
+            let after = try await cli.run("status", "job.yaml", "--json").json
+            for key in ["total", "succeeded", "failed", "prompt_tokens", "completion_tokens", "attempts"] {
+                #expect("\(after[key] ?? "-")" == "\(before[key] ?? "-")", "\(key) in \(schema)")
+            }
+            let run = try await cli.run("run", "job.yaml", "--no-progress")
+            #expect(run.status == 1)
+            #expect(emulator.stats.requests == sent, "nothing was sent again")
+            #expect(cli.lines("out/e2e.jsonl").count == 39 && cli.lines("out/e2e.errors.jsonl").count == 1)
+            _ = try await cli.run("load", "job.yaml")
+            #expect(try await cli.run("status", "job.yaml", "--json").json["total"] as? Int == 40, "a reload after the copy adds nothing")
+        }
+    }
+
     @Test func aDatabaseThatStaysAwayStopsTheRunWithExitThree() async throws {
         try await Emulator.withRunning(EmulatorConfiguration.forTests(secret: "e2e-pg-secret", apiKeys: [Self.key])) { emulator in
             let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": Self.key, "FOUNDRY_BATCH_STATE_PATIENCE": "1", "PGPASSWORD": "unused"])

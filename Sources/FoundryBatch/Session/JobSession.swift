@@ -57,6 +57,23 @@ public struct JobSession: Sendable {
         return try await PostgresQueue.open(location, jobName: jobName, password: try location.password(environment: environment), patience: patience)
     }
 
+    /// Copies this job's SQLite state (rows, attempts, loads, batches) into a new PostgreSQL
+    /// schema at `url` (`state copy`); the SQLite file stays as it was.
+    ///
+    /// - Throws: ``UsageError`` when the job's state is not a SQLite file or `url` is not a
+    ///   PostgreSQL URL; ``StorageError`` when the schema already holds rows.
+    public func copyState(to url: String, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> StateCopyReport {
+        guard let source = queue as? SQLiteQueue else {
+            throw UsageError("\(job.path): the job's state is already in PostgreSQL; state copy moves a SQLite state")
+        }
+        guard PostgresLocation.isURL(url) else { throw UsageError("--to must be a postgresql:// URL, got '\(PostgresLocation.redacted(url))'") }
+        guard let target = try await Self.openQueue(state: url, jobName: job.name, environment: environment) as? PostgresQueue else {
+            throw UsageError("--to must be a postgresql:// URL")
+        }
+        defer { target.close() }
+        return try await target.copy(from: source)
+    }
+
     /// Loads every input file of this run (`load`, and the first step of `run`).
     public func load(skipInvalid: Bool = false) async throws -> [FileLoadReport] {
         try await Loader(job: job, queue: queue).load(files: paths.inputs, skipInvalid: skipInvalid, rejectsPath: paths.rejects)

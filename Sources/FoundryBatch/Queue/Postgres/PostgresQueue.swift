@@ -133,7 +133,7 @@ public final class PostgresQueue: RowQueue {
 
     /// A value bound to a `$n` of a statement.
     enum Value {
-        case int(Int?), double(Double?), text(String?), bool(Bool?), texts([String]), ints([Int])
+        case int(Int?), double(Double?), text(String?), bool(Bool?), texts([String]), ints([Int]), null
     }
 
     /// `sql` with `§` naming the job's schema, and `values` bound to `$1`, `$2`, ... in order.
@@ -147,6 +147,7 @@ public final class PostgresQueue: RowQueue {
             case .bool(let v): binds.append(v)
             case .texts(let v): binds.append(v)
             case .ints(let v): binds.append(v)
+            case .null: binds.appendNull()
             }
         }
         return PostgresQuery(unsafeSQL: sql.replacingOccurrences(of: "§", with: prefix), binds: binds)

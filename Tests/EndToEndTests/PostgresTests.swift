@@ -67,7 +67,7 @@ struct PostgresTests {
             #expect(try await cli.run("load", "job.yaml").status == 0)
             // Ten rows held by a runner of another host that is gone: no pid can be checked there.
             let expiry = Date().timeIntervalSince1970 + 2
-            try PostgresJob.psql(
+            try await PostgresJob.psql(
                 "UPDATE \(schema).rows SET state = 'running', lease_owner = 'elsewhere.example/4242/deadbeef/0123456789ab', lease_expires_at = \(expiry) WHERE seq <= 10"
             )
             let run = try await cli.run("run", "job.yaml", "--no-progress", "--json")
@@ -136,13 +136,10 @@ enum PostgresJob {
     static let required = ProcessInfo.processInfo.environment["FOUNDRY_BATCH_REQUIRE_POSTGRES"] != nil
 
     /// Runs one statement with `psql` against the test database.
-    static func psql(_ sql: String) throws {
+    static func psql(_ sql: String) async throws {
         let url = try #require(url)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
-        process.arguments = [url, "-v", "ON_ERROR_STOP=1", "-qc", sql]
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "psql: \(sql)")
+        let (process, out, err) = try CLI.launch("/usr/bin/psql", [url, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        let result = try await CLI.finish(process, out, err, timeout: 30)
+        #expect(result.status == 0, "psql: \(sql): \(result.stderr)")
     }
 }

@@ -25,8 +25,7 @@ extension PostgresQueue {
                 let stamp = now.timeIntervalSince1970
                 // The running sum of line bytes in input order: the rows that fit the file. Locked,
                 // so that two runners cutting at once never put a row in two batches.
-                let chosen = try await connection.query(
-                    statement(
+                let chosen = try await query(connection, 
                         """
                         SELECT seq, bytes, tokens FROM (
                             SELECT seq, row_number() OVER (ORDER BY seq) AS n,
@@ -41,9 +40,7 @@ extension PostgresQueue {
                             .int(cut.lineOverhead), .double(stamp), .text(cut.model), .text(cut.api.rawValue), .int(cut.maxRows),
                             .int(cut.maxBytes), .int(cut.maxTokens),
                         ]
-                    ),
-                    logger: logger
-                )
+                    )
                 var seqs: [Int] = [], bytes = 0, tokens = 0
                 for try await (seq, total, sum) in chosen.decode((Int, Int, Int).self) {
                     seqs.append(seq)
@@ -130,16 +127,13 @@ extension PostgresQueue {
     public func forEachBatchLine(number: Int64, _ body: (BatchLine) throws -> Void) async throws {
         try await BlockingBridge.withBody(body) { body in
             try await storage(retrying: false) { [self] connection in
-                let rows = try await connection.query(
-                    statement(
+                let rows = try await query(connection, 
                         """
                         SELECT seq, id, api, deployment, body, attempts, output_retries AS outputRetries FROM §rows
                         WHERE state = 'running' AND lease_owner = $1 ORDER BY seq
                         """,
                         [.text(BatchRecord.owner(number))]
-                    ),
-                    logger: logger
-                )
+                    )
                 for try await row in rows { try body.value(try BatchLine(from: PostgresRowDecoder(row))) }
             }
         }

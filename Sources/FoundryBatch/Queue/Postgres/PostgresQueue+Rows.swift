@@ -204,10 +204,7 @@ extension PostgresQueue {
     /// Every succeeded row's latency, in one pass, grouped and sorted.
     func latencies(_ connection: PostgresConnection) async throws -> LatencySample {
         var sample = LatencySample()
-        let rows = try await connection.query(
-            statement("SELECT latency_ms, variant, target, batch IS NULL FROM §rows WHERE state = 'succeeded' AND latency_ms IS NOT NULL", []),
-            logger: logger
-        )
+        let rows = try await query(connection, "SELECT latency_ms, variant, target, batch IS NULL FROM §rows WHERE state = 'succeeded' AND latency_ms IS NOT NULL", [])
         for try await (latency, variant, target, online) in rows.decode((Double, String, String?, Bool).self) {
             sample.add(latency, variant: variant, target: target, online: online)
         }
@@ -281,16 +278,11 @@ extension PostgresQueue {
             (figure.latencyP50, figure.latencyP95) = (LatencySample.percentile(sample, 0.5), LatencySample.percentile(sample, 0.95))
             figures[row.target] = figure
         }
-        let failed = try await connection.query(
-            statement("SELECT target, count(*) FROM §rows WHERE state = 'failed' AND target IS NOT NULL GROUP BY target", []), logger: logger
-        )
+        let failed = try await query(connection, "SELECT target, count(*) FROM §rows WHERE state = 'failed' AND target IS NOT NULL GROUP BY target", [])
         for try await (name, count) in failed.decode((String, Int).self) { figures[name, default: entry(name)].failed = count }
-        let tries = try await connection.query(
-            statement(
+        let tries = try await query(connection, 
                 "SELECT target, count(*), count(*) FILTER (WHERE status_code = 429) FROM §attempts WHERE target IS NOT NULL GROUP BY target", []
-            ),
-            logger: logger
-        )
+            )
         for try await (name, count, throttled) in tries.decode((String, Int, Int).self) {
             var figure = entry(name)
             figure.requests += count
@@ -367,16 +359,13 @@ extension PostgresQueue {
         // one statement, so one snapshot. Not retried: `body` has written what it saw.
         try await BlockingBridge.withBody(body) { body in
             try await storage(retrying: false) { [self] connection in
-                let rows = try await connection.query(
-                    statement(
+                let rows = try await query(connection, 
                         """
                         SELECT seq, id, variant, state, attempts, metadata, status_code AS statusCode, request_id AS requestID,
                             client_request_id AS clientRequestID, response, error_code AS errorCode, error_message AS errorMessage, target
                         FROM §rows WHERE state IN ('succeeded', 'failed') ORDER BY seq
                         """, []
-                    ),
-                    logger: logger
-                )
+                    )
                 for try await row in rows { try body.value(try RowRecord(from: PostgresRowDecoder(row)).exportRow) }
             }
         }

@@ -153,14 +153,32 @@ public final class PostgresQueue: RowQueue {
         return PostgresQuery(unsafeSQL: sql.replacingOccurrences(of: "§", with: prefix), binds: binds)
     }
 
+    /// How long a statement may wait for the server's first answer: a connection the server
+    /// dropped under a statement can leave it waiting forever.
+    var answerTimeout: Double { max(patience, 30) }
+
+    /// Sends a statement and waits for the server to start answering (the rows then stream).
+    ///
+    /// - Throws: ``Timeout`` (a lost connection, closed so that the pool never hands it out again).
+    func query(_ connection: PostgresConnection, _ sql: String, _ values: [Value] = []) async throws -> PostgresRowSequence {
+        let query = statement(sql, values)
+        let logger = logger
+        do {
+            return try await Self.withTimeout(seconds: answerTimeout) { try await connection.query(query, logger: logger) }
+        } catch let error as Timeout {
+            Task { try? await connection.close() }
+            throw error
+        }
+    }
+
     /// Runs a statement and decodes every row it returns as `T`.
     func fetch<T: Decodable>(_ type: T.Type, _ connection: PostgresConnection, _ sql: String, _ values: [Value] = []) async throws -> [T] {
-        try await PostgresRowDecoder.all(T.self, try await connection.query(statement(sql, values), logger: logger))
+        try await PostgresRowDecoder.all(T.self, try await query(connection, sql, values))
     }
 
     /// Runs a statement and decodes its first row's first column.
     func value<T: Decodable>(_ type: T.Type, _ connection: PostgresConnection, _ sql: String, _ values: [Value] = []) async throws -> T? {
-        for try await row in try await connection.query(statement(sql, values), logger: logger) {
+        for try await row in try await query(connection, sql, values) {
             guard let cell = row.first(where: { _ in true }) else { return nil }
             return try PostgresRowDecoder.Cell(cell: cell, codingPath: []).decode(Optional<T>.self)
         }
@@ -171,7 +189,7 @@ public final class PostgresQueue: RowQueue {
     @discardableResult
     func run(_ connection: PostgresConnection, _ sql: String, _ values: [Value] = []) async throws -> Int {
         var count = 0
-        for try await _ in try await connection.query(statement(sql, values), logger: logger) { count += 1 }
+        for try await _ in try await query(connection, sql, values) { count += 1 }
         return count
     }
 
@@ -181,22 +199,28 @@ public final class PostgresQueue: RowQueue {
     /// `body` may run more than once: each run is whole (a transaction it opens rolls back
     /// when the connection dies) and every write here is safe to repeat (leases are
     /// checked, claims of a lost answer return when their lease expires).
+    ///
+    /// A step that repeats (`retrying`) is also bounded: on a connection the server dropped,
+    /// postgres-nio can wait forever for a `BEGIN` or a `COMMIT`, and the run must not.
     func storage<T: Sendable>(retrying: Bool = true, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let deadline = Date() + patience
         var delay = 0.05
         while true {
             do {
                 do {
-                    return try await Self.leased(client, within: min(max(patience, 1), 15), body)
+                    let client = client, within = min(max(patience, 1), 15)
+                    if retrying {
+                        return try await Self.withTimeout(seconds: answerTimeout) { try await Self.leased(client, within: within, body) }
+                    }
+                    return try await Self.leased(client, within: within, body)
                 } catch let error as PostgresTransactionError {
                     // The failure inside the transaction is the one that matters (its rollback follows from it).
                     throw error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? error
                 }
             } catch let error where Self.isConnectionLoss(error) {
                 let reason = Self.describe(error)
-                guard retrying, Date() + delay < deadline else {
-                    throw StateUnreachable(location: location.display, seconds: patience, reason: reason)
-                }
+                guard retrying else { throw StateUnreachable(location: location.display, seconds: nil, reason: reason) }
+                guard Date() + delay < deadline else { throw StateUnreachable(location: location.display, seconds: patience, reason: reason) }
                 logger.warning("the state database is out of reach; trying again", metadata: ["database": "\(location.display)", "error": "\(reason)"])
                 try await Task.sleep(for: .seconds(delay))
                 delay = min(delay * 2, 2)
@@ -212,6 +236,20 @@ public final class PostgresQueue: RowQueue {
     }
 
     struct Timeout: Error {}
+
+    /// `operation`, or ``Timeout`` when it has not ended within `seconds`.
+    static func withTimeout<T: Sendable>(seconds: Double, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await Task.sleep(for: .seconds(seconds))
+                throw Timeout()
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else { throw Timeout() }
+            return first
+        }
+    }
 
     /// A flag set once, read from another task.
     final class Flag: Sendable {
@@ -312,13 +350,16 @@ public final class PostgresQueue: RowQueue {
 /// wait, under leases that expire, for a later run.
 public struct StateUnreachable: UserFacingError, Equatable {
     public var location: String
-    public var seconds: TimeInterval
+    /// How long it was tried; nil for a step that cannot be repeated (a load, an export), which was rolled back.
+    public var seconds: TimeInterval?
     public var reason: String
     public var exitStatus: ExitStatus { .stopped }
 
     public var description: String {
-        "\(location): the state database is out of reach (\(reason)), and stayed so for \(Int(seconds)) s; "
-            + "the run stopped. Every answer it committed is kept, and the rows it held return when their leases expire: "
-            + "run the job again once the database is back."
+        let what =
+            seconds.map { "the state database is out of reach (\(reason)), and stayed so for \(Int($0)) s" }
+            ?? "the connection to the state database was lost (\(reason)) in a step that cannot be repeated, and that step was rolled back"
+        return "\(location): \(what); the command stopped. Every answer committed is kept, and the rows a run held return when "
+            + "their leases expire: run the job again once the database is back."
     }
 }

@@ -175,27 +175,9 @@ public final class SQLiteQueue: RowQueue {
 
     static func apply(_ completion: Completion, db: Database, now: Date) throws -> Bool {
         let stamp = now.timeIntervalSince1970
-        let state: RowState
-        var countsAsAttempt = true
-        var nextAttempt: Double = 0
-        let response: ResponseRecord?
-        let error: RowError?
-        switch completion.outcome {
-        case .succeeded(let record):
-            state = .succeeded
-            response = record
-            error = nil
-        case .retry(let at, let rowError, let record, let counts):
-            state = .pending
-            countsAsAttempt = counts
-            nextAttempt = at.timeIntervalSince1970
-            response = record
-            error = rowError
-        case .failed(let rowError, let record):
-            state = .failed
-            response = record
-            error = rowError
-        }
+        let change = CompletionChange(completion)
+        let (state, countsAsAttempt, nextAttempt) = (change.state, change.countsAsAttempt, change.nextAttempt)
+        let (response, error) = (change.response, change.error)
         let statement = try db.cachedStatement(
             sql: """
                 UPDATE rows SET state = ?, attempts = attempts + ?, next_attempt_at = ?,

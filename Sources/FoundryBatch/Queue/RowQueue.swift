@@ -522,6 +522,24 @@ extension QueueReport {
     }
 }
 
+extension QueueReport {
+    /// The job's and each variant's figures from the counts' groups and the latencies: what
+    /// every database queue computes alike once it has read them.
+    static func figures(_ groups: [StateCount], latencies: LatencySample) -> (job: VariantFigures, variants: [VariantFigures]) {
+        let (job, variants) = QueueCounts.tally(groups)
+        var attempts: [String: Int] = [:]
+        for group in groups { attempts[group.variant, default: 0] += group.attempts }
+        func figures(_ counts: QueueCounts, variant: String?) -> VariantFigures {
+            let sample = variant.map { latencies.byVariant[$0] ?? [] } ?? latencies.job
+            return VariantFigures(
+                counts: counts, latencyP50: LatencySample.percentile(sample, 0.5), latencyP95: LatencySample.percentile(sample, 0.95),
+                attempts: variant.map { attempts[$0] ?? 0 } ?? attempts.values.reduce(0, +)
+            )
+        }
+        return (figures(job, variant: nil), variants.map { figures($0, variant: $0.variant) })
+    }
+}
+
 /// The latencies of the succeeded rows, read in one pass and grouped in memory: a
 /// percentile per group by `ORDER BY ... OFFSET` sorts the whole table each time, seconds
 /// apiece at a million rows.

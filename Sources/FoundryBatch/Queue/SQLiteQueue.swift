@@ -315,17 +315,7 @@ public final class SQLiteQueue: RowQueue {
     /// `status`'s figures, from one read: a handful of passes over the rows, whatever the
     /// number of variants.
     static func report(_ db: Database, latencies: LatencySample) throws -> QueueReport {
-        let groups = try stateCounts(db)
-        let (job, variants) = QueueCounts.tally(groups)
-        var attempts: [String: Int] = [:]
-        for group in groups { attempts[group.variant, default: 0] += group.attempts }
-        func figures(_ counts: QueueCounts, variant: String?) -> QueueReport.VariantFigures {
-            let sample = variant.map { latencies.byVariant[$0] ?? [] } ?? latencies.job
-            return QueueReport.VariantFigures(
-                counts: counts, latencyP50: LatencySample.percentile(sample, 0.5), latencyP95: LatencySample.percentile(sample, 0.95),
-                attempts: variant.map { attempts[$0] ?? 0 } ?? attempts.values.reduce(0, +)
-            )
-        }
+        let (job, variants) = QueueReport.figures(try stateCounts(db), latencies: latencies)
         let errors = try QueueReport.ErrorFigure.fetchAll(
             db,
             sql: """
@@ -347,7 +337,7 @@ public final class SQLiteQueue: RowQueue {
                 """
         ) ?? PendingFigures()
         return QueueReport(
-            job: figures(job, variant: nil), variants: variants.map { figures($0, variant: $0.variant) },
+            job: job, variants: variants,
             throttled: throttled, errors: errors, pendingPromptTokens: pending.promptTokens,
             pendingCompletionCap: pending.completionCap, pendingRows: pending.rows, targets: try targetFigures(db, latencies: latencies),
             batches: try batches(db), onlineLatencyP50: LatencySample.percentile(latencies.online, 0.5)

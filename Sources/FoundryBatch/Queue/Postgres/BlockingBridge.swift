@@ -8,25 +8,71 @@ import Synchronization
 enum BlockingBridge {
     /// A caller's closure carried into `@Sendable` work.
     ///
-    /// `@unchecked Sendable`: the closure is only called by that work, one call at a time,
-    /// and the work ends before ``withBody(_:_:)`` returns, so the closure never outlives
-    /// its caller's scope nor runs in two places at once.
-    struct Borrowed<Input, Output>: @unchecked Sendable {
-        let value: (Input) throws -> Output
+    /// `@unchecked Sendable`: the closure is only called by that work, one call at a time
+    /// (the lock orders the hand-over). ``withBody(_:_:)`` takes the closure back out before it
+    /// returns, so whatever still holds the box afterwards (a finished task, a thread object
+    /// not yet freed) holds no closure, and the closure never outlives its caller's scope.
+    final class Borrowed<Input, Output>: @unchecked Sendable {
+        private let lock = NSLock()
+        private var closure: ((Input) throws -> Output)?
+
+        init(_ closure: @escaping (Input) throws -> Output) { self.closure = closure }
+
+        func value(_ input: Input) throws -> Output {
+            lock.lock()
+            let closure = self.closure
+            lock.unlock()
+            guard let closure else { throw CancellationError() }
+            return try closure(input)
+        }
+
+        func release() {
+            lock.lock()
+            closure = nil
+            lock.unlock()
+        }
     }
 
-    /// Runs `work` with `body` made carriable (it does not escape: `work` is awaited).
+    /// Runs `work` with `body` made carriable (it does not escape: `work` is awaited, and the
+    /// box lets go of `body` before this returns).
     static func withBody<Input, Output, T>(
         _ body: (Input) throws -> Output, _ work: (Borrowed<Input, Output>) async throws -> T
     ) async throws -> T {
-        try await withoutActuallyEscaping(body) { escapable in try await work(Borrowed(value: escapable)) }
+        try await withoutActuallyEscaping(body) { escapable in
+            let borrowed = Borrowed(escapable)
+            defer { borrowed.release() }
+            return try await work(borrowed)
+        }
+    }
+
+    /// Holds a thread's work until the thread takes it, so the thread object keeps no reference.
+    final class Handoff<T: Sendable>: @unchecked Sendable {
+        private let lock = NSLock()
+        private var work: (@Sendable () throws -> T)?
+        init(_ work: @escaping @Sendable () throws -> T) { self.work = work }
+        func take() -> (@Sendable () throws -> T)? {
+            lock.lock()
+            defer { lock.unlock() }
+            let taken = work
+            work = nil
+            return taken
+        }
     }
 
     /// Runs `work` on a new thread and waits for it without blocking the caller's thread.
     static func onThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
+        let handoff = Handoff(work)
+        return try await withCheckedThrowingContinuation { continuation in
             let thread = Thread {
-                do { continuation.resume(returning: try work()) } catch { continuation.resume(throwing: error) }
+                // The work is let go of before the caller resumes.
+                let result: Result<T, any Error>
+                do {
+                    guard let work = handoff.take() else { throw CancellationError() }
+                    result = .success(try work())
+                } catch {
+                    result = .failure(error)
+                }
+                continuation.resume(with: result)
             }
             thread.stackSize = 8 << 20
             thread.start()

@@ -215,17 +215,7 @@ extension PostgresQueue {
     /// `status`'s figures: the same queries as ``SQLiteQueue``'s, in PostgreSQL's words
     /// (byte order for text, `NULLS FIRST` as SQLite sorts).
     func report(_ connection: PostgresConnection, latencies: LatencySample) async throws -> QueueReport {
-        let groups = try await fetch(StateCount.self, connection, Self.stateCountsSQL)
-        let (job, variants) = QueueCounts.tally(groups)
-        var attempts: [String: Int] = [:]
-        for group in groups { attempts[group.variant, default: 0] += group.attempts }
-        func figures(_ counts: QueueCounts, variant: String?) -> QueueReport.VariantFigures {
-            let sample = variant.map { latencies.byVariant[$0] ?? [] } ?? latencies.job
-            return QueueReport.VariantFigures(
-                counts: counts, latencyP50: LatencySample.percentile(sample, 0.5), latencyP95: LatencySample.percentile(sample, 0.95),
-                attempts: variant.map { attempts[$0] ?? 0 } ?? attempts.values.reduce(0, +)
-            )
-        }
+        let (job, variants) = QueueReport.figures(try await fetch(StateCount.self, connection, Self.stateCountsSQL), latencies: latencies)
         let errors = try await fetch(
             QueueReport.ErrorFigure.self, connection,
             """
@@ -248,7 +238,7 @@ extension PostgresQueue {
                 """
             ).first ?? PendingFigures()
         return QueueReport(
-            job: figures(job, variant: nil), variants: variants.map { figures($0, variant: $0.variant) },
+            job: job, variants: variants,
             throttled: throttled, errors: errors, pendingPromptTokens: pending.promptTokens,
             pendingCompletionCap: pending.completionCap, pendingRows: pending.rows,
             targets: try await targetFigures(connection, latencies: latencies), batches: try await batches(connection),

@@ -47,7 +47,6 @@ public struct Loader: Sendable {
     }
 
     func load(file: String, rejects: inout RejectsWriter?) async throws -> FileLoadReport {
-        var reader = try LineReader(path: file)
         // Default ids name the file by its path from the job's folder, so that a/data.jsonl
         // and b/data.jsonl in one job do not collide.
         let name = FilePaths.relative(file, to: job.directory)
@@ -55,9 +54,13 @@ public struct Loader: Sendable {
         let arms = builder.arms
         let splice = PromptSplice(job: job, builder: builder)
         let skipping = rejects != nil
-        var report = FileLoadReport(path: file)
+        let rejectsStart = rejects?.size ?? 0
 
-        try await queue.withLoad(source: file) { transaction in
+        let report = try await queue.withLoad(source: file) { transaction in
+            // From the top each time: a queue that lost its transaction runs this again.
+            var reader = try LineReader(path: file)
+            var report = FileLoadReport(path: file)
+            rejects?.truncate(to: rejectsStart)
             // Lines wait in `chunk` until the queue takes their rows at once (a database a
             // round trip away); a store that takes a row at a time sees each line alone.
             var chunk = LoadChunk()
@@ -100,6 +103,7 @@ public struct Loader: Sendable {
                 if chunk.rows.count >= transaction.chunkSize || chunk.lines.count >= transaction.chunkSize { try flush() }
             }
             try flush()
+            return report
         }
         logger.info(
             "loaded input",
@@ -174,6 +178,10 @@ struct RejectsWriter {
     }
 
     func commit() throws { try file.commit() }
+
+    /// Bytes written so far: a load that starts over goes back there.
+    var size: Int { file.size }
+    func truncate(to size: Int) { file.truncate(to: size) }
 }
 
 /// Lines read but not yet handed to the queue, with their rows laid end to end.

@@ -18,6 +18,8 @@ public final class AtomicFileWriter {
     var buffer: [UInt8] = []
     var failure: String?
     var committed = false
+    /// Bytes written so far, buffered ones included.
+    private(set) var size = 0
 
     static let flushSize = 1 << 20
 
@@ -81,6 +83,7 @@ public final class AtomicFileWriter {
     }
 
     public func write(_ bytes: [UInt8]) {
+        size += bytes.count
         buffer.append(contentsOf: bytes)
         if buffer.count >= Self.flushSize { flush() }
     }
@@ -100,6 +103,15 @@ public final class AtomicFileWriter {
             offset += written
         }
         buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Drops what was written after the first `size` bytes (a step that starts over).
+    func truncate(to size: Int) {
+        flush()
+        if failure == nil, ftruncate(fd, off_t(size)) != 0 || lseek(fd, off_t(size), SEEK_SET) < 0 {
+            failure = String(cString: strerror(errno))
+        }
+        self.size = size
     }
 
     /// Flushes, syncs and renames the file into place, then syncs the folder, so that after

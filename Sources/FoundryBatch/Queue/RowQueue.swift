@@ -432,7 +432,9 @@ public protocol RowQueue: Sendable {
     /// Runs `body` in one transaction; a thrown error discards every row it added.
     ///
     /// `body` runs synchronously inside the transaction, and holds the queue's writer for
-    /// its length: a million-row load must not pay a suspension per row.
+    /// its length: a million-row load must not pay a suspension per row. It may run more
+    /// than once: a queue across a network that loses its transaction runs it again from
+    /// the start, so it reads its input afresh each time.
     func withLoad<T: Sendable>(source: String, _ body: (LoadTransaction) throws -> T) async throws -> T
 
     /// Claims up to `limit` due pending rows for `owner` until `leaseUntil`, in input order.
@@ -509,7 +511,9 @@ public protocol RowQueue: Sendable {
 
     /// Calls `body` with every finished row in input order, streaming.
     ///
-    /// `body` runs synchronously inside one read, so the rows it sees are one snapshot.
+    /// `body` runs synchronously inside one read, so the rows it sees are one snapshot; a
+    /// queue across a network that loses its connection goes on after the last row `body`
+    /// took, in a new read (rows that finished meanwhile after that row are included).
     func forEachFinished(_ body: (ExportRow) throws -> Void) async throws
 }
 

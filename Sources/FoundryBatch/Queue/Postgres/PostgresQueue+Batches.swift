@@ -21,7 +21,7 @@ extension PostgresQueue {
 
     public func cutBatch(_ cut: BatchCut, now: Date) async throws -> BatchRecord? {
         try await storage { [self] connection in
-            try await connection.withTransaction(logger: logger) { connection in
+            try await transaction(connection) { connection in
                 let stamp = now.timeIntervalSince1970
                 // The running sum of line bytes in input order: the rows that fit the file. Locked,
                 // so that two runners cutting at once never put a row in two batches.
@@ -126,15 +126,21 @@ extension PostgresQueue {
 
     public func forEachBatchLine(number: Int64, _ body: (BatchLine) throws -> Void) async throws {
         try await BlockingBridge.withBody(body) { body in
-            try await storage(retrying: false) { [self] connection in
-                let rows = try await query(connection, 
-                        """
-                        SELECT seq, id, api, deployment, body, attempts, output_retries AS outputRetries FROM §rows
-                        WHERE state = 'running' AND lease_owner = $1 ORDER BY seq
-                        """,
-                        [.text(BatchRecord.owner(number))]
-                    )
-                for try await row in rows { try body.value(try BatchLine(from: PostgresRowDecoder(row))) }
+            let cursor = Cursor()
+            try await storage(.long) { [self] connection in
+                let rows = try await query(
+                    connection,
+                    """
+                    SELECT seq, id, api, deployment, body, attempts, output_retries AS outputRetries FROM §rows
+                    WHERE state = 'running' AND lease_owner = $1 AND seq > $2 ORDER BY seq
+                    """,
+                    [.text(BatchRecord.owner(number)), .int(cursor.seq)]
+                )
+                for try await row in rows {
+                    let line = try BatchLine(from: PostgresRowDecoder(row))
+                    try body.value(line)
+                    cursor.passed(line.seq)
+                }
             }
         }
     }

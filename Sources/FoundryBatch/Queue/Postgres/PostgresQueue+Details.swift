@@ -3,9 +3,9 @@ import PostgresNIO
 
 extension PostgresQueue {
     public func details(bins: Int, comparisons: Int, textLimit: Int) async throws -> ReportDetails {
-        try await storage(retrying: false) { [self] connection in
+        try await storage(.long) { [self] connection in
             // One snapshot for the figures, the charts and the answers.
-            try await connection.withTransaction(logger: logger) { connection in
+            try await transaction(connection) { connection in
                 try await run(connection, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 let latencies = try await latencies(connection)
                 var details = ReportDetails(report: try await report(connection, latencies: latencies))

@@ -1,5 +1,6 @@
 import Foundation
 import PostgresNIO
+import Synchronization
 
 extension PostgresQueue {
     // MARK: Loading
@@ -8,11 +9,11 @@ extension PostgresQueue {
     static let loadChunk = 500
 
     public func withLoad<T: Sendable>(source: String, _ body: (LoadTransaction) throws -> T) async throws -> T {
-        // Not retried: the body reads its input once. A load cut off by a lost connection
-        // rolls back whole, and loading again is safe.
+        // A load cut off by a lost connection rolls back whole, and `body` runs again from
+        // its first line (the protocol says it may): loading again is safe.
         try await BlockingBridge.withBody(body) { body in
-            try await storage(retrying: false) { [self] connection in
-                try await connection.withTransaction(logger: logger) { connection in
+            try await storage(.long) { [self] connection in
+                try await transaction(connection) { connection in
                     // One load at a time per job: the rows of a file get consecutive seqs, in input order.
                     try await run(connection, "SELECT pg_advisory_xact_lock(hashtext($1))", [.text("foundry-batch load " + location.schema)])
                     let loadID = try await value(
@@ -63,7 +64,7 @@ extension PostgresQueue {
     public func complete(_ completions: [Completion], now: Date) async throws -> Int {
         guard !completions.isEmpty else { return 0 }
         return try await storage { [self] connection in
-            try await connection.withTransaction(logger: logger) { connection in
+            try await transaction(connection) { connection in
                 var applied = 0
                 for completion in completions where try await apply(completion, connection, now: now) { applied += 1 }
                 return applied
@@ -195,7 +196,7 @@ extension PostgresQueue {
 
     public func report() async throws -> QueueReport {
         try await storage { [self] connection in
-            try await connection.withTransaction(logger: logger) { connection in
+            try await transaction(connection) { connection in
                 try await report(connection, latencies: try await latencies(connection))
             }
         }
@@ -326,7 +327,7 @@ extension PostgresQueue {
 
     public func checkIn(owner: String, now: Date, staleBefore: Date) async throws -> Int {
         try await storage { [self] connection in
-            try await connection.withTransaction(logger: logger) { connection in
+            try await transaction(connection) { connection in
                 try await run(
                     connection,
                     "INSERT INTO §runners(owner, seen) VALUES ($1, $2) ON CONFLICT (owner) DO UPDATE SET seen = excluded.seen RETURNING owner",
@@ -345,20 +346,34 @@ extension PostgresQueue {
     // MARK: Export
 
     public func forEachFinished(_ body: (ExportRow) throws -> Void) async throws {
-        // Streamed: the server sends rows as they are read, never the whole job at once;
-        // one statement, so one snapshot. Not retried: `body` has written what it saw.
+        // Streamed: the server sends rows as they are read, never the whole job at once.
+        // A lost connection starts again after the last row `body` took, so a row is
+        // handed over once.
         try await BlockingBridge.withBody(body) { body in
-            try await storage(retrying: false) { [self] connection in
-                let rows = try await query(connection, 
-                        """
-                        SELECT seq, id, variant, state, attempts, metadata, status_code AS statusCode, request_id AS requestID,
-                            client_request_id AS clientRequestID, response, error_code AS errorCode, error_message AS errorMessage, target
-                        FROM §rows WHERE state IN ('succeeded', 'failed') ORDER BY seq
-                        """, []
-                    )
-                for try await row in rows { try body.value(try RowRecord(from: PostgresRowDecoder(row)).exportRow) }
+            let cursor = Cursor()
+            try await storage(.long) { [self] connection in
+                let rows = try await query(
+                    connection,
+                    """
+                    SELECT seq, id, variant, state, attempts, metadata, status_code AS statusCode, request_id AS requestID,
+                        client_request_id AS clientRequestID, response, error_code AS errorCode, error_message AS errorMessage, target
+                    FROM §rows WHERE state IN ('succeeded', 'failed') AND seq > $1 ORDER BY seq
+                    """, [.int(cursor.seq)]
+                )
+                for try await row in rows {
+                    let exported = try RowRecord(from: PostgresRowDecoder(row)).exportRow
+                    try body.value(exported)
+                    cursor.passed(exported.seq)
+                }
             }
         }
+    }
+
+    /// The `seq` of the last row a streaming step handed over, where it starts again.
+    final class Cursor: Sendable {
+        private let state = Mutex(0)
+        var seq: Int { state.withLock { $0 } }
+        func passed(_ seq: Int64) { state.withLock { $0 = Int(seq) } }
     }
 }
 

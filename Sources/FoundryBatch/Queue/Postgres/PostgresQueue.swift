@@ -163,12 +163,7 @@ public final class PostgresQueue: RowQueue {
     func query(_ connection: PostgresConnection, _ sql: String, _ values: [Value] = []) async throws -> PostgresRowSequence {
         let query = statement(sql, values)
         let logger = logger
-        do {
-            return try await Self.withTimeout(seconds: answerTimeout) { try await connection.query(query, logger: logger) }
-        } catch let error as Timeout {
-            Task { try? await connection.close() }
-            throw error
-        }
+        return try await Self.on(connection, seconds: answerTimeout) { try await connection.query(query, logger: logger) }
     }
 
     /// Runs a statement and decodes every row it returns as `T`.
@@ -193,33 +188,43 @@ public final class PostgresQueue: RowQueue {
         return count
     }
 
+    /// How a step may be bounded.
+    enum Step {
+        /// A few statements: the whole step must end within ``answerTimeout``.
+        case short
+        /// As long as it takes (a load, an export, a copy): each statement is bounded
+        /// by ``answerTimeout``, the step is not.
+        case long
+    }
+
     /// Runs `body` on a pooled connection, retrying a lost connection with back-off for
     /// ``patience``; every other failure is a ``StorageError`` naming the database.
     ///
     /// `body` may run more than once: each run is whole (a transaction it opens rolls back
     /// when the connection dies) and every write here is safe to repeat (leases are
-    /// checked, claims of a lost answer return when their lease expires).
+    /// checked, claims of a lost answer return when their lease expires). A `long` step
+    /// that hands rows to a caller starts again where the caller's rows stopped.
     ///
-    /// A step that repeats (`retrying`) is also bounded: on a connection the server dropped,
-    /// postgres-nio can wait forever for a `BEGIN` or a `COMMIT`, and the run must not.
-    func storage<T: Sendable>(retrying: Bool = true, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    /// A `short` step is bounded as a whole: on a connection the server dropped,
+    /// postgres-nio can wait forever for an answer, and the run must not.
+    @discardableResult
+    func storage<T: Sendable>(_ step: Step = .short, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let deadline = Date() + patience
         var delay = 0.05
         while true {
             do {
-                do {
-                    let client = client, within = min(max(patience, 1), 15)
-                    if retrying {
-                        return try await Self.withTimeout(seconds: answerTimeout) { try await Self.leased(client, within: within, body) }
+                let client = client, within = min(max(patience, 1), 15)
+                switch step {
+                case .short:
+                    let holder = Holder()
+                    return try await Self.withTimeout(seconds: answerTimeout, onTimeout: holder.close) {
+                        try await Self.leased(client, within: within, holder: holder, body)
                     }
+                case .long:
                     return try await Self.leased(client, within: within, body)
-                } catch let error as PostgresTransactionError {
-                    // The failure inside the transaction is the one that matters (its rollback follows from it).
-                    throw error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? error
                 }
             } catch let error where Self.isConnectionLoss(error) {
                 let reason = Self.describe(error)
-                guard retrying else { throw StateUnreachable(location: location.display, seconds: nil, reason: reason) }
                 guard Date() + delay < deadline else { throw StateUnreachable(location: location.display, seconds: patience, reason: reason) }
                 logger.warning("the state database is out of reach; trying again", metadata: ["database": "\(location.display)", "error": "\(reason)"])
                 try await Task.sleep(for: .seconds(delay))
@@ -235,59 +240,31 @@ public final class PostgresQueue: RowQueue {
         }
     }
 
-    struct Timeout: Error {}
-
-    /// `operation`, or ``Timeout`` when it has not ended within `seconds`.
-    static func withTimeout<T: Sendable>(seconds: Double, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T.self) { group in
-            group.addTask { try await operation() }
-            group.addTask {
-                try await Task.sleep(for: .seconds(seconds))
-                throw Timeout()
+    /// Runs `body` in a transaction on `connection`, committing when it returns.
+    ///
+    /// Not postgres-nio's `withTransaction`: its `BEGIN` and `COMMIT` are not bounded, and
+    /// on a connection the server dropped they can wait forever. Here every statement is.
+    func transaction<T: Sendable>(_ connection: PostgresConnection, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await run(connection, "BEGIN")
+        do {
+            let result = try await body(connection)
+            try await run(connection, "COMMIT")
+            return result
+        } catch {
+            if Self.isConnectionLoss(error) {
+                // The server rolls back a transaction whose connection ends; a connection
+                // that may still be half-open is not handed out again.
+                Task { try? await connection.close() }
+            } else {
+                _ = try? await run(connection, "ROLLBACK")
             }
-            defer { group.cancelAll() }
-            guard let first = try await group.next() else { throw Timeout() }
-            return first
-        }
-    }
-
-    /// A flag set once, read from another task.
-    final class Flag: Sendable {
-        let state = Mutex(false)
-        func set() { state.withLock { $0 = true } }
-        var isSet: Bool { state.withLock { $0 } }
-    }
-
-    /// Runs `body` on a connection of `client`, giving up when none is had within `seconds`
-    /// (the pool waits for one forever while the server is away). Once `body` runs, it has
-    /// all the time it needs: an export streams for as long as it takes.
-    static func leased<T: Sendable>(
-        _ client: PostgresClient, within seconds: Double, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
-    ) async throws -> T {
-        let started = Flag()
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask {
-                try await client.withConnection { connection in
-                    started.set()
-                    return try await body(connection)
-                }
-            }
-            group.addTask {
-                try await Task.sleep(for: .seconds(seconds))
-                if started.isSet { return nil }
-                throw Timeout()
-            }
-            defer { group.cancelAll() }
-            while let next = try await group.next() {
-                if let result = next { return result }
-            }
-            throw Timeout()
+            throw error
         }
     }
 
     /// Whether `error` says the database could not be reached or went away (rather than refused a statement).
     static func isConnectionLoss(_ error: any Error) -> Bool {
-        if error is Timeout { return true }
+        if error is Timeout || error is ConnectionClosed { return true }
         guard let error = error as? PSQLError else { return false }
         switch error.code {
         case .connectionError, .serverClosedConnection, .uncleanShutdown, .clientClosedConnection, .poolClosed, .messageDecodingFailure:
@@ -303,7 +280,9 @@ public final class PostgresQueue: RowQueue {
 
     /// What the server said (its message and SQLSTATE), or what failed on the way: never the statement or its values.
     static func describe(_ error: any Error) -> String {
-        guard let error = error as? PSQLError else { return error is Timeout ? "no answer in time" : "\(error)" }
+        if error is Timeout { return "no answer in time" }
+        if error is ConnectionClosed { return "the connection closed under a statement" }
+        guard let error = error as? PSQLError else { return "\(error)" }
         if let message = error.serverInfo?[.message] {
             return message + (error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? "")
         }
@@ -316,7 +295,7 @@ public final class PostgresQueue: RowQueue {
     /// Applies the versioned migrations under a lock, so runners that start together apply each once.
     func migrate() async throws {
         try await storage { [self] connection in
-            try await connection.withTransaction(logger: logger) { connection in
+            try await transaction(connection) { connection in
                 try await run(connection, "SELECT pg_advisory_xact_lock(hashtext($1))", [.text("foundry-batch " + location.schema)])
                 try await run(connection, "CREATE SCHEMA IF NOT EXISTS \"\(location.schema)\"")
                 try await run(connection, "CREATE TABLE IF NOT EXISTS §migrations (version integer PRIMARY KEY, applied_at double precision NOT NULL)")

@@ -48,8 +48,8 @@ extension PostgresQueue {
     /// - Throws: ``StorageError`` when this schema already holds rows (copy into a new one).
     public func copy(from source: SQLiteQueue) async throws -> StateCopyReport {
         var report = StateCopyReport(from: source.path, to: location.display)
-        let counts = try await storage(retrying: false) { [self] connection in
-            try await connection.withTransaction(logger: logger) { connection in
+        let counts = try await storage(.long) { [self] connection in
+            try await transaction(connection) { connection in
                 let present = try await value(Int.self, connection, "SELECT count(*) FROM §rows") ?? 0
                 guard present == 0 else {
                     throw StorageError(
@@ -81,7 +81,7 @@ extension PostgresQueue {
         var after: Int64 = .min
         var copied = 0
         while true {
-            let rows = try await source.pool.read { db in
+            let rows = try source.pool.read { db in
                 try Row.fetchAll(
                     db, sql: "SELECT \(columns.joined(separator: ", ")) FROM \(table) WHERE \(key) > ? ORDER BY \(key) LIMIT \(page)", arguments: [after]
                 )
@@ -93,7 +93,7 @@ extension PostgresQueue {
                 let lastSeq: Int64 = last[key]
                 chunk = rows.filter { ($0[key] as Int64) < lastSeq }
                 if chunk.isEmpty {
-                    chunk = try await source.pool.read { db in
+                    chunk = try source.pool.read { db in
                         try Row.fetchAll(db, sql: "SELECT \(columns.joined(separator: ", ")) FROM attempts WHERE seq = ?", arguments: [lastSeq])
                     }
                 }

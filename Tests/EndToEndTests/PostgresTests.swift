@@ -143,3 +143,48 @@ enum PostgresJob {
         #expect(result.status == 0, "psql: \(sql): \(result.stderr)")
     }
 }
+
+/// A database restarted under a run, on a cluster of the test's own (restarting the shared
+/// test database would cut the suites running beside this one).
+@Suite(.timeLimit(.minutes(3)), .enabled(if: PrivatePostgres.binaries != nil || PostgresJob.required))
+struct PostgresRestartTests {
+    @Test func aDatabaseRestartedMidRunLeavesTheRunCompleteWithEveryRowOnce() async throws {
+        let configuration = EmulatorConfiguration.forTests(secret: "e2e-pg-secret", apiKeys: [PostgresTests.key]) {
+            $0.latencyMs = 20
+            $0.latencyJitterMs = 10
+        }
+        try await Emulator.withRunning(configuration) { emulator in
+            try await PrivatePostgres.withRunning { server in
+                let rows = 1500
+                let cli = CLI(environment: ["AZURE_OPENAI_API_KEY": PostgresTests.key])
+                cli.write(
+                    "job.yaml",
+                    """
+                    name: restart
+                    input: in.jsonl
+                    endpoint: \(emulator.baseURL)
+                    deployment: gpt-5-mini
+                    auth: api-key
+                    state: \(server.url(schema: "restart"))
+                    limits: {concurrency: 16, timeout: 10}
+                    """
+                )
+                cli.write("in.jsonl", (1...rows).map { "{\"id\": \"r\($0)\", \"prompt\": \"Prompt \($0)\"}" }.joined(separator: "\n") + "\n")
+                let (run, out, err) = try cli.start(["run", "job.yaml", "--no-progress"])
+                // Once answers are being committed, well before the end.
+                while emulator.stats.requests < 300, run.isRunning { try await Task.sleep(for: .milliseconds(10)) }
+                #expect(run.isRunning, "the restart lands mid-run")
+                try await server.restart()
+                let result = try await CLI.finish(run, out, err)
+                #expect(result.status == 0, "\(result.stderr)")
+                #expect(result.stderr.contains("the state database is out of reach; trying again"), "the run saw the restart: \(result.stderr)")
+                let status = try await cli.run("status", "job.yaml", "--json").json
+                #expect(status["succeeded"] as? Int == rows && status["pending"] as? Int == 0 && status["running"] as? Int == 0, "\(status)")
+                let ids = cli.lines("out/restart.jsonl").compactMap { $0["custom_id"] as? String }
+                #expect(ids.count == rows && Set(ids).count == rows, "every row once in the results")
+                // Claims whose answers the restart cut off return when their leases expire; at most a worker's claim each.
+                #expect(emulator.stats.repeatedAnswers <= 32, "\(emulator.stats.repeatedAnswers) answers went twice")
+            }
+        }
+    }
+}

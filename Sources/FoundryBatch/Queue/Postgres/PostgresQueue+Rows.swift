@@ -36,19 +36,43 @@ extension PostgresQueue {
     // MARK: Working
 
     public func claim(owner: String, limit: Int, leaseUntil: Date, now: Date) async throws -> [ClaimedRow] {
-        try await storage { [self] connection in
-            try await fetch(
+        // A claim whose answer a lost connection took may have committed. Its retry first
+        // takes back the rows it leased, found by the claim's id: else they would stay
+        // leased to this runner, which lives on and keeps extending its leases.
+        let claimID = UUID().uuidString, tried = Flag()
+        let returning = """
+            seq, id, variant, api, deployment, body, attempts, estimated_tokens AS estimatedTokens, target AS lastTarget,
+                output_retries AS outputRetries
+            """
+        return try await storage { [self] connection in
+            if tried.isSet {
+                let earlier = try await fetch(
+                    ClaimedRow.self, connection,
+                    "SELECT \(returning) FROM §rows WHERE claim_id = $1 AND lease_owner = $2 AND state = 'running'",
+                    [.text(claimID), .text(owner)]
+                )
+                if !earlier.isEmpty { return earlier.sorted { $0.seq < $1.seq } }
+            }
+            tried.set()
+            return try await fetch(
                 ClaimedRow.self, connection,
                 """
-                UPDATE §rows SET state = 'running', lease_owner = $1, lease_expires_at = $2, first_sent_at = coalesce(first_sent_at, $3)
+                UPDATE §rows SET state = 'running', lease_owner = $1, lease_expires_at = $2, first_sent_at = coalesce(first_sent_at, $3),
+                    claim_id = $5
                 WHERE seq IN (
                     SELECT seq FROM §rows WHERE state = 'pending' AND next_attempt_at <= $3 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
-                RETURNING seq, id, variant, api, deployment, body, attempts, estimated_tokens AS estimatedTokens, target AS lastTarget,
-                    output_retries AS outputRetries
+                RETURNING \(returning)
                 """,
-                [.text(owner), .double(leaseUntil.timeIntervalSince1970), .double(now.timeIntervalSince1970), .int(limit)]
+                [.text(owner), .double(leaseUntil.timeIntervalSince1970), .double(now.timeIntervalSince1970), .int(limit), .text(claimID)]
             ).sorted { $0.seq < $1.seq }
         }
+    }
+
+    /// Set once, read from the next run of a step.
+    final class Flag: Sendable {
+        private let state = Mutex(false)
+        func set() { state.withLock { $0 = true } }
+        var isSet: Bool { state.withLock { $0 } }
     }
 
     public func extendLeases(owner: String, until: Date) async throws {

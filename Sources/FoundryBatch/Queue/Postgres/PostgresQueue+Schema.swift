@@ -131,6 +131,8 @@ extension PostgresQueue {
                 FROM (SELECT §try_jsonb(body) AS j) AS parsed
             $$
             """,
-        ]
+        ],
+        // 2: the claim that leased a row, so that a claim whose answer was lost takes its rows back.
+        ["ALTER TABLE §rows ADD COLUMN claim_id text"],
     ]
 }

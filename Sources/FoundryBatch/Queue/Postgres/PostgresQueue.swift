@@ -26,6 +26,8 @@ public final class PostgresQueue: RowQueue {
     /// How long an operation retries a lost connection before the run stops.
     public let patience: TimeInterval
     let logger: Logger
+    /// Answers to throw away after their step committed (``loseAnswers(_:)``).
+    private let answersToLose = Mutex(0)
 
     /// The default of ``patience``: a database restart or a failover takes seconds to a minute.
     public static let defaultPatience: TimeInterval = 60
@@ -124,6 +126,13 @@ public final class PostgresQueue: RowQueue {
         }
     }
 
+    /// Throws away the answers of the next `count` steps after they committed, as a dropped
+    /// connection would, so that each runs again: how the tests prove every step safe to
+    /// repeat. Never called outside tests.
+    func loseAnswers(_ count: Int) {
+        answersToLose.withLock { $0 = count }
+    }
+
     /// Stops the connection pool; the session that opened the queue calls it last.
     public func close() {
         running.cancel()
@@ -214,15 +223,22 @@ public final class PostgresQueue: RowQueue {
         while true {
             do {
                 let client = client, within = min(max(patience, 1), 15)
+                let answer: T
                 switch step {
                 case .short:
                     let holder = Holder()
-                    return try await Self.withTimeout(seconds: answerTimeout, onTimeout: holder.close) {
+                    answer = try await Self.withTimeout(seconds: answerTimeout, onTimeout: holder.close) {
                         try await Self.leased(client, within: within, holder: holder, body)
                     }
                 case .long:
-                    return try await Self.leased(client, within: within, body)
+                    answer = try await Self.leased(client, within: within, body)
                 }
+                let lost = answersToLose.withLock { count in
+                    defer { count = max(count - 1, 0) }
+                    return count > 0
+                }
+                if lost { throw Timeout() }
+                return answer
             } catch let error where Self.isConnectionLoss(error) {
                 let reason = Self.describe(error)
                 guard Date() + delay < deadline else { throw StateUnreachable(location: location.display, seconds: patience, reason: reason) }

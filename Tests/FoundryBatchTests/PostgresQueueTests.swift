@@ -1,0 +1,48 @@
+import Foundation
+import Testing
+@testable import FoundryBatch
+
+/// What only the PostgreSQL queue must do: run each step again when the answer of its
+/// commit was lost with the connection, and leave the queue as if it had run once.
+@Suite(.enabled(if: TestPostgres.url != nil || TestPostgres.required))
+struct PostgresQueueTests {
+    func loaded(_ count: Int) async throws -> (Fixture, PostgresQueue) {
+        let fixture = try await Fixture(queue: .postgres)
+        _ = try await fixture.load((1...count).map { "{\"id\": \"r\($0)\", \"prompt\": \"p\($0)\"}" }.joined(separator: "\n"))
+        return (fixture, try #require(fixture.queue as? PostgresQueue))
+    }
+
+    @Test func aClaimWhoseAnswerWasLostTakesBackTheRowsItLeased() async throws {
+        let (fixture, queue) = try await loaded(10)
+        let now = Date()
+        queue.loseAnswers(1)
+        let first = try await queue.claim(owner: "A", limit: 4, leaseUntil: now + 60, now: now)
+        #expect(first.map(\.id) == ["r1", "r2", "r3", "r4"], "the rows the lost answer had leased, not four more")
+        #expect(try await queue.counts().job.running == 4, "no row stays leased without its runner knowing")
+        let rest = try await queue.claim(owner: "A", limit: 100, leaseUntil: now + 60, now: now)
+        #expect(rest.map(\.id) == (5...10).map { "r\($0)" })
+        withExtendedLifetime(fixture) {}
+    }
+
+    @Test func aCompletionWhoseAnswerWasLostCountsOnce() async throws {
+        let (_, queue) = try await loaded(2)
+        let now = Date()
+        let rows = try await queue.claim(owner: "A", limit: 2, leaseUntil: now + 60, now: now)
+        let record = ResponseRecord(statusCode: 200, requestID: "req", clientRequestID: "cid", body: #"{"ok":true}"#, promptTokens: 3, completionTokens: 4, totalTokens: 7, latencyMs: 12)
+        queue.loseAnswers(1)
+        _ = try await queue.complete(rows.map { Completion(seq: $0.seq, owner: "A", outcome: .succeeded(record)) }, now: now)
+        let counts = try await queue.counts().job
+        #expect(counts.succeeded == 2 && counts.running == 0)
+        let attempts = try await queue.storage { connection in try await queue.value(Int.self, connection, "SELECT sum(attempts)::bigint FROM §rows") }
+        #expect(attempts == 2, "one attempt a row, though the step ran twice")
+    }
+
+    @Test func aLoadWhoseAnswerWasLostAddsEachRowOnce() async throws {
+        let fixture = try await Fixture(queue: .postgres)
+        let queue = try #require(fixture.queue as? PostgresQueue)
+        queue.loseAnswers(1)
+        let report = try await fixture.load((1...700).map { "{\"id\": \"r\($0)\", \"prompt\": \"p\($0)\"}" }.joined(separator: "\n"))
+        #expect(report.inserted == 700 || report.unchanged == 700, "the second run of the load found the first one's rows")
+        #expect(try await queue.counts().job.total == 700)
+    }
+}

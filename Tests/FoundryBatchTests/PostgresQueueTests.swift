@@ -42,7 +42,7 @@ struct PostgresQueueTests {
         let queue = try #require(fixture.queue as? PostgresQueue)
         queue.loseAnswers(1)
         let report = try await fixture.load((1...700).map { "{\"id\": \"r\($0)\", \"prompt\": \"p\($0)\"}" }.joined(separator: "\n"))
-        #expect(report.inserted == 700 || report.unchanged == 700, "the second run of the load found the first one's rows")
+        #expect(report.inserted == 0 && report.unchanged == 700, "the second run of the load found the first one's rows")
         #expect(try await queue.counts().job.total == 700)
     }
 }

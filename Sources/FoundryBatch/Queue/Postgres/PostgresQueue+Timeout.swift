@@ -110,14 +110,15 @@ extension PostgresQueue {
 
     /// The connection a step holds, so that a step out of time can have it closed.
     final class Holder: Sendable {
-        let state = Mutex<(connection: PostgresConnection?, started: Bool)>((nil, false))
+        let connection = Mutex<PostgresConnection?>(nil)
 
-        func hold(_ connection: PostgresConnection) { state.withLock { $0 = (connection, true) } }
-        var started: Bool { state.withLock { $0.started } }
+        func hold(_ connection: PostgresConnection) { self.connection.withLock { $0 = connection } }
+        /// Whether the step has its connection (and so runs).
+        var started: Bool { connection.withLock { $0 != nil } }
 
         /// Closes the held connection without waiting: the pool drops a closed connection.
         func close() {
-            guard let connection = state.withLock({ $0.connection }) else { return }
+            guard let connection = connection.withLock({ $0 }) else { return }
             Task { try? await connection.close() }
         }
     }

@@ -211,7 +211,7 @@ public final class PostgresQueue: RowQueue {
     ///
     /// `body` may run more than once: each run is whole (a transaction it opens rolls back
     /// when the connection dies) and every write here is safe to repeat (leases are
-    /// checked, claims of a lost answer return when their lease expires). A `long` step
+    /// checked, a claim takes back the rows its lost answer leased). A `long` step
     /// that hands rows to a caller starts again where the caller's rows stopped.
     ///
     /// A `short` step is bounded as a whole: on a connection the server dropped,
@@ -345,15 +345,13 @@ public final class PostgresQueue: RowQueue {
 /// wait, under leases that expire, for a later run.
 public struct StateUnreachable: UserFacingError, Equatable {
     public var location: String
-    /// How long it was tried; nil for a step that cannot be repeated (a load, an export), which was rolled back.
-    public var seconds: TimeInterval?
+    /// How long it was tried.
+    public var seconds: TimeInterval
     public var reason: String
     public var exitStatus: ExitStatus { .stopped }
 
     public var description: String {
-        let what =
-            seconds.map { "the state database is out of reach (\(reason)), and stayed so for \(Int($0)) s" }
-            ?? "the connection to the state database was lost (\(reason)) in a step that cannot be repeated, and that step was rolled back"
+        let what = "the state database is out of reach (\(reason)), and stayed so for \(Int(seconds)) s"
         return "\(location): \(what); the command stopped. Every answer committed is kept, and the rows a run held return when "
             + "their leases expire: run the job again once the database is back."
     }

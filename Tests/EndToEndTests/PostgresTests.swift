@@ -177,7 +177,9 @@ struct PostgresRestartTests {
                 try await server.restart()
                 let result = try await CLI.finish(run, out, err)
                 #expect(result.status == 0, "\(result.stderr)")
-                #expect(result.stderr.contains("the state database is out of reach; trying again"), "the run saw the restart: \(result.stderr)")
+                // Whether the run says it saw the restart depends on the moment: a statement on the
+                // wire fails and is tried again (and warned of), while a worker between statements
+                // just waits for the pool's next connection. Either way nothing may be lost.
                 let status = try await cli.run("status", "job.yaml", "--json").json
                 #expect(status["succeeded"] as? Int == rows && status["pending"] as? Int == 0 && status["running"] as? Int == 0, "\(status)")
                 let ids = cli.lines("out/restart.jsonl").compactMap { $0["custom_id"] as? String }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import FoundryBatch
 
@@ -44,5 +45,26 @@ struct PostgresQueueTests {
         let report = try await fixture.load((1...700).map { "{\"id\": \"r\($0)\", \"prompt\": \"p\($0)\"}" }.joined(separator: "\n"))
         #expect(report.inserted == 0 && report.unchanged == 700, "the second run of the load found the first one's rows")
         #expect(try await queue.counts().job.total == 700)
+    }
+
+    @Test func aStepLongerThanThePatienceThatLosesItsAnswerIsStillTriedAgain() async throws {
+        // The outage starts when the server last answered, not when the step began: a load
+        // of an hour that loses its connection at the end gets the whole patience too.
+        let queue = try await TestPostgres.queue(jobName: "long-step", patience: 3)
+        defer { queue.close() }
+        let runs = Counter()
+        queue.loseAnswers(1)
+        let answer = try await queue.storage(.long) { [queue] connection in
+            runs.add()
+            try await Task.sleep(for: .seconds(4))
+            return try await queue.value(Int.self, connection, "SELECT 42")
+        }
+        #expect(answer == 42 && runs.value == 2, "ran again after its answer was lost")
+    }
+
+    final class Counter: Sendable {
+        private let count = Mutex(0)
+        func add() { count.withLock { $0 += 1 } }
+        var value: Int { count.withLock { $0 } }
     }
 }

@@ -100,19 +100,24 @@ import Testing
             #expect(summary.counts.succeeded == 40)
             let stats = emulator.stats
             #expect(stats.throttled > 0, "the limit was reached")
-            #expect(stats.requestsInsideRetryAfter == 0, "the whole pool waited out every Retry-After")
+            #expect(stats.retriesInsideRetryAfter == 0, "no row was sent again before its own Retry-After ran out")
+            // Once a 429 reaches the pool nobody sends: inside one window, at most the requests
+            // the other workers had already launched (a timing figure, so bounded, not zero).
+            #expect(stats.maxRequestsInsideOneRetryAfter <= 7, "the whole pool waited out every Retry-After: \(stats.requestsInsideRetryAfter) inside")
             #expect(summary.counters.throttled == stats.throttled)
         }
     }
 
     @Test func shortLivedTokensFailNoRow() async throws {
         let fixture = try await Fixture()
-        _ = try await fixture.load(prompts(60))
-        // 4 s tokens over a run of about 5 s: at least one refresh, and a last-quarter margin
-        // (1 s) that a request in flight clears even while the whole suite loads both cores.
-        try await Emulator.withRunning(configuration { $0.tokenTTL = 4; $0.latencyMs = 300 }) { emulator in
+        _ = try await fixture.load(prompts(120))
+        // 8 s tokens over a run of about 9 s: at least one refresh, and a last-quarter margin
+        // (2 s) that a request in flight clears even while the whole suite loads both cores
+        // (the suite's first seconds, when every test starts at once, delay a step by up to 2 s:
+        // only the first token lives through them, and it still has 6 s to go).
+        try await Emulator.withRunning(configuration { $0.tokenTTL = 8; $0.latencyMs = 300 }) { emulator in
             let (summary, _) = try await run(fixture, emulator, bearer: true, concurrency: 4)
-            #expect(summary.counts.succeeded == 60)
+            #expect(summary.counts.succeeded == 120)
             #expect(emulator.stats.byStatus["401"] == nil, "no request went out with an expired token")
             #expect(summary.tokenRequests >= 2)
             #expect(summary.tokenRequests == emulator.stats.totalTokenRequests)

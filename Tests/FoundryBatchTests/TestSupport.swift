@@ -37,11 +37,11 @@ enum TestPostgres {
     }
 
     /// A new schema of the test database for one test, named so that nothing else uses it.
-    static func queue(jobName: String) async throws -> PostgresQueue {
+    static func queue(jobName: String, patience: TimeInterval = 10) async throws -> PostgresQueue {
         guard let url else { throw Missing() }
         let schema = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
         let location = try PostgresLocation(url: url + (url.contains("?") ? "&" : "?") + "schema=\(schema)", jobName: jobName)
-        return try await PostgresQueue.open(location, jobName: jobName, password: try location.password(), patience: 10)
+        return try await PostgresQueue.open(location, jobName: jobName, password: try location.password(), patience: patience)
     }
 }
 

@@ -156,8 +156,13 @@ import Testing
             // A request after the 429 (past the 50 ms a request may already be on the wire) but
             // before its Retry-After is counted as a client misbehaving.
             try await Task.sleep(for: .milliseconds(100))
-            _ = try await emulator.wire.json("/openai/v1/chat/completions", chat("x"), headers: key)
+            _ = try await emulator.wire.json("/openai/v1/chat/completions", chat("y"), headers: key)
             #expect(emulator.stats.requestsInsideRetryAfter == 1)
+            #expect(emulator.stats.retriesInsideRetryAfter == 0, "another prompt is no early retry")
+            // The refused prompt sent again inside its own Retry-After: an early retry, whatever the timing.
+            _ = try await emulator.wire.json("/openai/v1/chat/completions", chat("x"), headers: key)
+            #expect(emulator.stats.requestsInsideRetryAfter == 2 && emulator.stats.maxRequestsInsideOneRetryAfter == 2)
+            #expect(emulator.stats.retriesInsideRetryAfter == 1)
         }
     }
 

@@ -14,6 +14,8 @@ struct LineReader: ~Copyable {
 
     let fd: Int32
     var buffer: [UInt8] = []
+    /// Where each chunk is read before it is appended to `buffer`; freed with the reader.
+    private let scratch: UnsafeMutableBufferPointer<UInt8>
     var start = 0
     /// Where the search for the next line end goes on: a line longer than a chunk is
     /// scanned once, not again from its start after every chunk.
@@ -38,9 +40,13 @@ struct LineReader: ~Copyable {
             throw InputError(file: path, line: nil, message: "cannot open the input: \(reason)")
         }
         self.fd = fd
+        scratch = .allocate(capacity: Self.chunkSize)
     }
 
-    deinit { close(fd) }
+    deinit {
+        close(fd)
+        scratch.deallocate()
+    }
 
     /// The next line without its line end, or `nil` at the end of the file.
     mutating func next() -> ArraySlice<UInt8>? {
@@ -81,14 +87,12 @@ struct LineReader: ~Copyable {
             scanned -= start
             start = 0
         }
-        let old = buffer.count
-        // No reserveCapacity(old + chunk) here: reserving exactly that much on every chunk
-        // defeats the array's doubling and copies a long line once per chunk.
-        buffer.append(contentsOf: repeatElement(0, count: Self.chunkSize))
-        let got = buffer.withUnsafeMutableBytes { raw in
-            read(fd, raw.baseAddress! + old, Self.chunkSize)
-        }
-        buffer.removeLast(Self.chunkSize - max(got, 0))
+        // Read into a scratch area, then append its bytes in one copy. Growing the buffer by
+        // a chunk of zeros and trimming it back costs a generic per-byte loop in a debug
+        // build, which was most of the test suite's time.
+        let scratch = self.scratch
+        let got = read(fd, scratch.baseAddress!, scratch.count)
+        if got > 0 { buffer.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[0..<got])) }
         if got <= 0 { atEOF = true }
     }
 }

@@ -104,7 +104,8 @@ struct FoundryRoutes {
         }
         guard deploymentExists(deployment) else { return finish(404, AzureError.deploymentNotFound) }
 
-        switch state.fault() {
+        let promptKey = Self.promptKey(inference, deployment: deployment)
+        switch state.fault(promptKey: promptKey, now: started) {
         case .throttle(let seconds):
             headers[.retryAfter] = String(max(Int(seconds.rounded(.up)), 1))
             headers[.retryAfterMs] = String(Int((seconds * 1000).rounded(.up)))
@@ -121,7 +122,7 @@ struct FoundryRoutes {
             break
         }
 
-        let decision = state.admit(deployment: deployment, tokens: inference.estimatedTokens, now: Date())
+        let decision = state.admit(deployment: deployment, tokens: inference.estimatedTokens, promptKey: promptKey, now: Date())
         if let remaining = decision.remainingRequests { headers[.remainingRequests] = String(remaining) }
         if let remaining = decision.remainingTokens { headers[.remainingTokens] = String(remaining) }
         if !decision.allowed {

@@ -19,11 +19,25 @@ final class EmulatorState: Sendable {
         /// The current Retry-After window: from its first 429 until the latest end any 429 gave.
         var blockedSince: Date = .distantPast
         var blockedUntil: Date = .distantPast
+        /// Requests counted inside the current window.
+        var insideWindow = 0
+        /// Until when each prompt's own last 429 asked it to wait.
+        var promptRetryAfter: [String: Date] = [:]
 
-        /// Opens a Retry-After window, or extends the open one.
-        mutating func block(now: Date, seconds: Double) {
-            if now >= blockedUntil { blockedSince = now }
+        /// Opens a Retry-After window, or extends the open one; `promptKey`'s own wait is kept
+        /// to catch its retry coming early.
+        mutating func block(now: Date, seconds: Double, promptKey: String?) {
+            if now >= blockedUntil {
+                blockedSince = now
+                insideWindow = 0
+            }
             blockedUntil = max(blockedUntil, now.addingTimeInterval(seconds))
+            if let promptKey { promptRetryAfter[promptKey] = now.addingTimeInterval(seconds) }
+        }
+
+        /// Counts a request for `promptKey` arriving before its own Retry-After ran out.
+        mutating func noteArrival(promptKey: String, now: Date) {
+            if let until = promptRetryAfter[promptKey], now < until { stats.retriesInsideRetryAfter += 1 }
         }
     }
 
@@ -73,6 +87,8 @@ final class EmulatorState: Sendable {
             // A request already on the wire when the window's first 429 left cannot have seen it: allow 50 ms.
             if now > state.blockedSince.addingTimeInterval(0.05), now < state.blockedUntil {
                 state.stats.requestsInsideRetryAfter += 1
+                state.insideWindow += 1
+                state.stats.maxRequestsInsideOneRetryAfter = max(state.stats.maxRequestsInsideOneRetryAfter, state.insideWindow)
             }
             if let id = clientRequestID {
                 let count = (state.clientRequestIDs[id] ?? 0) + 1
@@ -134,13 +150,14 @@ final class EmulatorState: Sendable {
         }
     }
 
-    /// Rolls the fault dice for one request.
-    func fault() -> Fault? {
+    /// Rolls the fault dice for one request for `promptKey` (its arrival checked against its own last 429 first).
+    func fault(promptKey: String, now: Date) -> Fault? {
         inner.withLock { state in
+            state.noteArrival(promptKey: promptKey, now: now)
             let c = state.configuration
             if c.throttleRate > 0, state.random.nextUnit() < c.throttleRate {
                 state.stats.throttled += 1
-                state.block(now: Date(), seconds: c.throttleSeconds)
+                state.block(now: now, seconds: c.throttleSeconds, promptKey: promptKey)
                 return .throttle(c.throttleSeconds)
             }
             let roll = state.random.nextUnit()
@@ -167,11 +184,11 @@ final class EmulatorState: Sendable {
     }
 
     /// Charges one request against the deployment's buckets, as Azure does on arrival.
-    func admit(deployment: String, tokens: Int, now: Date) -> RateDecision {
+    func admit(deployment: String, tokens: Int, promptKey: String, now: Date) -> RateDecision {
         inner.withLock { state in
             let c = state.configuration
             if let fixed = c.fixedRetryAfter {
-                state.block(now: now, seconds: fixed)
+                state.block(now: now, seconds: fixed, promptKey: promptKey)
                 state.stats.throttled += 1
                 return RateDecision(allowed: false, retryAfter: fixed, kind: .tokens, remainingRequests: 0, remainingTokens: 0)
             }
@@ -180,7 +197,7 @@ final class EmulatorState: Sendable {
             state.buckets[deployment] = buckets
             if !decision.allowed {
                 state.stats.throttled += 1
-                state.block(now: now, seconds: decision.retryAfter)
+                state.block(now: now, seconds: decision.retryAfter, promptKey: promptKey)
             } else {
                 state.stats.tokensCharged += tokens
             }

@@ -12,8 +12,16 @@ public struct EmulatorStats: Sendable, Codable, Equatable {
     public var inFlight = 0
     /// Requests answered 429.
     public var throttled = 0
-    /// Requests that arrived while an earlier 429's Retry-After was still running.
+    /// Requests that arrived while an earlier 429's Retry-After was still running (after a
+    /// 50 ms allowance), any prompt's, and the most that arrived inside one such window.
+    ///
+    /// A timing figure: a request a client launched before the 429 reached it counts too, and
+    /// on a loaded machine the 429 takes longer to arrive, so a few per window are no fault.
     public var requestsInsideRetryAfter = 0
+    public var maxRequestsInsideOneRetryAfter = 0
+    /// Requests for a prompt that arrived before the Retry-After of that prompt's own 429 had
+    /// run out: a retry sent too early. Exact on any machine, since the client had that 429.
+    public var retriesInsideRetryAfter = 0
     /// Client request ids seen more than once, and the most requests one id carried.
     public var repeatedClientRequestIDs = 0
     public var maxRequestsPerClientRequestID = 0
@@ -53,6 +61,8 @@ public struct EmulatorStats: Sendable, Codable, Equatable {
         case requests, byStatus = "by_status", byRoute = "by_route", tokenRequests = "token_requests"
         case tokenRequestsByStatus = "token_requests_by_status", peakConcurrency = "peak_concurrency"
         case inFlight = "in_flight", throttled, requestsInsideRetryAfter = "requests_inside_retry_after"
+        case maxRequestsInsideOneRetryAfter = "max_requests_inside_one_retry_after"
+        case retriesInsideRetryAfter = "retries_inside_retry_after"
         case repeatedClientRequestIDs = "repeated_client_request_ids"
         case maxRequestsPerClientRequestID = "max_requests_per_client_request_id"
         case repeatedAnswers = "repeated_answers", tokensCharged = "tokens_charged", tokensServed = "tokens_served"

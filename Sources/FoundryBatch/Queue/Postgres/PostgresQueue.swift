@@ -28,6 +28,9 @@ public final class PostgresQueue: RowQueue {
     let logger: Logger
     /// Answers to throw away after their step committed (``loseAnswers(_:)``).
     private let answersToLose = Mutex(0)
+    /// When the server last answered a statement of this queue's: an outage is counted from
+    /// there, not from the start of a step that had run for an hour before it lost its connection.
+    private let lastAnswer = Mutex(Date.distantPast)
 
     /// The default of ``patience``: a database restart or a failover takes seconds to a minute.
     public static let defaultPatience: TimeInterval = 60
@@ -172,7 +175,9 @@ public final class PostgresQueue: RowQueue {
     func query(_ connection: PostgresConnection, _ sql: String, _ values: [Value] = []) async throws -> PostgresRowSequence {
         let query = statement(sql, values)
         let logger = logger
-        return try await Self.on(connection, seconds: answerTimeout) { try await connection.query(query, logger: logger) }
+        let rows = try await Self.on(connection, seconds: answerTimeout) { try await connection.query(query, logger: logger) }
+        lastAnswer.withLock { $0 = Date() }
+        return rows
     }
 
     /// Runs a statement and decodes every row it returns as `T`.
@@ -218,7 +223,7 @@ public final class PostgresQueue: RowQueue {
     /// postgres-nio can wait forever for an answer, and the run must not.
     @discardableResult
     func storage<T: Sendable>(_ step: Step = .short, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let deadline = Date() + patience
+        let started = Date()
         var delay = 0.05
         while true {
             do {
@@ -241,6 +246,8 @@ public final class PostgresQueue: RowQueue {
                 return answer
             } catch let error where Self.isConnectionLoss(error) {
                 let reason = Self.describe(error)
+                // Out of reach since the later of this step's start and the server's last answer.
+                let deadline = max(started, lastAnswer.withLock { $0 }) + patience
                 guard Date() + delay < deadline else { throw StateUnreachable(location: location.display, seconds: patience, reason: reason) }
                 logger.warning("the state database is out of reach; trying again", metadata: ["database": "\(location.display)", "error": "\(reason)"])
                 try await Task.sleep(for: .seconds(delay))

@@ -103,6 +103,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Benchmarks/queue.sh: claim+complete throughput of a queue, with no service in between.
+        .executableTarget(
+            name: "foundry-batch-bench",
+            dependencies: ["FoundryBatch"],
+            path: "Benchmarks/QueueBench",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "FoundryAuthTests",
             dependencies: [

@@ -87,55 +87,82 @@ extension PostgresQueue {
     @discardableResult
     public func complete(_ completions: [Completion], now: Date) async throws -> Int {
         guard !completions.isEmpty else { return 0 }
+        // One statement for the whole group, not one per row: a group commit of 64 rows
+        // made 64 round trips, and the queue did about 1,000 rows a second.
+        var seen = Set<Int64>()
+        let changes = completions.filter { seen.insert($0.seq).inserted }.map { CompletedRow($0, now: now) }
+        let document = String(decoding: try JSONEncoder().encode(changes), as: UTF8.self)
         return try await storage { [self] connection in
-            try await transaction(connection) { connection in
-                var applied = 0
-                for completion in completions where try await apply(completion, connection, now: now) { applied += 1 }
-                return applied
-            }
-        }
-    }
-
-    /// Ends or reschedules one row, with its attempt history, if `completion`'s owner still holds it.
-    func apply(_ completion: Completion, _ connection: PostgresConnection, now: Date) async throws -> Bool {
-        let stamp = now.timeIntervalSince1970
-        let change = CompletionChange(completion)
-        let response = change.response, error = change.error
-        let clientRequestID = response?.clientRequestID ?? completion.clientRequestID
-        let updated = try await run(
-            connection,
-            """
-            UPDATE §rows SET state = $1, attempts = attempts + $2, next_attempt_at = $3, lease_owner = NULL, lease_expires_at = NULL,
-                status_code = $4, request_id = $5, client_request_id = $6, response = $7, prompt_tokens = $8, completion_tokens = $9,
-                total_tokens = $10, latency_ms = $11, error_code = $12, error_message = $13, finished_at = $14, target = $15, batch = $16,
-                output_retries = output_retries + $17, finish = $18
-            WHERE seq = $19 AND lease_owner = $20 AND state = 'running'
-            RETURNING seq
-            """,
-            [
-                .text(change.state.rawValue), .int(change.countsAsAttempt ? 1 : 0), .double(change.nextAttempt),
-                .int(response?.statusCode ?? error?.statusCode), .text(response?.requestID), .text(clientRequestID), .text(response?.body),
-                .int(response?.promptTokens), .int(response?.completionTokens), .int(response?.totalTokens), .double(response?.latencyMs),
-                .text(error?.code), .text(error?.message), .double(change.state == .pending ? nil : stamp), .text(completion.target),
-                .int(completion.batch.map(Int.init)), .int(error?.code == RowError.invalidOutput ? 1 : 0), .text(response?.finish),
-                .int(Int(completion.seq)), .text(completion.owner),
-            ]
-        )
-        guard updated > 0 else { return false }
-        if let error {
             try await run(
                 connection,
                 """
-                INSERT INTO §attempts(seq, attempt, at, status_code, error_code, error_message, request_id, client_request_id, target)
-                SELECT seq, attempts, $1, $2, $3, $4, $5, $6, $7 FROM §rows WHERE seq = $8 RETURNING seq
+                WITH v AS (
+                    SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(
+                        seq bigint, owner text, state text, attempt integer, next_attempt_at double precision, status_code integer,
+                        request_id text, client_request_id text, response text, prompt_tokens bigint, completion_tokens bigint,
+                        total_tokens bigint, latency_ms double precision, error_code text, error_message text, finished_at double precision,
+                        target text, batch bigint, output_retry integer, finish text)
+                ), done AS (
+                    UPDATE §rows r SET state = v.state, attempts = r.attempts + v.attempt, next_attempt_at = v.next_attempt_at,
+                        lease_owner = NULL, lease_expires_at = NULL, status_code = v.status_code, request_id = v.request_id,
+                        client_request_id = v.client_request_id, response = v.response, prompt_tokens = v.prompt_tokens,
+                        completion_tokens = v.completion_tokens, total_tokens = v.total_tokens, latency_ms = v.latency_ms,
+                        error_code = v.error_code, error_message = v.error_message, finished_at = v.finished_at, target = v.target,
+                        batch = v.batch, output_retries = r.output_retries + v.output_retry, finish = v.finish
+                    FROM v WHERE r.seq = v.seq AND r.lease_owner = v.owner AND r.state = 'running'
+                    RETURNING r.seq, r.attempts
+                ), history AS (
+                    INSERT INTO §attempts(seq, attempt, at, status_code, error_code, error_message, request_id, client_request_id, target)
+                    SELECT done.seq, done.attempts, $2, v.status_code, v.error_code, v.error_message, v.request_id, v.client_request_id, v.target
+                    FROM done JOIN v ON v.seq = done.seq WHERE v.error_code IS NOT NULL
+                    RETURNING seq
+                )
+                SELECT seq FROM done
                 """,
-                [
-                    .double(stamp), .int(response?.statusCode ?? error.statusCode), .text(error.code), .text(error.message),
-                    .text(response?.requestID), .text(clientRequestID), .text(completion.target), .int(Int(completion.seq)),
-                ]
+                [.text(document), .double(now.timeIntervalSince1970)]
             )
         }
-        return true
+    }
+
+    /// One completion as a row of the JSON document ``complete(_:now:)`` sends (a missing key is NULL).
+    struct CompletedRow: Encodable {
+        var seq: Int64, owner: String, state: String, attempt: Int, nextAttemptAt: Double
+        var statusCode: Int?, requestID: String?, clientRequestID: String?, response: String?
+        var promptTokens: Int?, completionTokens: Int?, totalTokens: Int?, latencyMs: Double?
+        var errorCode: String?, errorMessage: String?, finishedAt: Double?, target: String?, batch: Int64?
+        var outputRetry: Int, finish: String?
+
+        enum CodingKeys: String, CodingKey {
+            case seq, owner, state, attempt, nextAttemptAt = "next_attempt_at", statusCode = "status_code", requestID = "request_id"
+            case clientRequestID = "client_request_id", response, promptTokens = "prompt_tokens", completionTokens = "completion_tokens"
+            case totalTokens = "total_tokens", latencyMs = "latency_ms", errorCode = "error_code", errorMessage = "error_message"
+            case finishedAt = "finished_at", target, batch, outputRetry = "output_retry", finish
+        }
+
+        init(_ completion: Completion, now: Date) {
+            let change = CompletionChange(completion)
+            let response = change.response, error = change.error
+            seq = completion.seq
+            owner = completion.owner
+            state = change.state.rawValue
+            attempt = change.countsAsAttempt ? 1 : 0
+            nextAttemptAt = change.nextAttempt
+            statusCode = response?.statusCode ?? error?.statusCode
+            requestID = response?.requestID
+            clientRequestID = response?.clientRequestID ?? completion.clientRequestID
+            self.response = response?.body
+            promptTokens = response?.promptTokens
+            completionTokens = response?.completionTokens
+            totalTokens = response?.totalTokens
+            latencyMs = (response?.latencyMs).flatMap { $0.isFinite ? $0 : nil }
+            errorCode = error?.code
+            errorMessage = error?.message
+            finishedAt = change.state == .pending ? nil : now.timeIntervalSince1970
+            target = completion.target
+            batch = completion.batch
+            outputRetry = error?.code == RowError.invalidOutput ? 1 : 0
+            finish = response?.finish
+        }
     }
 
     public func release(owner: String, seqs: [Int64]?) async throws {

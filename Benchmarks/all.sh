@@ -23,6 +23,8 @@ FIGURES=(
   "peak RSS as rows grow|largest within 1.5x of smallest|memory.sh \"10000 100000\"|memory.sh|rows: load peak"
   "token requests, 128 workers, 4 s tokens|= refreshes needed, no 401|tokens.sh 20000 4|tokens.sh 60000 4|token requests|401"
   "kill -9 at random moments|every row once|crash-torture.sh 5000 8|crash-torture.sh 20000 20|PASS|FAIL|twice"
+  "kill -9 at random moments, PostgreSQL state|every row once|crash-torture.sh 5000 8 postgresql|crash-torture.sh 20000 20 postgresql|PASS|FAIL|twice"
+  "claim+complete and run, 64 workers: PostgreSQL vs SQLite|a run on PostgreSQL as fast as on SQLite|queue.sh 20000 64|queue.sh 100000 64|rows/s|ratio"
   "faults: 429, 5xx, drops, slow answers|every row completes once|fault-torture.sh 2000|fault-torture.sh 5000|PASS|FAIL|succeeded"
   "kill -9 of engine: batch|every row once, never in two live batches|batch-torture.sh 3000 8|batch-torture.sh 10000 20|PASS|FAIL|two live"
   "one long line; rejects|linear; flat|input-shapes.sh|input-shapes.sh|long line|rejects"

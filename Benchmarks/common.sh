@@ -91,3 +91,42 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["api-key"] = "bench-key"
 LUA
 }
+
+# need_postgres: a PostgreSQL database for a `state:` URL, in PG_URL (PGPASSWORD exported).
+# Uses FOUNDRY_BATCH_TEST_POSTGRES when set; else, as root, starts the test cluster of
+# .ci/postgres.sh (installing Debian's PostgreSQL when missing); else says what is missing.
+need_postgres() {
+  if [ -z "${FOUNDRY_BATCH_TEST_POSTGRES:-}" ]; then
+    if [ "$(id -u)" = 0 ]; then
+      local started
+      started=$(bash "$ROOT/.ci/postgres.sh") || { echo "missing: PostgreSQL (.ci/postgres.sh could not start it)" >&2; exit 1; }
+      eval "$started"
+    else
+      echo "missing: PostgreSQL (run as root, or eval \"\$(sudo .ci/postgres.sh)\" and export FOUNDRY_BATCH_TEST_POSTGRES and PGPASSWORD)" >&2; exit 1
+    fi
+  fi
+  PG_URL=$FOUNDRY_BATCH_TEST_POSTGRES
+  export PGPASSWORD
+  need psql postgresql-client
+}
+
+# pg_state NAME: sets PG_STATE to a state URL naming a new schema of PG_URL's database;
+# drop_pg_schemas drops every schema made so.
+pg_schemas=()
+pg_state() {
+  local schema
+  schema="bench_$1_$(od -An -N5 -tx1 /dev/urandom | tr -d ' \n')"
+  pg_schemas+=("$schema")
+  case $PG_URL in *\?*) PG_STATE="$PG_URL&schema=$schema" ;; *) PG_STATE="$PG_URL?schema=$schema" ;; esac
+}
+# pg_cleanup: the EXIT trap of a PostgreSQL script: children first (a live run holds locks a
+# DROP SCHEMA would wait for), then the schemas, then the scratch folder.
+pg_cleanup() {
+  pkill -P $$ 2>/dev/null || true
+  wait 2>/dev/null || true
+  drop_pg_schemas
+  rm -rf "$WORK"
+}
+drop_pg_schemas() {
+  for schema in "${pg_schemas[@]}"; do psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS \"$schema\" CASCADE" > /dev/null 2>&1 || true; done
+}

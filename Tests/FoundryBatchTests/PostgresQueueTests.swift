@@ -67,4 +67,35 @@ struct PostgresQueueTests {
         func add() { count.withLock { $0 += 1 } }
         var value: Int { count.withLock { $0 } }
     }
+
+    @Test func aLargeGroupIsSentAsSeveralDocumentsOfBoundedSize() throws {
+        let rows = (1...5).map { seq in
+            PostgresQueue.CompletedRow(
+                Completion(seq: Int64(seq), owner: "A", outcome: .succeeded(ResponseRecord(statusCode: 200, requestID: nil, clientRequestID: "c", body: String(repeating: "x", count: 300), latencyMs: 1))),
+                now: Date()
+            )
+        }
+        let documents = try PostgresQueue.documents(rows, limit: 1000)
+        #expect(documents.count == 3, "two rows of about 450 bytes fit in 1,000")
+        #expect(documents.allSatisfy { $0.utf8.count <= 1000 })
+        let seqs = try documents.flatMap { document in
+            try #require(try JSONSerialization.jsonObject(with: Data(document.utf8)) as? [[String: Any]]).compactMap { $0["seq"] as? Int }
+        }
+        #expect(seqs == [1, 2, 3, 4, 5], "every row once, in order")
+        #expect(try PostgresQueue.documents(Array(rows.prefix(1)), limit: 10).count == 1, "a row larger than the limit goes alone")
+    }
+
+    @Test func anAnswerHoldingANulCharacterIsStoredWithAReplacement() async throws {
+        // PostgreSQL text cannot hold U+0000: one such answer must not fail its whole group.
+        let (fixture, queue) = try await loaded(2)
+        let now = Date()
+        let rows = try await queue.claim(owner: "A", limit: 2, leaseUntil: now + 60, now: now)
+        let completions = rows.map { row in
+            Completion(seq: row.seq, owner: "A", outcome: .succeeded(ResponseRecord(statusCode: 200, requestID: "r", clientRequestID: "c", body: "{\"a\":\"x\u{0}y\"}", latencyMs: 1)))
+        }
+        #expect(try await queue.complete(completions, now: now) == 2)
+        let stored = try await queue.storage { connection in try await queue.fetch(String.self, connection, "SELECT response FROM §rows ORDER BY seq") }
+        #expect(stored == ["{\"a\":\"x\u{FFFD}y\"}", "{\"a\":\"x\u{FFFD}y\"}"])
+        withExtendedLifetime(fixture) {}
+    }
 }

@@ -6,6 +6,7 @@
 # against the emulator at latency 0, which says what the queue costs a real run.
 # Usage: Benchmarks/queue.sh [ROWS=50000] [WORKERS=64]
 source "$(dirname "$0")/common.sh"
+need /usr/bin/time time
 need_postgres
 trap pg_cleanup EXIT
 ROWS=${1:-50000}
@@ -42,15 +43,17 @@ job "$WORK/r-sqlite.yaml" r-sqlite "$WORK/r-sqlite.sqlite"
 pg_state r; job "$WORK/r-pg.yaml" r-pg "$PG_STATE"
 for backend in sqlite pg; do
   step "load-$backend" "$BIN" load "$WORK/r-$backend.yaml" > /dev/null
-  step "run-$backend" "$BIN" run "$WORK/r-$backend.yaml" --json --no-progress > "$WORK/r-$backend.json"
+  step "run-$backend" /usr/bin/time -f "%U %S" -o "$WORK/r-$backend.cpu" "$BIN" run "$WORK/r-$backend.yaml" --json --no-progress > "$WORK/r-$backend.json"
 done
 figures=$(python3 - "$WORK" "$ROWS" <<'PY'
 import json, sys
 work, rows = sys.argv[1], int(sys.argv[2])
 runs = [json.load(open(f"{work}/r-{b}.json")) for b in ("sqlite", "pg")]
-print(*(round(r["succeeded"] / r["elapsed_seconds"]) for r in runs), all(r["succeeded"] == rows for r in runs))
+cpu = [sum(map(float, open(f"{work}/r-{b}.cpu").read().split()[-2:])) / rows * 1000 for b in ("sqlite", "pg")]
+print(*(round(r["succeeded"] / r["elapsed_seconds"]) for r in runs), all(r["succeeded"] == rows for r in runs), *(f"{c:.3f}" for c in cpu))
 PY
 )
-read -r SR PR OK <<< "$figures"
+read -r SR PR OK SC PC <<< "$figures"
 echo "run, latency 0, $WORKERS workers: sqlite $SR rows/s; postgresql $PR rows/s (every row succeeded: $OK)"
-echo "ratio postgresql / sqlite (run): $(ratio "$PR" "$SR")"
+echo "ratio postgresql / sqlite (run): $(ratio "$PR" "$SR") (the server shares this machine's cores with the run and the emulator)"
+echo "CPU of the run process per 1,000 rows: sqlite $SC s; postgresql $PC s (the server's own not counted)"

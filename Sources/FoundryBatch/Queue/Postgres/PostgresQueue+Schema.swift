@@ -134,5 +134,9 @@ extension PostgresQueue {
         ],
         // 2: the claim that leased a row, so that a claim whose answer was lost takes its rows back.
         ["ALTER TABLE §rows ADD COLUMN claim_id text"],
+        // 3: when the next pending row is due, read off an index: workers with nothing to
+        // claim ask it every half second, and without one each asking read every row the
+        // job had (48 ms on 20k rows, 64 workers at once at the end of a run).
+        ["CREATE INDEX rows_due ON §rows (next_attempt_at) WHERE state = 'pending'"],
     ]
 }

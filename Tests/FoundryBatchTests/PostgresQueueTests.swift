@@ -98,4 +98,18 @@ struct PostgresQueueTests {
         #expect(stored == ["{\"a\":\"x\u{FFFD}y\"}", "{\"a\":\"x\u{FFFD}y\"}"])
         withExtendedLifetime(fixture) {}
     }
+
+    @Test func aBatchCutWhoseAnswerWasLostIsFoundAgainNotCutTwice() async throws {
+        let (fixture, queue) = try await loaded(6)
+        queue.loseAnswers(1)
+        let cut = BatchCut(target: "default", model: "gpt-5-mini", api: .chat, maxRows: 4, maxBytes: 1 << 30, lineOverhead: 100)
+        let batch = try #require(try await queue.cutBatch(cut, now: Date()))
+        #expect(batch.rows == 4 && batch.number == 1, "the batch the lost answer had made")
+        #expect(try await queue.batches().map(\.number) == [1], "no second batch")
+        var lines: [String] = []
+        try await queue.forEachBatchLine(number: batch.number) { lines.append($0.id) }
+        #expect(lines == ["r1", "r2", "r3", "r4"])
+        #expect(try await queue.counts().job.pending == 2)
+        withExtendedLifetime(fixture) {}
+    }
 }

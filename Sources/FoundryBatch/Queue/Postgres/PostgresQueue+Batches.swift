@@ -20,8 +20,19 @@ extension PostgresQueue {
     }
 
     public func cutBatch(_ cut: BatchCut, now: Date) async throws -> BatchRecord? {
-        try await storage { [self] connection in
-            try await transaction(connection) { connection in
+        // As a claim: a cut whose answer a lost connection took may have committed, and its
+        // rows would then sit in a batch this runner does not know of. Its retry finds that
+        // batch by the cut's id first.
+        let cutID = UUID().uuidString, tried = Flag()
+        return try await storage { [self] connection in
+            if tried.isSet {
+                let earlier = try await fetch(
+                    BatchRecord.self, connection, "SELECT \(SQLiteQueue.batchColumns) FROM §batches WHERE cut_id = $1", [.text(cutID)]
+                )
+                if let earlier = earlier.first { return earlier }
+            }
+            tried.set()
+            return try await transaction(connection) { connection in
                 let stamp = now.timeIntervalSince1970
                 // The running sum of line bytes in input order: the rows that fit the file. Locked,
                 // so that two runners cutting at once never put a row in two batches.
@@ -50,8 +61,14 @@ extension PostgresQueue {
                 let number = Int64(
                     try await value(
                         Int.self, connection,
-                        "INSERT INTO §batches(target, model, api, phase, rows, bytes, tokens, created_at) VALUES ($1, $2, $3, 'cut', $4, $5, $6, $7) RETURNING number",
-                        [.text(cut.target), .text(cut.model), .text(cut.api.rawValue), .int(seqs.count), .int(bytes), .int(tokens), .double(stamp)]
+                        """
+                        INSERT INTO §batches(target, model, api, phase, rows, bytes, tokens, created_at, cut_id)
+                        VALUES ($1, $2, $3, 'cut', $4, $5, $6, $7, $8) RETURNING number
+                        """,
+                        [
+                            .text(cut.target), .text(cut.model), .text(cut.api.rawValue), .int(seqs.count), .int(bytes), .int(tokens), .double(stamp),
+                            .text(cutID),
+                        ]
                     ) ?? 0
                 )
                 try await run(

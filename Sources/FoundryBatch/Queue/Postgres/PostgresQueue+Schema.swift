@@ -138,5 +138,7 @@ extension PostgresQueue {
         // claim ask it every half second, and without one each asking read every row the
         // job had (48 ms on 20k rows, 64 workers at once at the end of a run).
         ["CREATE INDEX rows_due ON §rows (next_attempt_at) WHERE state = 'pending'"],
+        // 4: the cut that made a batch, so that a cut whose answer was lost finds its batch again.
+        ["ALTER TABLE §batches ADD COLUMN cut_id text"],
     ]
 }

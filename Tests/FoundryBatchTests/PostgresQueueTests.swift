@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 @testable import FoundryBatch
 
@@ -55,17 +54,11 @@ struct PostgresQueueTests {
         let runs = Counter()
         queue.loseAnswers(1)
         let answer = try await queue.storage(.long) { [queue] connection in
-            runs.add()
+            runs.increment()
             try await Task.sleep(for: .seconds(4))
             return try await queue.value(Int.self, connection, "SELECT 42")
         }
         #expect(answer == 42 && runs.value == 2, "ran again after its answer was lost")
-    }
-
-    final class Counter: Sendable {
-        private let count = Mutex(0)
-        func add() { count.withLock { $0 += 1 } }
-        var value: Int { count.withLock { $0 } }
     }
 
     @Test func aLargeGroupIsSentAsSeveralDocumentsOfBoundedSize() throws {

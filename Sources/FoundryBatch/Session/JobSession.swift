@@ -53,7 +53,7 @@ public struct JobSession: Sendable {
     ) async throws -> any RowQueue {
         guard PostgresLocation.isURL(state) else { return try SQLiteQueue(path: state, jobName: jobName) }
         let location = try PostgresLocation(url: state, jobName: jobName, environment: environment)
-        let patience = environment["FOUNDRY_BATCH_STATE_PATIENCE"].flatMap(Double.init).map { max($0, 0) } ?? PostgresQueue.defaultPatience
+        let patience = environment["FOUNDRY_BATCH_STATE_PATIENCE"].flatMap(Double.init).flatMap { $0.isFinite ? max($0, 0) : nil } ?? PostgresQueue.defaultPatience
         return try await PostgresQueue.open(location, jobName: jobName, password: try location.password(environment: environment), patience: patience)
     }
 

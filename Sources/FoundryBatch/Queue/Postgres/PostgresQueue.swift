@@ -288,6 +288,9 @@ public final class PostgresQueue: RowQueue {
     /// Whether `error` says the database could not be reached or went away (rather than refused a statement).
     static func isConnectionLoss(_ error: any Error) -> Bool {
         if error is Timeout || error is ConnectionClosed { return true }
+        // The pool's own errors (its circuit breaker tripped after failed connects, a lease
+        // timed out): its module is not one we import, so it is known by its type's name.
+        if String(reflecting: type(of: error)).hasSuffix(".ConnectionPoolError") { return true }
         guard let error = error as? PSQLError else { return false }
         switch error.code {
         case .connectionError, .serverClosedConnection, .uncleanShutdown, .clientClosedConnection, .poolClosed, .messageDecodingFailure:

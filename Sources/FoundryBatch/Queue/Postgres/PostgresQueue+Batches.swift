@@ -23,15 +23,14 @@ extension PostgresQueue {
         // As a claim: a cut whose answer a lost connection took may have committed, and its
         // rows would then sit in a batch this runner does not know of. Its retry finds that
         // batch by the cut's id first.
-        let cutID = UUID().uuidString, tried = Flag()
+        let cutID = UUID().uuidString, retry = Retry()
         return try await storage { [self] connection in
-            if tried.isSet {
+            if retry.again() {
                 let earlier = try await fetch(
                     BatchRecord.self, connection, "SELECT \(SQLiteQueue.batchColumns) FROM §batches WHERE cut_id = $1", [.text(cutID)]
                 )
                 if let earlier = earlier.first { return earlier }
             }
-            tried.set()
             return try await transaction(connection) { connection in
                 let stamp = now.timeIntervalSince1970
                 // The running sum of line bytes in input order: the rows that fit the file. Locked,

@@ -50,13 +50,13 @@ extension PostgresQueue {
         // A claim whose answer a lost connection took may have committed. Its retry first
         // takes back the rows it leased, found by the claim's id: else they would stay
         // leased to this runner, which lives on and keeps extending its leases.
-        let claimID = UUID().uuidString, tried = Flag()
+        let claimID = UUID().uuidString, retry = Retry()
         let returning = """
             seq, id, variant, api, deployment, body, attempts, estimated_tokens AS estimatedTokens, target AS lastTarget,
                 output_retries AS outputRetries
             """
         return try await storage { [self] connection in
-            if tried.isSet {
+            if retry.again() {
                 let earlier = try await fetch(
                     ClaimedRow.self, connection,
                     "SELECT \(returning) FROM §rows WHERE claim_id = $1 AND lease_owner = $2 AND state = 'running'",
@@ -64,7 +64,6 @@ extension PostgresQueue {
                 )
                 if !earlier.isEmpty { return earlier.sorted { $0.seq < $1.seq } }
             }
-            tried.set()
             return try await fetch(
                 ClaimedRow.self, connection,
                 """
@@ -79,11 +78,10 @@ extension PostgresQueue {
         }
     }
 
-    /// Set once, read from the next run of a step.
-    final class Flag: Sendable {
-        private let state = Mutex(false)
-        func set() { state.withLock { $0 = true } }
-        var isSet: Bool { state.withLock { $0 } }
+    /// Whether a step runs again: the first call answers false, every later one true.
+    final class Retry: Sendable {
+        private let ran = Mutex(false)
+        func again() -> Bool { ran.withLock { ran in defer { ran = true }; return ran } }
     }
 
     public func extendLeases(owner: String, until: Date) async throws {

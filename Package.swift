@@ -63,6 +63,9 @@ let package = Package(
                 // The queue of a `postgresql://` state.
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                // Its connections are made here, with a gate before postgres-nio's handler (ReadGate).
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

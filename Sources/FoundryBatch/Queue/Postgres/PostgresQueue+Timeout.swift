@@ -123,16 +123,16 @@ extension PostgresQueue {
         }
     }
 
-    /// Runs `body` on a connection of `client`, giving up when none is had within `seconds`
-    /// (the pool waits for one forever while the server is away). Once `body` runs, it has
+    /// Runs `body` on a connection of `pool`, giving up when none is had within `seconds`
+    /// (a connect to a server that does not answer can take longer). Once `body` runs, it has
     /// all the time it needs (an export streams for as long as it takes) unless `holder` is
     /// closed by a caller's own deadline.
     static func leased<T: Sendable>(
-        _ client: PostgresClient, within seconds: Double, holder: Holder = Holder(),
+        _ pool: PostgresPool, within seconds: Double, holder: Holder = Holder(),
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         try await withTimeout(seconds: seconds, expired: { !holder.started }) {
-            try await client.withConnection { connection in
+            try await pool.withConnection { connection in
                 holder.hold(connection)
                 // A lease granted after the deadline gave up on it: the step is being retried elsewhere.
                 try Task.checkCancellation()

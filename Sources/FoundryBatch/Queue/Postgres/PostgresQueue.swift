@@ -19,8 +19,7 @@ import Synchronization
 /// ```
 public final class PostgresQueue: RowQueue {
     public let location: PostgresLocation
-    let client: PostgresClient
-    let running: Task<Void, Never>
+    let pool: PostgresPool
     /// `"schema".`, in front of every table and function name (written `§` in the SQL here).
     let prefix: String
     /// How long an operation retries a lost connection before the run stops.
@@ -35,13 +34,12 @@ public final class PostgresQueue: RowQueue {
     /// The default of ``patience``: a database restart or a failover takes seconds to a minute.
     public static let defaultPatience: TimeInterval = 60
 
-    init(location: PostgresLocation, client: PostgresClient, patience: TimeInterval, logger: Logger) {
+    init(location: PostgresLocation, pool: PostgresPool, patience: TimeInterval, logger: Logger) {
         self.location = location
-        self.client = client
+        self.pool = pool
         self.patience = patience
         self.logger = logger
         prefix = "\"\(location.schema)\"."
-        running = Task { await client.run() }
     }
 
     /// Connects, creates or migrates the job's schema, and checks that it belongs to `jobName`.
@@ -54,14 +52,9 @@ public final class PostgresQueue: RowQueue {
     ) async throws -> PostgresQueue {
         // One connection of our own first: the pool retries a refused sign-in quietly, and
         // the user must hear at once that the password is wrong, not wait for a timeout.
-        try await probe(location, password: password, patience: patience, logger: logger)
-        var configuration = PostgresClient.Configuration(
-            host: location.host, port: location.port, username: location.user, password: password, database: location.database,
-            tls: try tls(location.sslMode)
-        )
-        configuration.options.connectTimeout = .seconds(10)
-        configuration.options.maximumConnections = 16
-        let queue = PostgresQueue(location: location, client: PostgresClient(configuration: configuration), patience: patience, logger: logger)
+        let connector = try PostgresConnector(location: location, password: password, logger: logger)
+        try await probe(connector, patience: patience)
+        let queue = PostgresQueue(location: location, pool: PostgresPool(connector: connector, limit: 16), patience: patience, logger: logger)
         do {
             try await queue.migrate()
             try await queue.claimSchema(for: jobName)
@@ -72,44 +65,15 @@ public final class PostgresQueue: RowQueue {
         return queue
     }
 
-    /// The TLS settings of `mode`: nil for none; `required` false when plain TCP may follow a refusal.
-    static func tlsSettings(_ mode: PostgresLocation.SSLMode) -> (configuration: TLSConfiguration, required: Bool)? {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        switch mode {
-        case .disable: return nil
-        case .prefer, .require: configuration.certificateVerification = .none
-        case .verifyCA: configuration.certificateVerification = .noHostnameVerification
-        case .verifyFull: break
-        }
-        return (configuration, mode != .prefer)
-    }
-
-    static func tls(_ mode: PostgresLocation.SSLMode) throws -> PostgresClient.Configuration.TLS {
-        guard let settings = tlsSettings(mode) else { return .disable }
-        return settings.required ? .require(settings.configuration) : .prefer(settings.configuration)
-    }
-
     /// Connects once and signs in: a refused password is a ``StorageError`` (exit 2) at once,
     /// a server out of reach is retried for `patience`, then ``StateUnreachable``.
-    static func probe(_ location: PostgresLocation, password: String?, patience: TimeInterval, logger: Logger) async throws {
-        let tls: PostgresConnection.Configuration.TLS
-        if let settings = tlsSettings(location.sslMode) {
-            let context = try NIOSSLContext(configuration: settings.configuration)
-            tls = settings.required ? .require(context) : .prefer(context)
-        } else {
-            tls = .disable
-        }
-        var configuration = PostgresConnection.Configuration(
-            host: location.host, port: location.port, username: location.user, password: password, database: location.database, tls: tls
-        )
-        configuration.options.connectTimeout = .seconds(10)
+    static func probe(_ connector: PostgresConnector, patience: TimeInterval) async throws {
+        let location = connector.location
         let deadline = Date() + patience
         var delay = 0.1
         while true {
             do {
-                let connection = try await PostgresConnection.connect(
-                    on: PostgresClient.defaultEventLoopGroup.next(), configuration: configuration, id: 0, logger: logger
-                ).get()
+                let connection = try await connector.connect(id: 0)
                 try? await connection.close()
                 return
             } catch let error where isConnectionLoss(error) {
@@ -120,7 +84,7 @@ public final class PostgresQueue: RowQueue {
                 delay = min(delay * 2, 2)
             } catch let error as PSQLError {
                 let fix =
-                    password == nil
+                    connector.password == nil
                     ? "the server asks for a password: set PGPASSWORD or add a ~/.pgpass line (HOST:PORT:DATABASE:USER:PASSWORD, mode 0600)"
                     : "check the user and the password (PGPASSWORD or ~/.pgpass), and that the user may use the database"
                 let what = error.code == .authMechanismRequiresPassword ? "no password given" : describe(error)
@@ -138,7 +102,7 @@ public final class PostgresQueue: RowQueue {
 
     /// Stops the connection pool; the session that opened the queue calls it last.
     public func close() {
-        running.cancel()
+        Task { [pool] in await pool.shutdown() }
     }
 
     // MARK: Running SQL
@@ -227,16 +191,16 @@ public final class PostgresQueue: RowQueue {
         var delay = 0.05
         while true {
             do {
-                let client = client, within = min(max(patience, 1), 15)
+                let pool = pool, within = min(max(patience, 1), 15)
                 let answer: T
                 switch step {
                 case .short:
                     let holder = Holder()
                     answer = try await Self.withTimeout(seconds: answerTimeout, onTimeout: holder.close) {
-                        try await Self.leased(client, within: within, holder: holder, body)
+                        try await Self.leased(pool, within: within, holder: holder, body)
                     }
                 case .long:
-                    answer = try await Self.leased(client, within: within, body)
+                    answer = try await Self.leased(pool, within: within, body)
                 }
                 let lost = answersToLose.withLock { count in
                     defer { count = max(count - 1, 0) }
@@ -287,10 +251,7 @@ public final class PostgresQueue: RowQueue {
 
     /// Whether `error` says the database could not be reached or went away (rather than refused a statement).
     static func isConnectionLoss(_ error: any Error) -> Bool {
-        if error is Timeout || error is ConnectionClosed { return true }
-        // The pool's own errors (its circuit breaker tripped after failed connects, a lease
-        // timed out): its module is not one we import, so it is known by its type's name.
-        if String(reflecting: type(of: error)).hasSuffix(".ConnectionPoolError") { return true }
+        if error is Timeout || error is ConnectionClosed || error is PostgresConnector.Unreachable { return true }
         guard let error = error as? PSQLError else { return false }
         switch error.code {
         case .connectionError, .serverClosedConnection, .uncleanShutdown, .clientClosedConnection, .poolClosed, .messageDecodingFailure:
@@ -308,6 +269,7 @@ public final class PostgresQueue: RowQueue {
     static func describe(_ error: any Error) -> String {
         if error is Timeout { return "no answer in time" }
         if error is ConnectionClosed { return "the connection closed under a statement" }
+        if let error = error as? PostgresConnector.Unreachable { return error.description }
         guard let error = error as? PSQLError else { return "\(error)" }
         if let message = error.serverInfo?[.message] {
             return message + (error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? "")

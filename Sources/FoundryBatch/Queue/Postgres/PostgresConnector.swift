@@ -1,0 +1,222 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import PostgresNIO
+
+/// Opens the queue's connections: TCP, then TLS as `sslmode` asks, then the sign-in.
+///
+/// The socket and TLS are ours and postgres-nio gets the channel ready made, so that a
+/// ``ReadGate`` can stand between the bytes and postgres-nio's handler.
+struct PostgresConnector: Sendable {
+    let location: PostgresLocation
+    let password: String?
+    let logger: Logger
+    /// The TLS settings `sslmode` asks for; nil for plain TCP.
+    let tls: (context: NIOSSLContext, required: Bool)?
+
+    /// A connection that was being made went away, or none could be made: counted as a lost
+    /// connection, so it is retried.
+    struct Unreachable: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    init(location: PostgresLocation, password: String?, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        self.location = location
+        self.password = password
+        self.logger = logger
+        tls = try Self.tlsContext(location, environment: environment)
+    }
+
+    /// The trust roots of a `verify-*` mode: `PGSSLROOTCERT` or `~/.postgresql/root.crt` as
+    /// libpq reads them, else the system's.
+    static func tlsContext(_ location: PostgresLocation, environment: [String: String]) throws -> (context: NIOSSLContext, required: Bool)? {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        switch location.sslMode {
+        case .disable: return nil
+        case .prefer, .require: configuration.certificateVerification = .none
+        case .verifyCA: configuration.certificateVerification = .noHostnameVerification
+        case .verifyFull: break
+        }
+        if location.sslMode == .verifyCA || location.sslMode == .verifyFull {
+            let home = environment["HOME"] ?? NSHomeDirectory()
+            let named = environment["PGSSLROOTCERT"].flatMap { $0.isEmpty ? nil : $0 }
+            let file = named ?? home + "/.postgresql/root.crt"
+            if named == "system" {
+                // libpq's word for the system's roots, which are the default here.
+            } else if FileManager.default.fileExists(atPath: file) {
+                do {
+                    configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(file))
+                } catch {
+                    throw StorageError(path: file, message: "the root certificates of sslmode=\(location.sslMode.rawValue) cannot be read (\(error)); give a PEM file")
+                }
+            } else if named != nil {
+                throw StorageError(path: file, message: "PGSSLROOTCERT names no file; give the PEM file of the server's certificate authority, or unset it for the system's roots")
+            }
+        }
+        do {
+            return (try NIOSSLContext(configuration: configuration), location.sslMode != .prefer)
+        } catch {
+            throw StorageError(path: location.display, message: "TLS cannot be set up for sslmode=\(location.sslMode.rawValue): \(error)")
+        }
+    }
+
+    /// Connects, negotiates TLS and signs in.
+    ///
+    /// - Throws: ``Unreachable`` (the server is out of reach or went away: retried),
+    ///   ``StorageError`` (the server refused TLS that `sslmode` requires, or its certificate),
+    ///   `PSQLError` from the sign-in.
+    func connect(id: Int) async throws -> PostgresConnection {
+        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(10))
+            .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(ReadGate()) }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: location.host, port: location.port).get()
+        } catch {
+            throw Unreachable(description: "no connection to \(location.host):\(location.port) (\(Self.describe(error)))")
+        }
+        do {
+            if let tls {
+                // A server that takes the connection and never answers is closed, which ends the wait.
+                let stalled = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
+                defer { stalled.cancel() }
+                try await startTLS(on: channel, context: tls.context, required: tls.required)
+            }
+            let configuration = PostgresConnection.Configuration(
+                establishedChannel: channel, tls: .disable, username: location.user, password: password, database: location.database
+            )
+            return try await PostgresConnection.connect(on: channel.eventLoop, configuration: configuration, id: id, logger: logger).get()
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
+    }
+
+    /// Asks the server for TLS (PostgreSQL's `SSLRequest`) and, when it agrees, shakes hands.
+    func startTLS(on channel: any Channel, context: NIOSSLContext, required: Bool) async throws {
+        let answer = channel.eventLoop.makePromise(of: UInt8.self)
+        try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.addHandler(SSLRequest(answer: answer), position: .first)
+        }.get()
+        let offered: Bool
+        do {
+            offered = try await answer.futureResult.get() == UInt8(ascii: "S")
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw Unreachable(description: "the connection closed while asking for TLS (\(Self.describe(error)))")
+        }
+        guard offered else {
+            if required {
+                throw StorageError(
+                    path: location.display,
+                    message: "the server does not offer TLS, and sslmode=\(location.sslMode.rawValue) requires it; turn on ssl in the server's postgresql.conf, or write sslmode=prefer or sslmode=disable"
+                )
+            }
+            return
+        }
+        let host = location.host
+        let serverName = host.contains(":") || host.allSatisfy({ $0.isNumber || $0 == "." }) ? nil : host
+        let handshake = channel.eventLoop.makePromise(of: Void.self)
+        try await channel.eventLoop.submit {
+            let ssl = try NIOSSLClientHandler(context: context, serverHostname: serverName)
+            try channel.pipeline.syncOperations.addHandler(ssl, position: .first)
+            try channel.pipeline.syncOperations.addHandler(Handshake(done: handshake), position: .after(ssl))
+        }.get()
+        do {
+            try await handshake.futureResult.get()
+        } catch let error as NIOSSLError {
+            if case .handshakeFailed = error {
+                throw StorageError(
+                    path: location.display,
+                    message: "the TLS handshake with the server failed (\(error)); for sslmode=\(location.sslMode.rawValue) give the server's certificate authority in PGSSLROOTCERT or ~/.postgresql/root.crt"
+                        + (location.sslMode == .verifyFull ? ", and connect by the name its certificate holds" : "")
+                )
+            }
+            throw Unreachable(description: "the connection closed during the TLS handshake (\(error))")
+        } catch {
+            throw Unreachable(description: "the connection closed during the TLS handshake (\(Self.describe(error)))")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first { return "\(first.error)" }
+        if let error = error as? ChannelError, case .connectTimeout = error { return "no answer within 10 s" }
+        return "\(error)"
+    }
+}
+
+/// Sends PostgreSQL's `SSLRequest` and reads the server's one-byte answer, then leaves the pipeline.
+private final class SSLRequest: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    let answer: EventLoopPromise<UInt8>
+
+    init(answer: EventLoopPromise<UInt8>) { self.answer = answer }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        var request = context.channel.allocator.buffer(capacity: 8)
+        request.writeInteger(Int32(8))
+        request.writeInteger(Int32(80_877_103))
+        context.writeAndFlush(NIOAny(request), promise: nil)
+        context.read()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        guard let byte = buffer.readInteger(as: UInt8.self) else { return }
+        if buffer.readableBytes > 0 {
+            // Bytes after the answer, before TLS: what a man in the middle would inject (CVE-2021-23222).
+            answer.fail(StorageError(path: "", message: "the server sent more than its answer to the TLS request; the connection is not trusted"))
+            context.close(promise: nil)
+        } else if byte == UInt8(ascii: "S") || byte == UInt8(ascii: "N") {
+            answer.succeed(byte)
+        } else {
+            answer.fail(StorageError(path: "", message: "the server's answer to the TLS request is not PostgreSQL's; check the host and port"))
+            context.close(promise: nil)
+        }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        answer.fail(ChannelError.eof)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        answer.fail(error)
+        context.fireErrorCaught(error)
+    }
+}
+
+/// Ends when the TLS handshake does, then leaves the pipeline.
+private final class Handshake: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    let done: EventLoopPromise<Void>
+
+    init(done: EventLoopPromise<Void>) { self.done = done }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent {
+            done.succeed(())
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        done.fail(ChannelError.eof)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        done.fail(error)
+        context.fireErrorCaught(error)
+    }
+}

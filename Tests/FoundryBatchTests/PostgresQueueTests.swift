@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FoundryTestSupport
 @testable import FoundryBatch
 
 /// What only the PostgreSQL queue must do: run each step again when the answer of its
@@ -59,6 +60,30 @@ struct PostgresQueueTests {
             return try await queue.value(Int.self, connection, "SELECT 42")
         }
         #expect(answer == 42 && runs.value == 2, "ran again after its answer was lost")
+    }
+
+    @Test func aConnectionCutInTheMiddleOfAnExportIsTriedAgainWhereItStopped() async throws {
+        // postgres-nio traps (SIGILL) when the server's last bytes reach a row stream that
+        // is not asking for rows; the ReadGate in front of it must turn that into a retry.
+        let (fixture, queue) = try await loaded(3000)
+        let now = Date()
+        let rows = try await queue.claim(owner: "A", limit: 3000, leaseUntil: now + 60, now: now)
+        let body = #"{"answer":"\#(String(repeating: "x", count: 300))"}"#
+        let record = ResponseRecord(statusCode: 200, requestID: "req", clientRequestID: "cid", body: body, promptTokens: 3, completionTokens: 4, totalTokens: 7, latencyMs: 12)
+        _ = try await queue.complete(rows.map { Completion(seq: $0.seq, owner: "A", outcome: .succeeded(record)) }, now: now)
+
+        let proxy = try await CuttingProxy.start(to: queue.location.host, port: queue.location.port, cutAfter: 400_000)
+        defer { proxy.stop() }
+        let behind = try await TestPostgres.queue(jobName: fixture.job.name, schema: queue.location.schema, port: proxy.port)
+        defer { behind.close() }
+        var ids: [String] = []
+        try await behind.forEachFinished { row in
+            // A slow reader: the server's bytes wait in the socket, as behind a real disk.
+            if ids.count % 100 == 0 { usleep(2_000) }
+            ids.append(row.id)
+        }
+        #expect(proxy.cuts == 1, "the cut came during the export")
+        #expect(ids == (1...3000).map { "r\($0)" }, "every row once, in order, though the stream was cut")
     }
 
     @Test func aLargeGroupIsSentAsSeveralDocumentsOfBoundedSize() throws {

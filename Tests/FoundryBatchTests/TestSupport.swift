@@ -37,10 +37,15 @@ enum TestPostgres {
     }
 
     /// A new schema of the test database for one test, named so that nothing else uses it.
-    static func queue(jobName: String, patience: TimeInterval = 10) async throws -> PostgresQueue {
+    ///
+    /// - Parameters:
+    ///   - schema: an existing test's schema, to open its queue a second time.
+    ///   - port: another port of loopback to connect to (a proxy in front of the database).
+    static func queue(jobName: String, patience: TimeInterval = 10, schema: String? = nil, port: Int? = nil) async throws -> PostgresQueue {
         guard let url else { throw Missing() }
-        let schema = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
-        let location = try PostgresLocation(url: url + (url.contains("?") ? "&" : "?") + "schema=\(schema)", jobName: jobName)
+        let schema = schema ?? "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
+        var location = try PostgresLocation(url: url + (url.contains("?") ? "&" : "?") + "schema=\(schema)", jobName: jobName)
+        if let port { location.port = port }
         return try await PostgresQueue.open(location, jobName: jobName, password: try location.password(), patience: patience)
     }
 }

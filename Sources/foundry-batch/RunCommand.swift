@@ -78,8 +78,10 @@ struct RunCommand: AsyncParsableCommand {
         }
         let summary: RunSummary?
         do {
-            summary = try await JobSession.with(job: job, overrides: overrides) { session in
-                do { return try await send(session, control: control) } catch let error as any UserFacingError { return try await stopped(error, session) }
+            summary = try await RunControl.$current.withValue(control) {
+                try await JobSession.with(job: job, overrides: overrides) { session in
+                    do { return try await send(session, control: control) } catch let error as any UserFacingError { return try await stopped(error, session) }
+                }
             }
         } catch let error as any UserFacingError {
             summary = try await stopped(error, nil)

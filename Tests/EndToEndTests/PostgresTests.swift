@@ -128,6 +128,71 @@ struct PostgresTests {
             #expect(refused.status == 2 && refused.stderr.contains("holds a password") && !refused.stderr.contains("secret@"))
         }
     }
+
+    /// A job whose state goes through a proxy in front of the test database, which a test
+    /// takes away mid-run as a lost network would.
+    func jobBehind(_ proxy: CuttingProxy, _ emulator: Emulator, patience: Int) throws -> CLI {
+        let url = try #require(PostgresJob.url, "FOUNDRY_BATCH_TEST_POSTGRES is not set")
+        var parts = try #require(URLComponents(string: url))
+        parts.host = "127.0.0.1"
+        parts.port = proxy.port
+        let environment = [
+            "AZURE_OPENAI_API_KEY": Self.key, "FOUNDRY_BATCH_STATE_PATIENCE": "\(patience)",
+            "PGPASSWORD": ProcessInfo.processInfo.environment["PGPASSWORD"] ?? "",
+        ]
+        let cli = CLI(environment: environment)
+        let schema = "e2e_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
+        cli.write(
+            "job.yaml",
+            "name: e2e\ninput: in.jsonl\nendpoint: \(emulator.baseURL)\ndeployment: gpt-5-mini\nauth: api-key\n"
+                + "state: \(try #require(parts.string))?schema=\(schema)\nlimits: {concurrency: 8, timeout: 10}\n"
+        )
+        cli.write("in.jsonl", (1...3000).map { "{\"id\": \"r\($0)\", \"prompt\": \"Prompt \($0)\"}" }.joined(separator: "\n") + "\n")
+        return cli
+    }
+
+    /// A proxy in front of the test database that passes everything until stopped.
+    func databaseProxy() async throws -> CuttingProxy {
+        let url = try #require(PostgresJob.url.flatMap(URLComponents.init(string:)), "FOUNDRY_BATCH_TEST_POSTGRES is not set")
+        return try await CuttingProxy.start(to: url.host ?? "127.0.0.1", port: url.port ?? 5432, cutAfter: .max)
+    }
+
+    @Test func aDatabaseLostMidRunStopsItAfterThePatienceWithWhatItSent() async throws {
+        let configuration = EmulatorConfiguration.forTests(secret: "e2e-pg-secret", apiKeys: [Self.key]) { $0.latencyMs = 100 }
+        try await Emulator.withRunning(configuration) { emulator in
+            let proxy = try await databaseProxy()
+            let cli = try jobBehind(proxy, emulator, patience: 3)
+            let (run, out, err) = try cli.start(["run", "job.yaml", "--no-progress", "--json"])
+            while emulator.stats.requests < 40 { try await Task.sleep(for: .milliseconds(20)) }
+            proxy.stop()
+            // Every step winding the run down shares one outage: it ends after about the
+            // patience, not after a patience per step (a bound far above it, not a timing).
+            let result = try await CLI.finish(run, out, err, timeout: 45)
+            #expect(result.status == 3, "\(result.stderr)")
+            let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+            #expect(summary["exit_code"] as? Int == 3 && (summary["error"] as? String ?? "").contains("out of reach"))
+            #expect((summary["requests"] as? Int ?? 0) >= 40, "the run's own figures survive the lost database: \(summary)")
+        }
+    }
+
+    @Test func aSigtermWhileTheDatabaseIsAwayEndsTheRunAtOnceWithExit130() async throws {
+        let configuration = EmulatorConfiguration.forTests(secret: "e2e-pg-secret", apiKeys: [Self.key]) { $0.latencyMs = 100 }
+        try await Emulator.withRunning(configuration) { emulator in
+            let proxy = try await databaseProxy()
+            let cli = try jobBehind(proxy, emulator, patience: 600)
+            let (run, out, err) = try cli.start(["run", "job.yaml", "--no-progress", "--json"])
+            while emulator.stats.requests < 40 { try await Task.sleep(for: .milliseconds(20)) }
+            proxy.stop()
+            try await Task.sleep(for: .milliseconds(300))
+            kill(run.processIdentifier, SIGTERM)
+            // The patience is 10 minutes: only the interrupt can end the run within the bound.
+            let result = try await CLI.finish(run, out, err, timeout: 60)
+            #expect(result.status == 130, "\(result.stderr)")
+            let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+            #expect(summary["exit_code"] as? Int == 130 && (summary["requests"] as? Int ?? 0) >= 40, "\(summary)")
+            #expect(result.stderr.contains("interrupted while the state database was out of reach"), "\(result.stderr)")
+        }
+    }
 }
 
 /// The test database of the end-to-end suite.

@@ -79,8 +79,8 @@ public enum BatchRun {
         var counters = RunCounters()
         var stop: StopReason?
         var export = ExportReport(output: paths.output, errors: paths.errors)
-        let counts: QueueCounts
-        let live: Int
+        var counts = QueueCounts()
+        var live = 0
         do {
             (counters, stop) = try await run(session: session, service: service, runner: runner, options: options, control: control, logger: logger)
             do {
@@ -89,9 +89,15 @@ public enum BatchRun {
                 // The answers are in the state database; the summary still tells what was
                 // sent. A stop that came first (an interrupt, a fatal condition) keeps its code.
                 if stop == nil { stop = .storageFailed(error.afterSending()) } else { logger.error("\(error.afterSending().description)") }
+            } catch let error as StateUnreachable {
+                if stop == nil { stop = .fatal(FatalCondition(error.description)) }
             }
-            counts = try await session.queue.counts().job
-            live = try await session.queue.batches().count(where: \.phase.isLive)
+            do {
+                counts = try await session.queue.counts().job
+                live = try await session.queue.batches().count(where: \.phase.isLive)
+            } catch is StateUnreachable where stop != nil {
+                // The database went away with the run: the summary still has what this run sent.
+            }
         } catch {
             // The last file is written whatever ended the run, so a collector never keeps
             // `run_in_progress 1` from a run that is gone.

@@ -4,6 +4,9 @@ import Foundation
 /// Stops a run from outside (signals) or inside (a fatal condition), once.
 public actor RunControl {
     public private(set) var reason: StopReason?
+    /// The run the current task works for: a PostgreSQL queue stops waiting for a database
+    /// that is away once its run was interrupted.
+    @TaskLocal public static var current: RunControl?
     var waiters: [CheckedContinuation<Void, Never>] = []
     var workerTasks: [Task<Void, Never>] = []
     var cancelled = false

@@ -104,7 +104,16 @@ public final class Runner: RowEngine {
         try? await queue.checkOut(owner: owner)
         await source.close()
         await progress.finish()
-        try await queue.release(owner: owner, seqs: nil)
+        do {
+            try await queue.release(owner: owner, seqs: nil)
+        } catch let error as StateUnreachable {
+            // The rows wait under leases that expire; the run's own figures still reach its summary.
+            if await control.reason == nil {
+                await control.stop(.fatal(FatalCondition(error.description)))
+            } else {
+                logger.warning("\(error.description)")
+            }
+        }
         return (await state.counters, await control.reason)
     }
 

@@ -146,8 +146,10 @@ struct PostgresConnector: Sendable {
         }
     }
 
+    /// What went wrong on the way, in words: `connection refused`, not NIO's type dump.
     static func describe(_ error: any Error) -> String {
-        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first { return "\(first.error)" }
+        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first { return describe(first.error) }
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)).lowercased() }
         if let error = error as? ChannelError, case .connectTimeout = error { return "no answer within 10 s" }
         return "\(error)"
     }

@@ -27,9 +27,11 @@ public final class PostgresQueue: RowQueue {
     let logger: Logger
     /// Answers to throw away after their step committed (``loseAnswers(_:)``).
     private let answersToLose = Mutex(0)
-    /// When the server last answered a statement of this queue's: an outage is counted from
-    /// there, not from the start of a step that had run for an hour before it lost its connection.
-    private let lastAnswer = Mutex(Date.distantPast)
+    /// Since when the database has been out of reach: the first lost connection after the
+    /// server's last answer, nil while it answers. One outage for every step: a step that
+    /// starts late in an outage gets what is left of the patience, not a patience of its own,
+    /// and a step that had run for an hour before it lost its connection gets all of it.
+    private let outage = Mutex<Date?>(nil)
 
     /// The default of ``patience``: a database restart or a failover takes seconds to a minute.
     public static let defaultPatience: TimeInterval = 60
@@ -77,6 +79,9 @@ public final class PostgresQueue: RowQueue {
                 try? await connection.close()
                 return
             } catch let error where isConnectionLoss(error) {
+                if await RunControl.current?.reason == .interrupted {
+                    throw StateUnreachable(location: location.display, seconds: patience - deadline.timeIntervalSinceNow, reason: describe(error), interrupted: true)
+                }
                 guard Date() + delay < deadline else {
                     throw StateUnreachable(location: location.display, seconds: patience, reason: describe(error))
                 }
@@ -140,7 +145,7 @@ public final class PostgresQueue: RowQueue {
         let query = statement(sql, values)
         let logger = logger
         let rows = try await Self.on(connection, seconds: answerTimeout) { try await connection.query(query, logger: logger) }
-        lastAnswer.withLock { $0 = Date() }
+        outage.withLock { $0 = nil }
         return rows
     }
 
@@ -186,12 +191,16 @@ public final class PostgresQueue: RowQueue {
     /// A `short` step is bounded as a whole: on a connection the server dropped,
     /// postgres-nio can wait forever for an answer, and the run must not.
     @discardableResult
+    ///
+    /// Once the outage has outlasted the patience, or the run was interrupted (SIGINT,
+    /// SIGTERM) while the database is away, a step fails at its first lost connection: the
+    /// steps that wind a stopped run down each try once instead of waiting anew.
     func storage<T: Sendable>(_ step: Step = .short, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let started = Date()
         var delay = 0.05
         while true {
             do {
-                let pool = pool, within = min(max(patience, 1), 15)
+                let interrupted = await RunControl.current?.reason == .interrupted
+                let pool = pool, within = interrupted ? 2 : min(max(patience, 1), 15)
                 let answer: T
                 switch step {
                 case .short:
@@ -210,9 +219,15 @@ public final class PostgresQueue: RowQueue {
                 return answer
             } catch let error where Self.isConnectionLoss(error) {
                 let reason = Self.describe(error)
-                // Out of reach since the later of this step's start and the server's last answer.
-                let deadline = max(started, lastAnswer.withLock { $0 }) + patience
-                guard Date() + delay < deadline else { throw StateUnreachable(location: location.display, seconds: patience, reason: reason) }
+                let now = Date()
+                let since = outage.withLock { since in
+                    if since == nil { since = now }
+                    return since ?? now
+                }
+                if await RunControl.current?.reason == .interrupted {
+                    throw StateUnreachable(location: location.display, seconds: now.timeIntervalSince(since), reason: reason, interrupted: true)
+                }
+                guard now + delay < since + patience else { throw StateUnreachable(location: location.display, seconds: patience, reason: reason) }
                 logger.warning("the state database is out of reach; trying again", metadata: ["database": "\(location.display)", "error": "\(reason)"])
                 try await Task.sleep(for: .seconds(delay))
                 delay = min(delay * 2, 2)
@@ -320,9 +335,22 @@ public struct StateUnreachable: UserFacingError, Equatable {
     /// How long it was tried.
     public var seconds: TimeInterval
     public var reason: String
-    public var exitStatus: ExitStatus { .stopped }
+    /// Whether a SIGINT or SIGTERM ended the wait (exit 130) rather than the patience (exit 3).
+    public var interrupted = false
+    public var exitStatus: ExitStatus { interrupted ? .interrupted : .stopped }
+
+    public init(location: String, seconds: TimeInterval, reason: String, interrupted: Bool = false) {
+        self.location = location
+        self.seconds = seconds
+        self.reason = reason
+        self.interrupted = interrupted
+    }
 
     public var description: String {
+        if interrupted {
+            return "\(location): interrupted while the state database was out of reach (\(reason)); every answer committed is kept, "
+                + "and the rows this run held return when their leases expire: run the job again once the database is back."
+        }
         let what = "the state database is out of reach (\(reason)), and stayed so for \(Int(seconds)) s"
         return "\(location): \(what); the command stopped. Every answer committed is kept, and the rows a run held return when "
             + "their leases expire: run the job again once the database is back."

@@ -29,9 +29,14 @@ public struct PostgresLocation: Sendable, Equatable {
     public var schema: String
     public var sslMode: SSLMode
 
-    /// Whether a `state:` value names a PostgreSQL database rather than a SQLite file.
+    /// Whether a `state:` value is meant as a database URL rather than a SQLite file.
+    ///
+    /// Loosely: any `scheme://`, and `postgres…:` in any case, so that `Postgresql://` or
+    /// `postgresql:/host` is refused with the fix (``init(url:jobName:environment:)``) rather
+    /// than taken for a file name, with the password in it becoming a folder.
     public static func isURL(_ text: String) -> Bool {
-        text.hasPrefix("postgresql://") || text.hasPrefix("postgres://")
+        let text = text.trimmingCharacters(in: .whitespaces).lowercased()
+        return text.contains("://") || (text.hasPrefix("postgres") && text.contains(":"))
     }
 
     /// The URL as messages show it: everything but a password, which it never holds.
@@ -44,7 +49,11 @@ public struct PostgresLocation: Sendable, Equatable {
     /// - Throws: ``UsageError`` (exit 2) for a URL that is not one, holds a password, or names
     ///   an option or schema this version does not take, with what to write instead.
     public init(url: String, jobName: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(UsageError) {
-        guard Self.isURL(url), let parts = URLComponents(string: url), let host = parts.host, !host.isEmpty else {
+        let url = url.trimmingCharacters(in: .whitespaces)
+        guard Self.isURL(url), let parts = URLComponents(string: url), let scheme = parts.scheme?.lowercased(),
+            scheme == "postgresql" || scheme == "postgres", url.dropFirst(scheme.count).hasPrefix("://"),
+            let host = parts.host, !host.isEmpty
+        else {
             throw UsageError("state: '\(Self.redacted(url))' is not a PostgreSQL URL; write postgresql://USER@HOST:PORT/DATABASE")
         }
         if parts.password != nil {
@@ -53,18 +62,31 @@ public struct PostgresLocation: Sendable, Equatable {
                     + "and give the password in PGPASSWORD or a ~/.pgpass line (HOST:PORT:DATABASE:USER:PASSWORD, mode 0600)"
             )
         }
+        if host.contains(",") {
+            throw UsageError("state: the PostgreSQL URL names several hosts, which this version does not try in turn; name one (a failover address or a proxy in front of them)")
+        }
         self.host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         user = parts.user.flatMap { $0.removingPercentEncoding } ?? environment["PGUSER"] ?? environment["USER"] ?? "postgres"
         port = parts.port ?? Int(environment["PGPORT"] ?? "") ?? 5432
+        guard (1...65535).contains(port) else {
+            throw UsageError("state: port \(port) of the PostgreSQL URL is not a TCP port (1 to 65535)")
+        }
         let path = parts.path.hasPrefix("/") ? String(parts.path.dropFirst()) : parts.path
         database = path.removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 } ?? environment["PGDATABASE"] ?? user
         var schema = Self.defaultSchema(jobName: jobName)
         var mode = SSLMode.prefer
+        var seen: Set<String> = []
         for item in parts.queryItems ?? [] {
+            guard seen.insert(item.name).inserted else {
+                throw UsageError("state: the PostgreSQL URL gives \(item.name)= twice; give it once")
+            }
             switch item.name {
             case "schema":
                 guard let value = item.value, Self.isSchemaName(value) else {
                     throw UsageError("state: schema '\(item.value ?? "")' must be a plain name: a lowercase letter or _, then letters, digits or _ (at most 63)")
+                }
+                guard value != "public", value != "information_schema", !value.hasPrefix("pg_") else {
+                    throw UsageError("state: schema '\(value)' is PostgreSQL's own; give the job a schema of its own (?schema=NAME), which the queue creates")
                 }
                 schema = value
             case "sslmode":
@@ -80,11 +102,13 @@ public struct PostgresLocation: Sendable, Equatable {
         sslMode = mode
     }
 
-    /// The URL without whatever stood between `user:` and `@`.
+    /// The URL without whatever stood between `user:` and `@`, however mistyped its scheme.
     static func redacted(_ url: String) -> String {
-        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
-        let credentials = url[scheme.upperBound..<at]
-        guard let colon = credentials.firstIndex(of: ":") else { return url }
+        guard let at = url.lastIndex(of: "@") else { return url }
+        let before = url[..<at]
+        // The credentials start after the scheme's `//`, or after its `:` when the slashes are missing.
+        let start = before.range(of: "://")?.upperBound ?? before.firstIndex(of: ":").map { before.index(after: $0) } ?? before.startIndex
+        guard let colon = before[start...].firstIndex(of: ":") else { return url }
         return String(url[..<colon]) + String(url[at...])
     }
 

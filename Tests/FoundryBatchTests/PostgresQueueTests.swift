@@ -86,6 +86,38 @@ struct PostgresQueueTests {
         #expect(ids == (1...3000).map { "r\($0)" }, "every row once, in order, though the stream was cut")
     }
 
+    @Test func theServersErrorTextIsCleanedAndCutAndARefusedPermissionSaysWhatToGrant() async throws {
+        let queue = try await TestPostgres.queue(jobName: "error-text")
+        defer { queue.close() }
+        func refusal(_ sql: String) async -> String {
+            do {
+                try await queue.storage { [queue] connection in try await queue.run(connection, sql) }
+                return ""
+            } catch {
+                return "\(error)"
+            }
+        }
+        let hostile = await refusal("DO $$ BEGIN RAISE EXCEPTION '%', E'red \\x1b[31m\\r\\nline ' || repeat('x', 100000); END $$")
+        #expect(hostile.contains("red") && hostile.contains("(SQLSTATE P0001)"), "\(hostile.prefix(300))")
+        #expect(!hostile.unicodeScalars.contains { $0.properties.generalCategory == .control }, "no escape, no line break")
+        #expect(hostile.count < 1500, "cut to 1,000 characters of the server's, not 100 KB: \(hostile.count)")
+        let denied = await refusal("DO $$ BEGIN RAISE EXCEPTION 'permission denied for database' USING ERRCODE = '42501'; END $$")
+        #expect(denied.contains("GRANT CREATE ON DATABASE"), "\(denied)")
+    }
+
+    @Test func tlsThatTheServerDoesNotOfferIsASettingToFixNotAnOutageToWaitOut() async throws {
+        // The test cluster runs without TLS: `prefer` (every other test) goes on in plain
+        // TCP, `require` must say so at once instead of retrying for the patience.
+        let url = try #require(TestPostgres.url)
+        let location = try PostgresLocation(url: url + (url.contains("?") ? "&" : "?") + "schema=t_tls&sslmode=require", jobName: "tls")
+        do {
+            _ = try await PostgresQueue.open(location, jobName: "tls", password: try location.password(), patience: 600)
+            Issue.record("opened a queue without the TLS its URL requires")
+        } catch let error as StorageError {
+            #expect(error.description.contains("does not offer TLS") && error.description.contains("sslmode=prefer"), "\(error)")
+        }
+    }
+
     @Test func aLargeGroupIsSentAsSeveralDocumentsOfBoundedSize() throws {
         let rows = (1...5).map { seq in
             PostgresQueue.CompletedRow(

@@ -132,18 +132,25 @@ struct PostgresConnector: Sendable {
         }.get()
         do {
             try await handshake.futureResult.get()
-        } catch let error as NIOSSLError {
-            if case .handshakeFailed = error {
-                throw StorageError(
-                    path: location.display,
-                    message: "the TLS handshake with the server failed (\(error)); for sslmode=\(location.sslMode.rawValue) give the server's certificate authority in PGSSLROOTCERT or ~/.postgresql/root.crt"
-                        + (location.sslMode == .verifyFull ? ", and connect by the name its certificate holds" : "")
-                )
-            }
-            throw Unreachable(description: "the connection closed during the TLS handshake (\(error))")
-        } catch {
+        } catch let error where Self.isTransport(error) {
             throw Unreachable(description: "the connection closed during the TLS handshake (\(Self.describe(error)))")
+        } catch {
+            let (what, fix) =
+                if case .failedToValidateHostname = error as? NIOSSLExtraError {
+                    ("the server's certificate does not name \(host)", "connect by a name its certificate holds, or write sslmode=verify-ca")
+                } else if "\(error)".contains("CERTIFICATE_VERIFY_FAILED") {
+                    ("the server's certificate is not signed by an authority trusted here", "give the server's certificate authority in PGSSLROOTCERT or ~/.postgresql/root.crt")
+                } else {
+                    ("the TLS handshake with the server failed (\(String("\(error)".prefix(300))))", "check the server's TLS settings, or the certificate authority in PGSSLROOTCERT")
+                }
+            throw StorageError(path: location.display, message: "\(what), and sslmode=\(location.sslMode.rawValue) checks it; \(fix)")
         }
+    }
+
+    /// Whether `error` is the connection failing under TLS rather than TLS refusing the server.
+    static func isTransport(_ error: any Error) -> Bool {
+        if case .uncleanShutdown = error as? NIOSSLError { return true }
+        return error is ChannelError || error is IOError
     }
 
     /// What went wrong on the way, in words: `connection refused`, not NIO's type dump.

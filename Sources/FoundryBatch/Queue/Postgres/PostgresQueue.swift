@@ -1,6 +1,6 @@
+import FoundryAuth
 import Foundation
 import Logging
-import NIOSSL
 import PostgresNIO
 import Synchronization
 
@@ -88,10 +88,15 @@ public final class PostgresQueue: RowQueue {
                 try await Task.sleep(for: .seconds(delay))
                 delay = min(delay * 2, 2)
             } catch let error as PSQLError {
+                let state = error.serverInfo?[.sqlState] ?? ""
                 let fix =
-                    connector.password == nil
-                    ? "the server asks for a password: set PGPASSWORD or add a ~/.pgpass line (HOST:PORT:DATABASE:USER:PASSWORD, mode 0600)"
-                    : "check the user and the password (PGPASSWORD or ~/.pgpass), and that the user may use the database"
+                    if state == "3D000" {
+                        "create the database (createdb \(location.database)) or name one that exists"
+                    } else if connector.password == nil && (error.code == .authMechanismRequiresPassword || state.hasPrefix("28")) {
+                        "the server asks for a password: set PGPASSWORD or add a ~/.pgpass line (HOST:PORT:DATABASE:USER:PASSWORD, mode 0600)"
+                    } else {
+                        "check the user and the password (PGPASSWORD or ~/.pgpass), and that the user may use the database"
+                    }
                 let what = error.code == .authMechanismRequiresPassword ? "no password given" : describe(error)
                 throw StorageError(path: location.display, message: "the database refused the sign-in as \(location.user): \(what); \(fix)")
             }
@@ -232,7 +237,7 @@ public final class PostgresQueue: RowQueue {
                 try await Task.sleep(for: .seconds(delay))
                 delay = min(delay * 2, 2)
             } catch let error as PSQLError {
-                throw StorageError(path: location.display, message: "state database error: \(Self.describe(error))")
+                throw StorageError(path: location.display, message: "state database error: \(Self.describe(error))" + advice(error))
             } catch let error as DecodingError {
                 throw StorageError(
                     path: location.display,
@@ -281,16 +286,34 @@ public final class PostgresQueue: RowQueue {
     }
 
     /// What the server said (its message and SQLSTATE), or what failed on the way: never the statement or its values.
+    ///
+    /// The server's words are another party's text: cleaned of control characters and cut
+    /// to 1,000 characters before they reach a terminal or a log.
     static func describe(_ error: any Error) -> String {
         if error is Timeout { return "no answer in time" }
         if error is ConnectionClosed { return "the connection closed under a statement" }
-        if let error = error as? PostgresConnector.Unreachable { return error.description }
-        guard let error = error as? PSQLError else { return "\(error)" }
+        if let error = error as? PostgresConnector.Unreachable { return ServiceText.printable(error.description, limit: 1000) }
+        guard let error = error as? PSQLError else { return ServiceText.printable("\(error)", limit: 1000) }
         if let message = error.serverInfo?[.message] {
-            return message + (error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? "")
+            let state = error.serverInfo?[.sqlState].flatMap(ServiceText.code)
+            return ServiceText.printable(message, limit: 1000) + (state.map { " (SQLSTATE \($0))" } ?? "")
         }
-        if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+        if let underlying = error.underlying { return ServiceText.printable("\(error.code): \(underlying)", limit: 1000) }
         return "\(error.code)"
+    }
+
+    /// What to do about a refusal that a setting, not the data, explains; empty otherwise.
+    func advice(_ error: PSQLError) -> String {
+        switch error.serverInfo?[.sqlState] ?? "" {
+        case "42501":
+            "; the user \(location.user) may not create or change the schema \(location.schema): grant it (GRANT CREATE ON DATABASE \(location.database) TO \(location.user)), or have the schema's owner grant it USAGE and CREATE there"
+        case "23505", "40001", "40P01":
+            "; another process changed the same rows at the same moment: run the command again (what was done is kept)"
+        case "53100":
+            "; the database server's disk is full: free space there and run the command again"
+        default:
+            ""
+        }
     }
 
     // MARK: Schema

@@ -255,3 +255,40 @@ struct PostgresRestartTests {
         }
     }
 }
+
+/// TLS as `sslmode` asks, against a cluster that takes TLS only: the queue negotiates it
+/// itself (PostgreSQL's SSLRequest), so every mode is tried here, and a refusal is a setting
+/// to fix (exit 2 at once), never an outage to wait out.
+@Suite(.timeLimit(.minutes(3)), .enabled(if: PrivatePostgres.binaries != nil || PostgresJob.required))
+struct PostgresTLSTests {
+    @Test func everySSLModeConnectsOrRefusesAsLibpqWould() async throws {
+        try await PrivatePostgres.withRunning(tls: true) { server in
+            let home = TemporaryDirectory()
+            func load(_ mode: String, host: String = "localhost", authority: String? = nil) async throws -> CLI.Result {
+                var environment = ["HOME": home.path, "FOUNDRY_BATCH_STATE_PATIENCE": "600"]
+                environment["PGSSLROOTCERT"] = authority
+                let cli = CLI(environment: environment)
+                let url = server.url(schema: "tls_" + mode.replacingOccurrences(of: "-", with: "_")).replacingOccurrences(of: "127.0.0.1", with: host)
+                cli.write("job.yaml", "name: tls\ninput: in.jsonl\nendpoint: emulator\ndeployment: gpt-5-mini\nstate: \(url)&sslmode=\(mode)\n")
+                cli.write("in.jsonl", "{\"id\": \"r1\", \"prompt\": \"p\"}\n")
+                return try await cli.run("load", "job.yaml", timeout: 60)
+            }
+            for mode in ["prefer", "require"] {
+                let result = try await load(mode)
+                #expect(result.status == 0, "\(mode): \(result.stderr)")
+            }
+            let verified = try await load("verify-full", authority: server.authority)
+            #expect(verified.status == 0, "\(verified.stderr)")
+            #expect(try await load("verify-ca", host: "127.0.0.1", authority: server.authority).status == 0, "verify-ca checks no name")
+
+            // Refusals: each at once (the patience is 10 minutes), each with its fix.
+            let plain = try await load("disable")
+            #expect(plain.status == 2 && plain.stderr.contains("TLS connections only"), "the server takes TLS only: \(plain.stderr)")
+            let untrusted = try await load("verify-full")
+            #expect(untrusted.status == 2 && untrusted.stderr.contains("not signed by an authority trusted here"), "\(untrusted.stderr)")
+            #expect(untrusted.stderr.contains("PGSSLROOTCERT"))
+            let misnamed = try await load("verify-full", host: "127.0.0.1", authority: server.authority)
+            #expect(misnamed.status == 2 && misnamed.stderr.contains("does not name 127.0.0.1"), "\(misnamed.stderr)")
+        }
+    }
+}

@@ -14,6 +14,12 @@ struct PrivatePostgres {
     let folder: String
     let port: Int
     let bin: String
+    /// Whether the server takes TLS only, with a certificate for `localhost` from its own
+    /// authority (``authority``).
+    var tls = false
+
+    /// The PEM file of the authority that signed a TLS server's certificate.
+    var authority: String { folder + "/ca.crt" }
 
     /// The folder of `initdb` and `pg_ctl`, when the server is installed here.
     static let binaries: String? = {
@@ -28,14 +34,19 @@ struct PrivatePostgres {
     func url(schema: String) -> String { "postgresql://postgres@127.0.0.1:\(port)/postgres?schema=\(schema)" }
 
     /// Makes and starts a cluster, runs `body` with it, and removes it whatever happens.
-    static func withRunning(_ body: (PrivatePostgres) async throws -> Void) async throws {
+    static func withRunning(tls: Bool = false, _ body: (PrivatePostgres) async throws -> Void) async throws {
         let bin = try #require(binaries, "no PostgreSQL server binaries under /usr/lib/postgresql: run .ci/postgres.sh as root")
         let folder = NSTemporaryDirectory() + "foundry-batch-private-pg-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let server = PrivatePostgres(folder: folder, port: try freePort(), bin: bin)
-        if getuid() == 0 { try await server.shell("chown postgres: '\(folder)' && chmod 700 '\(folder)'", asServerUser: false) }
+        let server = PrivatePostgres(folder: folder, port: try freePort(), bin: bin, tls: tls)
+        if tls { try await server.makeCertificates() }
+        if getuid() == 0 { try await server.shell("chown -R postgres: '\(folder)' && chmod 700 '\(folder)'", asServerUser: false) }
         try await server.pg("initdb", "-D '\(folder)/data' --auth=trust --no-sync -U postgres")
+        if tls {
+            // TLS or nothing: a plain connection finds no pg_hba.conf line.
+            try await server.shell("echo 'hostssl all all 127.0.0.1/32 trust' > '\(folder)/data/pg_hba.conf'")
+        }
         try await server.start()
         do {
             try await body(server)
@@ -56,7 +67,22 @@ struct PrivatePostgres {
         try await pg("pg_ctl", "-D '\(folder)/data' -l '\(folder)/server.log' -m fast -w -o \"\(options)\" restart")
     }
 
-    var options: String { "-c listen_addresses=127.0.0.1 -p \(port) -c unix_socket_directories='\(folder)' -c fsync=off" }
+    var options: String {
+        "-c listen_addresses=127.0.0.1 -p \(port) -c unix_socket_directories='\(folder)' -c fsync=off"
+            + (tls ? " -c ssl=on -c ssl_cert_file='\(folder)/server.crt' -c ssl_key_file='\(folder)/server.key'" : "")
+    }
+
+    /// An authority and a server certificate it signed, naming `localhost` only, made with openssl.
+    func makeCertificates() async throws {
+        let steps = [
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=foundry-batch-test-ca",
+            "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost",
+            "printf 'subjectAltName=DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > server.ext",
+            "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile server.ext",
+            "chmod 600 server.key",
+        ]
+        try await shell("cd '\(folder)' && " + steps.joined(separator: " && ") + " 2>/dev/null", asServerUser: false)
+    }
 
     /// Runs a server program; as root, as the `postgres` user (the server refuses to run as root).
     @discardableResult

@@ -90,7 +90,9 @@ public final class PostgresQueue: RowQueue {
             } catch let error as PSQLError {
                 let state = error.serverInfo?[.sqlState] ?? ""
                 let fix =
-                    if state == "3D000" {
+                    if state == "28000" && (error.serverInfo?[.message] ?? "").contains("no encryption") {
+                        "the server takes TLS connections only: write sslmode=require, or verify-full to check its certificate"
+                    } else if state == "3D000" {
                         "create the database (createdb \(location.database)) or name one that exists"
                     } else if connector.password == nil && (error.code == .authMechanismRequiresPassword || state.hasPrefix("28")) {
                         "the server asks for a password: set PGPASSWORD or add a ~/.pgpass line (HOST:PORT:DATABASE:USER:PASSWORD, mode 0600)"

@@ -157,41 +157,43 @@ struct PostgresTests {
         return try await CuttingProxy.start(to: url.host ?? "127.0.0.1", port: url.port ?? 5432, cutAfter: .max)
     }
 
-    @Test func aDatabaseLostMidRunStopsItAfterThePatienceWithWhatItSent() async throws {
+    /// Runs a job whose database a proxy takes away once 40 answers came, lets `then` act on
+    /// the run, and returns how it ended, with its `--json` summary.
+    func runLosingItsDatabase(
+        patience: Int, timeout: TimeInterval, then: (Process) async throws -> Void = { _ in }
+    ) async throws -> (CLI.Result, [String: Any]) {
         let configuration = EmulatorConfiguration.forTests(secret: "e2e-pg-secret", apiKeys: [Self.key]) { $0.latencyMs = 100 }
-        try await Emulator.withRunning(configuration) { emulator in
+        return try await Emulator.withRunning(configuration) { emulator in
             let proxy = try await databaseProxy()
-            let cli = try jobBehind(proxy, emulator, patience: 3)
+            let cli = try jobBehind(proxy, emulator, patience: patience)
             let (run, out, err) = try cli.start(["run", "job.yaml", "--no-progress", "--json"])
             while emulator.stats.requests < 40 { try await Task.sleep(for: .milliseconds(20)) }
             proxy.stop()
-            // Every step winding the run down shares one outage: it ends after about the
-            // patience, not after a patience per step (a bound far above it, not a timing).
-            let result = try await CLI.finish(run, out, err, timeout: 45)
-            #expect(result.status == 3, "\(result.stderr)")
-            let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
-            #expect(summary["exit_code"] as? Int == 3 && (summary["error"] as? String ?? "").contains("out of reach"))
-            #expect((summary["requests"] as? Int ?? 0) >= 40, "the run's own figures survive the lost database: \(summary)")
+            try await then(run)
+            let result = try await CLI.finish(run, out, err, timeout: timeout)
+            let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stderr)")
+            return (result, summary)
         }
     }
 
+    @Test func aDatabaseLostMidRunStopsItAfterThePatienceWithWhatItSent() async throws {
+        // Every step winding the run down shares one outage: it ends after about the
+        // patience, not after a patience per step (a bound far above it, not a timing).
+        let (result, summary) = try await runLosingItsDatabase(patience: 3, timeout: 45)
+        #expect(result.status == 3, "\(result.stderr)")
+        #expect(summary["exit_code"] as? Int == 3 && (summary["error"] as? String ?? "").contains("out of reach"))
+        #expect((summary["requests"] as? Int ?? 0) >= 40, "the run's own figures survive the lost database: \(summary)")
+    }
+
     @Test func aSigtermWhileTheDatabaseIsAwayEndsTheRunAtOnceWithExit130() async throws {
-        let configuration = EmulatorConfiguration.forTests(secret: "e2e-pg-secret", apiKeys: [Self.key]) { $0.latencyMs = 100 }
-        try await Emulator.withRunning(configuration) { emulator in
-            let proxy = try await databaseProxy()
-            let cli = try jobBehind(proxy, emulator, patience: 600)
-            let (run, out, err) = try cli.start(["run", "job.yaml", "--no-progress", "--json"])
-            while emulator.stats.requests < 40 { try await Task.sleep(for: .milliseconds(20)) }
-            proxy.stop()
+        // The patience is 10 minutes: only the interrupt can end the run within the bound.
+        let (result, summary) = try await runLosingItsDatabase(patience: 600, timeout: 60) { run in
             try await Task.sleep(for: .milliseconds(300))
             kill(run.processIdentifier, SIGTERM)
-            // The patience is 10 minutes: only the interrupt can end the run within the bound.
-            let result = try await CLI.finish(run, out, err, timeout: 60)
-            #expect(result.status == 130, "\(result.stderr)")
-            let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
-            #expect(summary["exit_code"] as? Int == 130 && (summary["requests"] as? Int ?? 0) >= 40, "\(summary)")
-            #expect(result.stderr.contains("interrupted while the state database was out of reach"), "\(result.stderr)")
         }
+        #expect(result.status == 130, "\(result.stderr)")
+        #expect(summary["exit_code"] as? Int == 130 && (summary["requests"] as? Int ?? 0) >= 40, "\(summary)")
+        #expect(result.stderr.contains("interrupted while the state database was out of reach"), "\(result.stderr)")
     }
 }
 

@@ -101,15 +101,19 @@ struct PostgresConnector: Sendable {
 
     /// Asks the server for TLS (PostgreSQL's `SSLRequest`) and, when it agrees, shakes hands.
     func startTLS(on channel: any Channel, context: NIOSSLContext, required: Bool) async throws {
-        let answer = channel.eventLoop.makePromise(of: UInt8.self)
-        try await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.addHandler(SSLRequest(answer: answer), position: .first)
-        }.get()
+        // The promise is made, and the handler added, on the event loop, where the channel
+        // cannot close in between: a channel already closed fails it at once, one that closes
+        // later fails it through the handler. Never left unfulfilled, never waited on forever.
+        let answer = channel.eventLoop.flatSubmit {
+            Self.fulfilled(on: channel, UInt8.self) { promise in
+                try channel.pipeline.syncOperations.addHandler(SSLRequest(answer: promise), position: .first)
+            }
+        }
         let offered: Bool
         do {
-            offered = try await answer.futureResult.get() == UInt8(ascii: "S")
+            offered = try await answer.get() == UInt8(ascii: "S")
         } catch let error as StorageError {
-            throw error
+            throw StorageError(path: location.display, message: error.message)
         } catch {
             throw Unreachable(description: "the connection closed while asking for TLS (\(Self.describe(error)))")
         }
@@ -124,14 +128,15 @@ struct PostgresConnector: Sendable {
         }
         let host = location.host
         let serverName = host.contains(":") || host.allSatisfy({ $0.isNumber || $0 == "." }) ? nil : host
-        let handshake = channel.eventLoop.makePromise(of: Void.self)
-        try await channel.eventLoop.submit {
-            let ssl = try NIOSSLClientHandler(context: context, serverHostname: serverName)
-            try channel.pipeline.syncOperations.addHandler(ssl, position: .first)
-            try channel.pipeline.syncOperations.addHandler(Handshake(done: handshake), position: .after(ssl))
-        }.get()
+        let handshake = channel.eventLoop.flatSubmit {
+            Self.fulfilled(on: channel, Void.self) { promise in
+                let ssl = try NIOSSLClientHandler(context: context, serverHostname: serverName)
+                try channel.pipeline.syncOperations.addHandler(ssl, position: .first)
+                try channel.pipeline.syncOperations.addHandler(Handshake(done: promise), position: .after(ssl))
+            }
+        }
         do {
-            try await handshake.futureResult.get()
+            try await handshake.get()
         } catch let error where Self.isTransport(error) {
             throw Unreachable(description: "the connection closed during the TLS handshake (\(Self.describe(error)))")
         } catch {
@@ -145,6 +150,20 @@ struct PostgresConnector: Sendable {
                 }
             throw StorageError(path: location.display, message: "\(what), and sslmode=\(location.sslMode.rawValue) checks it; \(fix)")
         }
+    }
+
+    /// A promise that `install` hands to a handler it adds; failed at once when the channel
+    /// is closed already or the handler cannot be added. Call on the channel's event loop.
+    static func fulfilled<T: Sendable>(
+        on channel: any Channel, _ type: T.Type, _ install: (EventLoopPromise<T>) throws -> Void
+    ) -> EventLoopFuture<T> {
+        let promise = channel.eventLoop.makePromise(of: T.self)
+        if channel.isActive {
+            do { try install(promise) } catch { promise.fail(error) }
+        } else {
+            promise.fail(ChannelError.eof)
+        }
+        return promise.futureResult
     }
 
     /// Whether `error` is the connection failing under TLS rather than TLS refusing the server.

@@ -144,15 +144,14 @@ extension PostgresQueue {
         try await BlockingBridge.withBody(body) { body in
             let cursor = Cursor()
             try await storage(.long) { [self] connection in
-                let rows = try await query(
+                try await streamed(
                     connection,
                     """
                     SELECT seq, id, api, deployment, body, attempts, output_retries AS outputRetries FROM §rows
                     WHERE state = 'running' AND lease_owner = $1 AND seq > $2 ORDER BY seq
                     """,
                     [.text(BatchRecord.owner(number)), .int(cursor.seq)]
-                )
-                for try await row in rows {
+                ) { row in
                     let line = try BatchLine(from: PostgresRowDecoder(row))
                     try body.value(line)
                     cursor.passed(line.seq)

@@ -458,15 +458,14 @@ extension PostgresQueue {
         try await BlockingBridge.withBody(body) { body in
             let cursor = Cursor()
             try await storage(.long) { [self] connection in
-                let rows = try await query(
+                try await streamed(
                     connection,
                     """
                     SELECT seq, id, variant, state, attempts, metadata, status_code AS statusCode, request_id AS requestID,
                         client_request_id AS clientRequestID, response, error_code AS errorCode, error_message AS errorMessage, target
                     FROM §rows WHERE state IN ('succeeded', 'failed') AND seq > $1 ORDER BY seq
                     """, [.int(cursor.seq)]
-                )
-                for try await row in rows {
+                ) { row in
                     let exported = try RowRecord(from: PostgresRowDecoder(row)).exportRow
                     try body.value(exported)
                     cursor.passed(exported.seq)

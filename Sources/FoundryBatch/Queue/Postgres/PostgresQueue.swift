@@ -31,7 +31,13 @@ public final class PostgresQueue: RowQueue {
     /// server's last answer, nil while it answers. One outage for every step: a step that
     /// starts late in an outage gets what is left of the patience, not a patience of its own,
     /// and a step that had run for an hour before it lost its connection gets all of it.
-    private let outage = Mutex<Date?>(nil)
+    private let outage = Mutex<Outage?>(nil)
+
+    struct Outage {
+        var since: Date
+        /// What the last lost connection said.
+        var reason: String
+    }
 
     /// The default of ``patience``: a database restart or a failover takes seconds to a minute.
     public static let defaultPatience: TimeInterval = 60
@@ -143,7 +149,12 @@ public final class PostgresQueue: RowQueue {
 
     /// How long a statement may wait for the server's first answer: a connection the server
     /// dropped under a statement can leave it waiting forever.
-    var answerTimeout: Double { max(patience, 30) }
+    /// In an outage, a statement gets what is left of the patience, so that the steps winding
+    /// a run down on a stalled database do not each wait 30 s.
+    var answerTimeout: Double {
+        guard let since = outage.withLock({ $0?.since }) else { return max(patience, 30) }
+        return max(since.timeIntervalSinceNow + patience, 1)
+    }
 
     /// Sends a statement and waits for the server to start answering (the rows then stream).
     ///
@@ -178,6 +189,35 @@ public final class PostgresQueue: RowQueue {
         return count
     }
 
+    /// Runs a statement and hands each row to `each` as it arrives.
+    ///
+    /// A stream that stops mid-way with no error (a half-open connection) would wait for the
+    /// next row forever: after ``answerTimeout`` without one, its connection is closed, which
+    /// ends the stream as a lost connection, and the step goes on from its last row.
+    func streamed(_ connection: PostgresConnection, _ sql: String, _ values: [Value], _ each: (PostgresRow) throws -> Void) async throws {
+        let rows = try await query(connection, sql, values)
+        let beat = Heartbeat(), idle = answerTimeout
+        let watchdog = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(min(idle / 4, 5)))
+                if -beat.last.withLock({ $0 }).timeIntervalSinceNow > idle {
+                    try? await connection.close()
+                    return
+                }
+            }
+        }
+        defer { watchdog.cancel() }
+        for try await row in rows {
+            beat.last.withLock { $0 = Date() }
+            try each(row)
+        }
+    }
+
+    /// When a stream last brought a row.
+    final class Heartbeat: Sendable {
+        let last = Mutex(Date())
+    }
+
     /// How a step may be bounded.
     enum Step {
         /// A few statements: the whole step must end within ``answerTimeout``.
@@ -207,12 +247,19 @@ public final class PostgresQueue: RowQueue {
         while true {
             do {
                 let interrupted = await RunControl.current?.reason == .interrupted
+                if let known = outage.withLock({ $0 }), interrupted || Date() >= known.since + patience {
+                    // Not tried again: the run is interrupted, or the patience is spent.
+                    throw StateUnreachable(
+                        location: location.display, seconds: interrupted ? -known.since.timeIntervalSinceNow : patience, reason: known.reason,
+                        interrupted: interrupted
+                    )
+                }
                 let pool = pool, within = interrupted ? 2 : min(max(patience, 1), 15)
                 let answer: T
                 switch step {
                 case .short:
                     let holder = Holder()
-                    answer = try await Self.withTimeout(seconds: answerTimeout, onTimeout: holder.close) {
+                    answer = try await Self.withTimeout(seconds: interrupted ? min(answerTimeout, 5) : answerTimeout, onTimeout: holder.close) {
                         try await Self.leased(pool, within: within, holder: holder, body)
                     }
                 case .long:
@@ -227,9 +274,9 @@ public final class PostgresQueue: RowQueue {
             } catch let error where Self.isConnectionLoss(error) {
                 let reason = Self.describe(error)
                 let now = Date()
-                let since = outage.withLock { since in
-                    if since == nil { since = now }
-                    return since ?? now
+                let since = outage.withLock { known in
+                    known = Outage(since: known?.since ?? now, reason: reason)
+                    return known?.since ?? now
                 }
                 if await RunControl.current?.reason == .interrupted {
                     throw StateUnreachable(location: location.display, seconds: now.timeIntervalSince(since), reason: reason, interrupted: true)

@@ -128,6 +128,8 @@ let package = Package(
                 "FoundryBatch", "FoundryEmulator", "FoundryTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                // ReadGateTests drive the gate through an EmbeddedChannel.
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -8,7 +8,7 @@ import Synchronization
 ///
 /// ```swift
 /// let proxy = try await CuttingProxy.start(to: "127.0.0.1", port: 5432, cutAfter: 200_000)
-/// defer { proxy.stop() }
+/// defer { Task { await proxy.stop() } }
 /// ```
 public final class CuttingProxy: Sendable {
     public let port: Int
@@ -58,10 +58,10 @@ public final class CuttingProxy: Sendable {
         return CuttingProxy(port: server.localAddress?.port ?? 0, server: server, shared: shared)
     }
 
-    /// Stops listening and closes every connection it carries.
-    public func stop() {
-        server.close(promise: nil)
-        for channel in shared.state.withLock({ Array($0.open.values) }) { channel.close(promise: nil) }
+    /// Stops listening and closes every connection it carries; returns once all are closed.
+    public func stop() async {
+        try? await server.close()
+        for channel in shared.state.withLock({ Array($0.open.values) }) { try? await channel.close() }
     }
 
     /// The bytes the server side may still send before the cut.

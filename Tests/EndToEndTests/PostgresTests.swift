@@ -167,8 +167,9 @@ struct PostgresTests {
             let proxy = try await databaseProxy()
             let cli = try jobBehind(proxy, emulator, patience: patience)
             let (run, out, err) = try cli.start(["run", "job.yaml", "--no-progress", "--json"])
-            while emulator.stats.requests < 40 { try await Task.sleep(for: .milliseconds(20)) }
-            proxy.stop()
+            while emulator.stats.requests < 40, run.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(run.isRunning, "the database goes away mid-run")
+            await proxy.stop()
             try await then(run)
             let result = try await CLI.finish(run, out, err, timeout: timeout)
             let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stderr)")
@@ -188,7 +189,7 @@ struct PostgresTests {
     @Test func aSigtermWhileTheDatabaseIsAwayEndsTheRunAtOnceWithExit130() async throws {
         // The patience is 10 minutes: only the interrupt can end the run within the bound.
         let (result, summary) = try await runLosingItsDatabase(patience: 600, timeout: 60) { run in
-            try await Task.sleep(for: .milliseconds(300))
+            // The proxy is closed: every step of the run from here finds the database away.
             kill(run.processIdentifier, SIGTERM)
         }
         #expect(result.status == 130, "\(result.stderr)")

@@ -73,7 +73,7 @@ struct PostgresQueueTests {
         _ = try await queue.complete(rows.map { Completion(seq: $0.seq, owner: "A", outcome: .succeeded(record)) }, now: now)
 
         let proxy = try await CuttingProxy.start(to: queue.location.host, port: queue.location.port, cutAfter: 400_000)
-        defer { proxy.stop() }
+        defer { Task { await proxy.stop() } }
         let behind = try await TestPostgres.queue(jobName: fixture.job.name, schema: queue.location.schema, port: proxy.port)
         defer { behind.close() }
         var ids: [String] = []

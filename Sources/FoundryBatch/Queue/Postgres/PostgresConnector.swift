@@ -1,3 +1,4 @@
+import FoundryAuth
 import Foundation
 import Logging
 import NIOCore
@@ -106,13 +107,13 @@ struct PostgresConnector: Sendable {
         // later fails it through the handler. Never left unfulfilled, never waited on forever.
         let answer = channel.eventLoop.flatSubmit {
             Self.fulfilled(on: channel, UInt8.self) { promise in
-                try channel.pipeline.syncOperations.addHandler(SSLRequest(answer: promise), position: .first)
+                try channel.pipeline.syncOperations.addHandler(SSLRequest(promise), position: .first)
             }
         }
         let offered: Bool
         do {
             offered = try await answer.get() == UInt8(ascii: "S")
-        } catch let error as StorageError {
+        } catch let error as SSLRequest.Refused {
             throw StorageError(path: location.display, message: error.message)
         } catch {
             throw Unreachable(description: "the connection closed while asking for TLS (\(Self.describe(error)))")
@@ -132,7 +133,7 @@ struct PostgresConnector: Sendable {
             Self.fulfilled(on: channel, Void.self) { promise in
                 let ssl = try NIOSSLClientHandler(context: context, serverHostname: serverName)
                 try channel.pipeline.syncOperations.addHandler(ssl, position: .first)
-                try channel.pipeline.syncOperations.addHandler(Handshake(done: promise), position: .after(ssl))
+                try channel.pipeline.syncOperations.addHandler(Handshake(promise), position: .after(ssl))
             }
         }
         do {
@@ -140,16 +141,26 @@ struct PostgresConnector: Sendable {
         } catch let error where Self.isTransport(error) {
             throw Unreachable(description: "the connection closed during the TLS handshake (\(Self.describe(error)))")
         } catch {
-            let (what, fix) =
+            let reason = Self.tlsReason(error)
+            let message =
                 if case .failedToValidateHostname = error as? NIOSSLExtraError {
-                    ("the server's certificate does not name \(host)", "connect by a name its certificate holds, or write sslmode=verify-ca")
-                } else if "\(error)".contains("CERTIFICATE_VERIFY_FAILED") {
-                    ("the server's certificate is not signed by an authority trusted here", "give the server's certificate authority in PGSSLROOTCERT or ~/.postgresql/root.crt")
+                    "the server's certificate does not name \(host), and sslmode=\(location.sslMode.rawValue) checks it; connect by a name its certificate holds, or write sslmode=verify-ca"
+                } else if reason == "certificate verify failed" {
+                    "the server's certificate is not signed by an authority trusted here, and sslmode=\(location.sslMode.rawValue) checks it; give the server's certificate authority in PGSSLROOTCERT or ~/.postgresql/root.crt"
                 } else {
-                    ("the TLS handshake with the server failed (\(String("\(error)".prefix(300))))", "check the server's TLS settings, or the certificate authority in PGSSLROOTCERT")
+                    "the TLS handshake with the server failed (\(reason)); check the server's TLS settings"
                 }
-            throw StorageError(path: location.display, message: "\(what), and sslmode=\(location.sslMode.rawValue) checks it; \(fix)")
+            throw StorageError(path: location.display, message: message)
         }
+    }
+
+    /// BoringSSL's reason in words (`wrong version number`), without the error's numbers and
+    /// the source path it quotes; the error's own text, cut, when it holds none.
+    static func tlsReason(_ error: any Error) -> String {
+        let text = "\(error)"
+        guard let marker = text.range(of: "OPENSSL_internal:") else { return ServiceText.printable(text, limit: 200) }
+        let word = text[marker.upperBound...].prefix { $0.isUppercase || $0 == "_" || $0.isNumber }
+        return word.replacingOccurrences(of: "_", with: " ").lowercased()
     }
 
     /// A promise that `install` hands to a handler it adds; failed at once when the channel
@@ -181,14 +192,45 @@ struct PostgresConnector: Sendable {
     }
 }
 
-/// Sends PostgreSQL's `SSLRequest` and reads the server's one-byte answer, then leaves the pipeline.
-private final class SSLRequest: ChannelInboundHandler, RemovableChannelHandler {
+/// A setup step in the pipeline: ends `promise` when it is done, and fails it when the
+/// connection ends or errs first, so that no promise is left unfulfilled.
+private class SetupStep<Value: Sendable>: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    let answer: EventLoopPromise<UInt8>
+    let promise: EventLoopPromise<Value>
 
-    init(answer: EventLoopPromise<UInt8>) { self.answer = answer }
+    init(_ promise: EventLoopPromise<Value>) { self.promise = promise }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    // Declared here so that the steps' own versions are what the pipeline calls: a subclass
+    // method is no witness of a protocol requirement its base class left to the default.
+    func handlerAdded(context: ChannelHandlerContext) {}
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(ChannelError.eof)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.fireErrorCaught(error)
+    }
+}
+
+/// Sends PostgreSQL's `SSLRequest` and reads the server's one-byte answer, then leaves the pipeline.
+private final class SSLRequest: SetupStep<UInt8> {
+    /// The server answered, but not as a PostgreSQL server may: a setting to fix, not an outage.
+    struct Refused: Error {
+        var message: String
+    }
+
+    override func handlerAdded(context: ChannelHandlerContext) {
         var request = context.channel.allocator.buffer(capacity: 8)
         request.writeInteger(Int32(8))
         request.writeInteger(Int32(80_877_103))
@@ -196,55 +238,30 @@ private final class SSLRequest: ChannelInboundHandler, RemovableChannelHandler {
         context.read()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    override func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         guard let byte = buffer.readInteger(as: UInt8.self) else { return }
         if buffer.readableBytes > 0 {
             // Bytes after the answer, before TLS: what a man in the middle would inject (CVE-2021-23222).
-            answer.fail(StorageError(path: "", message: "the server sent more than its answer to the TLS request; the connection is not trusted"))
+            promise.fail(Refused(message: "the server sent more than its answer to the TLS request; the connection is not trusted"))
             context.close(promise: nil)
         } else if byte == UInt8(ascii: "S") || byte == UInt8(ascii: "N") {
-            answer.succeed(byte)
+            promise.succeed(byte)
         } else {
-            answer.fail(StorageError(path: "", message: "the server's answer to the TLS request is not PostgreSQL's; check the host and port"))
+            promise.fail(Refused(message: "the server's answer to the TLS request is not PostgreSQL's; check the host and port"))
             context.close(promise: nil)
         }
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        answer.fail(ChannelError.eof)
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        answer.fail(error)
-        context.fireErrorCaught(error)
-    }
 }
 
 /// Ends when the TLS handshake does, then leaves the pipeline.
-private final class Handshake: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    let done: EventLoopPromise<Void>
-
-    init(done: EventLoopPromise<Void>) { self.done = done }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+private final class Handshake: SetupStep<Void> {
+    override func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted = event as? TLSUserEvent {
-            done.succeed(())
+            promise.succeed(())
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
         context.fireUserInboundEventTriggered(event)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        done.fail(ChannelError.eof)
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        done.fail(error)
-        context.fireErrorCaught(error)
     }
 }

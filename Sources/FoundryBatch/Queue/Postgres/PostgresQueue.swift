@@ -218,6 +218,16 @@ public final class PostgresQueue: RowQueue {
         let last = Mutex(Date())
     }
 
+    /// The error that ends a step instead of a try at `time`: the outage has outlasted the
+    /// patience by then, or the run was interrupted during it; nil when no outage is known.
+    func givingUp(at time: Date, interrupted: Bool) -> StateUnreachable? {
+        guard let known = outage.withLock({ $0 }), interrupted || time >= known.since + patience else { return nil }
+        return StateUnreachable(
+            location: location.display, seconds: interrupted ? -known.since.timeIntervalSinceNow : patience, reason: known.reason,
+            interrupted: interrupted
+        )
+    }
+
     /// How a step may be bounded.
     enum Step {
         /// A few statements: the whole step must end within ``answerTimeout``.
@@ -237,23 +247,17 @@ public final class PostgresQueue: RowQueue {
     ///
     /// A `short` step is bounded as a whole: on a connection the server dropped,
     /// postgres-nio can wait forever for an answer, and the run must not.
-    @discardableResult
     ///
     /// Once the outage has outlasted the patience, or the run was interrupted (SIGINT,
     /// SIGTERM) while the database is away, a step fails at its first lost connection: the
     /// steps that wind a stopped run down each try once instead of waiting anew.
+    @discardableResult
     func storage<T: Sendable>(_ step: Step = .short, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         var delay = 0.05
         while true {
+            let interrupted = await RunControl.current?.reason == .interrupted
+            if let hopeless = givingUp(at: Date(), interrupted: interrupted) { throw hopeless }
             do {
-                let interrupted = await RunControl.current?.reason == .interrupted
-                if let known = outage.withLock({ $0 }), interrupted || Date() >= known.since + patience {
-                    // Not tried again: the run is interrupted, or the patience is spent.
-                    throw StateUnreachable(
-                        location: location.display, seconds: interrupted ? -known.since.timeIntervalSinceNow : patience, reason: known.reason,
-                        interrupted: interrupted
-                    )
-                }
                 let pool = pool, within = interrupted ? 2 : min(max(patience, 1), 15)
                 let answer: T
                 switch step {
@@ -272,16 +276,11 @@ public final class PostgresQueue: RowQueue {
                 if lost { throw Timeout() }
                 return answer
             } catch let error where Self.isConnectionLoss(error) {
-                let reason = Self.describe(error)
-                let now = Date()
-                let since = outage.withLock { known in
-                    known = Outage(since: known?.since ?? now, reason: reason)
-                    return known?.since ?? now
-                }
-                if await RunControl.current?.reason == .interrupted {
-                    throw StateUnreachable(location: location.display, seconds: now.timeIntervalSince(since), reason: reason, interrupted: true)
-                }
-                guard now + delay < since + patience else { throw StateUnreachable(location: location.display, seconds: patience, reason: reason) }
+                let reason = Self.describe(error), now = Date()
+                outage.withLock { known in known = Outage(since: known?.since ?? now, reason: reason) }
+                // Not slept on when the next try would come too late, or the run was interrupted meanwhile.
+                let interrupted = await RunControl.current?.reason == .interrupted
+                if let hopeless = givingUp(at: now + delay, interrupted: interrupted) { throw hopeless }
                 logger.warning("the state database is out of reach; trying again", metadata: ["database": "\(location.display)", "error": "\(reason)"])
                 try await Task.sleep(for: .seconds(delay))
                 delay = min(delay * 2, 2)
@@ -342,13 +341,22 @@ public final class PostgresQueue: RowQueue {
         if error is Timeout { return "no answer in time" }
         if error is ConnectionClosed { return "the connection closed under a statement" }
         if let error = error as? PostgresConnector.Unreachable { return ServiceText.printable(error.description, limit: 1000) }
-        guard let error = error as? PSQLError else { return ServiceText.printable("\(error)", limit: 1000) }
+        guard let error = error as? PSQLError else { return ServiceText.printable(PostgresConnector.describe(error), limit: 1000) }
         if let message = error.serverInfo?[.message] {
             let state = error.serverInfo?[.sqlState].flatMap(ServiceText.code)
             return ServiceText.printable(message, limit: 1000) + (state.map { " (SQLSTATE \($0))" } ?? "")
         }
-        if let underlying = error.underlying { return ServiceText.printable("\(error.code): \(underlying)", limit: 1000) }
-        return "\(error.code)"
+        let what =
+            switch error.code {
+            case .serverClosedConnection: "the server closed the connection"
+            case .clientClosedConnection: "the connection was closed"
+            case .uncleanShutdown: "the connection ended without TLS's close"
+            case .messageDecodingFailure: "the server sent a message this client cannot read"
+            case .connectionError: "the connection failed"
+            default: "\(error.code)"
+            }
+        guard let underlying = error.underlying, error.code != .messageDecodingFailure else { return what }
+        return ServiceText.printable(what + ": " + PostgresConnector.describe(underlying), limit: 1000)
     }
 
     /// What to do about a refusal that a setting, not the data, explains; empty otherwise.

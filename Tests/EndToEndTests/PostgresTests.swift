@@ -159,8 +159,11 @@ struct PostgresTests {
 
     /// Runs a job whose database a proxy takes away once 40 answers came, lets `then` act on
     /// the run, and returns how it ended, with its `--json` summary.
+    ///
+    /// - Parameter losing: how the database goes away (by default the proxy closes every connection).
     func runLosingItsDatabase(
-        patience: Int, timeout: TimeInterval, then: (Process) async throws -> Void = { _ in }
+        patience: Int, timeout: TimeInterval, losing: (CuttingProxy) async -> Void = { await $0.stop() },
+        then: (Process) async throws -> Void = { _ in }
     ) async throws -> (CLI.Result, [String: Any]) {
         let configuration = EmulatorConfiguration.forTests(secret: "e2e-pg-secret", apiKeys: [Self.key]) { $0.latencyMs = 100 }
         return try await Emulator.withRunning(configuration) { emulator in
@@ -169,7 +172,7 @@ struct PostgresTests {
             let (run, out, err) = try cli.start(["run", "job.yaml", "--no-progress", "--json"])
             while emulator.stats.requests < 40, run.isRunning { try await Task.sleep(for: .milliseconds(20)) }
             #expect(run.isRunning, "the database goes away mid-run")
-            await proxy.stop()
+            await losing(proxy)
             try await then(run)
             let result = try await CLI.finish(run, out, err, timeout: timeout)
             let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stderr)")
@@ -188,13 +191,25 @@ struct PostgresTests {
 
     @Test func aSigtermWhileTheDatabaseIsAwayEndsTheRunAtOnceWithExit130() async throws {
         // The patience is 10 minutes: only the interrupt can end the run within the bound.
-        let (result, summary) = try await runLosingItsDatabase(patience: 600, timeout: 60) { run in
+        let (result, summary) = try await runLosingItsDatabase(patience: 600, timeout: 60, then: { run in
             // The proxy is closed: every step of the run from here finds the database away.
             kill(run.processIdentifier, SIGTERM)
-        }
+        })
         #expect(result.status == 130, "\(result.stderr)")
         #expect(summary["exit_code"] as? Int == 130 && (summary["requests"] as? Int ?? 0) >= 40, "\(summary)")
         #expect(result.stderr.contains("interrupted while the state database was out of reach"), "\(result.stderr)")
+        let error = summary["error"] as? String ?? ""
+        #expect(error.contains("return when their leases expire") && !error.contains("were released"), "the rows could not be released: \(error)")
+    }
+
+    @Test func aSigtermWhileTheDatabaseHangsEndsTheRunWithExit130() async throws {
+        // A stalled database answers nothing and closes nothing: each statement waiting on it
+        // would wait its whole answer timeout (10 minutes here) but for the interrupt.
+        let (result, summary) = try await runLosingItsDatabase(
+            patience: 600, timeout: 60, losing: { proxy in proxy.stall() }, then: { run in kill(run.processIdentifier, SIGTERM) }
+        )
+        #expect(result.status == 130, "\(result.stderr)")
+        #expect(summary["exit_code"] as? Int == 130 && (summary["requests"] as? Int ?? 0) >= 40, "\(summary)")
     }
 }
 

@@ -27,6 +27,7 @@ struct PostgresLocationTests {
         #expect(plain.schema == "foundry_batch_nightly_eval" && plain.sslMode == .prefer)
         let short = try location("postgres://db.example.com")
         #expect(short.user == "someone" && short.port == 5432 && short.database == "someone")
+        #expect(try location("postgresql://@db.example.com/d").user == "someone", "an empty user is no user, as in libpq")
         let options = try location("postgresql://u@[::1]:5432/d?schema=team_a&sslmode=verify-full")
         #expect(options.host == "::1" && options.schema == "team_a" && options.sslMode == .verifyFull)
         #expect(options.display == "postgresql://u@[::1]:5432/d?schema=team_a")

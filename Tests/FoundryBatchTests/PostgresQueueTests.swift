@@ -86,6 +86,84 @@ struct PostgresQueueTests {
         #expect(ids == (1...3000).map { "r\($0)" }, "every row once, in order, though the stream was cut")
     }
 
+    /// A queue of `queue`'s schema that reaches the database through `proxy`.
+    func behind(_ proxy: CuttingProxy, _ queue: PostgresQueue, job: String, patience: TimeInterval) async throws -> PostgresQueue {
+        try await TestPostgres.queue(jobName: job, patience: patience, schema: queue.location.schema, port: proxy.port)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aStepWhoseConnectionIsCutUnderEveryTryStopsOnceThePatienceIsSpent() async throws {
+        // The server answers every try, so no outage lasts: without a bound of its own, the
+        // step would start again forever.
+        let queue = try await TestPostgres.queue(jobName: "cut-every")
+        defer { queue.close() }
+        let proxy = try await CuttingProxy.start(to: queue.location.host, port: queue.location.port, cutAfter: 30_000, every: true)
+        defer { Task { await proxy.stop() } }
+        // A patience of seconds: a shorter one can run out on a busy machine's slow statement.
+        let cut = try await behind(proxy, queue, job: "cut-every", patience: 3)
+        defer { cut.close() }
+        let runs = Counter()
+        do {
+            try await cut.storage(.long) { [cut] connection in
+                runs.increment()
+                for _ in 1...20 { try await cut.run(connection, "SELECT repeat('x', 5000)") }
+            }
+            Issue.record("a step cut under every try ended")
+        } catch let error as StateUnreachable {
+            #expect(error.reason.contains("lost under the same step") && !error.interrupted, "\(error)")
+        }
+        #expect(runs.value >= PostgresQueue.fruitlessTries && proxy.cuts >= PostgresQueue.fruitlessTries, "\(runs.value) tries")
+    }
+
+    @Test func anExportCutAgainAndAgainGoesOnAsLongAsEachTryBringsRows() async throws {
+        let (fixture, queue) = try await loaded(3000)
+        let now = Date()
+        let rows = try await queue.claim(owner: "A", limit: 3000, leaseUntil: now + 60, now: now)
+        let body = #"{"answer":"\#(String(repeating: "x", count: 300))"}"#
+        let record = ResponseRecord(statusCode: 200, requestID: "req", clientRequestID: "cid", body: body, promptTokens: 3, completionTokens: 4, totalTokens: 7, latencyMs: 12)
+        _ = try await queue.complete(rows.map { Completion(seq: $0.seq, owner: "A", outcome: .succeeded(record)) }, now: now)
+
+        let proxy = try await CuttingProxy.start(to: queue.location.host, port: queue.location.port, cutAfter: 150_000, every: true)
+        defer { Task { await proxy.stop() } }
+        let cut = try await behind(proxy, queue, job: fixture.job.name, patience: 3)
+        defer { cut.close() }
+        var ids: [String] = []
+        try await cut.forEachFinished { row in
+            // Slower than the patience in all (4.5 s), so the cuts span more than it.
+            usleep(1500)
+            ids.append(row.id)
+        }
+        #expect(proxy.cuts > PostgresQueue.fruitlessTries, "\(proxy.cuts) cuts")
+        #expect(ids == (1...3000).map { "r\($0)" }, "every row once, in order")
+        withExtendedLifetime(fixture) {}
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func anInterruptEndsAStatementThatWaitsOnAStalledDatabase() async throws {
+        // Without it, the statement would wait its whole answer timeout (here 600 s).
+        let queue = try await TestPostgres.queue(jobName: "stalled")
+        defer { queue.close() }
+        let proxy = try await CuttingProxy.start(to: queue.location.host, port: queue.location.port, cutAfter: .max)
+        defer { Task { await proxy.stop() } }
+        let stalled = try await behind(proxy, queue, job: "stalled", patience: 600)
+        defer { stalled.close() }
+        proxy.stall()
+        let control = RunControl()
+        let interrupt = Task {
+            try await Task.sleep(for: .milliseconds(300))
+            await control.stop(.interrupted)
+        }
+        defer { interrupt.cancel() }
+        do {
+            try await RunControl.$current.withValue(control) {
+                try await stalled.storage { [stalled] connection in try await stalled.run(connection, "SELECT 1") }
+            }
+            Issue.record("a statement answered through a stalled proxy")
+        } catch let error as StateUnreachable {
+            #expect(error.interrupted, "\(error)")
+        }
+    }
+
     @Test func theServersErrorTextIsCleanedAndCutAndARefusedPermissionSaysWhatToGrant() async throws {
         let queue = try await TestPostgres.queue(jobName: "error-text")
         defer { queue.close() }

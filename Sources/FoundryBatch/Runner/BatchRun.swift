@@ -90,7 +90,7 @@ public enum BatchRun {
                 // sent. A stop that came first (an interrupt, a fatal condition) keeps its code.
                 if stop == nil { stop = .storageFailed(error.afterSending()) } else { logger.error("\(error.afterSending().description)") }
             } catch let error as StateUnreachable {
-                if stop == nil { stop = .fatal(FatalCondition(error.description)) }
+                if stop == nil { stop = .fatal(FatalCondition(error.description)) } else { logger.error("\(error.description)") }
             }
             do {
                 counts = try await session.queue.counts().job

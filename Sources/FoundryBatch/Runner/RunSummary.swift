@@ -6,6 +6,9 @@ public enum StopReason: Sendable, Equatable {
     case fatal(FatalCondition)
     /// SIGINT or SIGTERM (exit 130).
     case interrupted
+    /// SIGINT or SIGTERM while the state database was out of reach (exit 130): the rows the
+    /// run held could not be released and wait for their leases to expire; what to tell the user.
+    case interruptedHolding(String)
     /// The state database or an output file failed after requests were sent (exit 4).
     case storageFailed(StorageError)
     /// The run stopped before sending anything (a bad input, a missing credential).
@@ -16,6 +19,7 @@ public enum StopReason: Sendable, Equatable {
         switch self {
         case .fatal(let condition): condition.description
         case .interrupted: "interrupted: in-flight rows were released; run the job again to resume"
+        case .interruptedHolding(let message): message
         case .storageFailed(let error): error.description
         case .notStarted(let message, _): message
         }
@@ -50,7 +54,7 @@ public struct RunSummary: Sendable {
     public var exitStatus: ExitStatus {
         switch stop {
         case .fatal: .stopped
-        case .interrupted: .interrupted
+        case .interrupted, .interruptedHolding: .interrupted
         case .storageFailed: .storageFailed
         case .notStarted(_, let status): status
         case nil: liveBatches > 0 ? .batchesRunning : counts.failed > 0 ? .rowsFailed : .success
@@ -104,7 +108,7 @@ public struct RunSummary: Sendable {
         lines.append(String(format: "  %.1f s", elapsed))
         switch stop {
         case .fatal, .storageFailed, .notStarted: lines.append("stopped: \(stop?.message ?? "")")
-        case .interrupted:
+        case .interrupted, .interruptedHolding:
             lines.append(liveBatches > 0 ? "interrupted: the batches keep running at the provider; run the job again to collect them" : stop?.message ?? "")
         case nil: break
         }

@@ -108,10 +108,10 @@ public final class Runner: RowEngine {
             try await queue.release(owner: owner, seqs: nil)
         } catch let error as StateUnreachable {
             // The rows wait under leases that expire; the run's own figures still reach its summary.
-            if await control.reason == nil {
-                await control.stop(.fatal(FatalCondition(error.description)))
-            } else {
-                logger.warning("\(error.description)")
+            switch await control.reason {
+            case nil: await control.stop(.fatal(FatalCondition(error.description)))
+            case .interrupted: return (await state.counters, .interruptedHolding(error.description))
+            default: logger.warning("\(error.description)")
             }
         }
         return (await state.counters, await control.reason)
@@ -378,6 +378,8 @@ public final class Runner: RowEngine {
                 try await queue.extendLeases(owner: owner, until: Date().addingTimeInterval(leaseDuration))
                 try await queue.reclaimExpired(now: Date())
                 try await reclaimDeadOwners()
+            } catch is CancellationError {
+                return  // the run ended while the heartbeat was at the database
             } catch {
                 logger.warning("could not extend leases: \(error)")
             }

@@ -51,7 +51,10 @@ struct PostgresConnector: Sendable {
                 do {
                     configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(file))
                 } catch {
-                    throw StorageError(path: file, message: "the root certificates of sslmode=\(location.sslMode.rawValue) cannot be read (\(error)); give a PEM file")
+                    throw StorageError(
+                        path: file,
+                        message: "the root certificates of sslmode=\(location.sslMode.rawValue) cannot be read (\(Self.certificateProblem(error, file: file))); give a PEM file of one or more certificates"
+                    )
                 }
             } else if named != nil {
                 throw StorageError(path: file, message: "PGSSLROOTCERT names no file; give the PEM file of the server's certificate authority, or unset it for the system's roots")
@@ -152,6 +155,13 @@ struct PostgresConnector: Sendable {
                 }
             throw StorageError(path: location.display, message: message)
         }
+    }
+
+    /// Why a file of root certificates was refused, in words: BoringSSL only says it failed.
+    static func certificateProblem(_ error: any Error, file: String) -> String {
+        if !FileManager.default.isReadableFile(atPath: file) { return "this user may not read it" }
+        if case .failedToLoadCertificate? = error as? NIOSSLError { return "it holds no PEM certificate, or a damaged one" }
+        return tlsReason(error)
     }
 
     /// BoringSSL's reason in words (`wrong version number`), without the error's numbers and

@@ -66,7 +66,9 @@ public struct PostgresLocation: Sendable, Equatable {
             throw UsageError("state: the PostgreSQL URL names several hosts, which this version does not try in turn; name one (a failover address or a proxy in front of them)")
         }
         self.host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        user = parts.user.flatMap { $0.removingPercentEncoding } ?? environment["PGUSER"] ?? environment["USER"] ?? "postgres"
+        // An empty user (`postgresql://@host`) is no user, as in libpq: the environment's is used.
+        let nonEmpty = { (text: String?) in text.flatMap { $0.isEmpty ? nil : $0 } }
+        user = nonEmpty(parts.user?.removingPercentEncoding) ?? nonEmpty(environment["PGUSER"]) ?? nonEmpty(environment["USER"]) ?? "postgres"
         port = parts.port ?? Int(environment["PGPORT"] ?? "") ?? 5432
         guard (1...65535).contains(port) else {
             throw UsageError("state: port \(port) of the PostgreSQL URL is not a TCP port (1 to 65535)")

@@ -143,7 +143,7 @@ extension PostgresQueue {
     public func forEachBatchLine(number: Int64, _ body: (BatchLine) throws -> Void) async throws {
         try await BlockingBridge.withBody(body) { body in
             let cursor = Cursor()
-            try await storage(.long) { [self] connection in
+            try await storage(.long, progress: cursor) { [self] connection in
                 try await streamed(
                     connection,
                     """

@@ -457,7 +457,7 @@ extension PostgresQueue {
         // handed over once.
         try await BlockingBridge.withBody(body) { body in
             let cursor = Cursor()
-            try await storage(.long) { [self] connection in
+            try await storage(.long, progress: cursor) { [self] connection in
                 try await streamed(
                     connection,
                     """

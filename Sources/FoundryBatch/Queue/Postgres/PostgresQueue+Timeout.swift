@@ -27,22 +27,46 @@ extension PostgresQueue {
     /// `operation` on `connection`, ended with ``ConnectionClosed`` the moment the connection
     /// closes (a statement postgres-nio sent on it may otherwise never answer), or with
     /// ``Timeout`` after `seconds` (closing the connection).
+    ///
+    /// Once the run in `control` is interrupted, the statement gets ``interruptGrace`` more:
+    /// a stopping run does not wait out the whole timeout on a database that stalled.
     static func on<T: Sendable>(
-        _ connection: PostgresConnection, seconds: Double, _ operation: @escaping @Sendable () async throws -> T
+        _ connection: PostgresConnection, seconds: Double, control: RunControl? = nil, _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let race = Race<T>()
         connection.closeFuture.whenComplete { _ in race.end(.failure(ConnectionClosed())) }
         return try await withTimeout(
-            seconds: seconds, expired: { true }, onTimeout: { Task { try? await connection.close() } }, race: race, operation
+            seconds: seconds, control: control, expired: { true }, onTimeout: { Task { try? await connection.close() } }, race: race, operation
         )
+    }
+
+    /// How long a statement still waits for its answer once the run was interrupted.
+    static let interruptGrace = 5.0
+
+    /// Sleeps for `seconds`, or until ``interruptGrace`` after `control` was interrupted
+    /// when that comes first; false when cancelled.
+    static func sleep(_ seconds: Double, control: RunControl?) async -> Bool {
+        let clock = ContinuousClock()
+        var end = clock.now + .seconds(seconds)
+        guard let control else { return (try? await Task.sleep(until: end, clock: clock)) != nil }
+        var noticed = false
+        while clock.now < end {
+            // Looked at once a second: most statements end long before the first look.
+            guard (try? await Task.sleep(until: min(end, clock.now + .seconds(1)), clock: clock)) != nil else { return false }
+            if !noticed, await control.reason == .interrupted {
+                noticed = true
+                end = min(end, clock.now + .seconds(interruptGrace))
+            }
+        }
+        return true
     }
 
     /// The connection closed under a statement: counted as a lost connection, so it is retried.
     struct ConnectionClosed: Error {}
 
     static func withTimeout<T: Sendable>(
-        seconds: Double, expired: @escaping @Sendable () -> Bool, onTimeout: @escaping @Sendable () -> Void, race: Race<T>,
-        _ operation: @escaping @Sendable () async throws -> T
+        seconds: Double, control: RunControl? = nil, expired: @escaping @Sendable () -> Bool, onTimeout: @escaping @Sendable () -> Void,
+        race: Race<T>, _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -51,7 +75,7 @@ extension PostgresQueue {
                     do { race.end(.success(try await operation())) } catch { race.end(.failure(error)) }
                 }
                 let timer = Task {
-                    guard (try? await Task.sleep(for: .seconds(seconds))) != nil, expired() else { return }
+                    guard await sleep(seconds, control: control), expired() else { return }
                     if race.end(.failure(Timeout())) {
                         work.cancel()
                         onTimeout()

@@ -32,6 +32,9 @@ public final class PostgresQueue: RowQueue {
     /// starts late in an outage gets what is left of the patience, not a patience of its own,
     /// and a step that had run for an hour before it lost its connection gets all of it.
     private let outage = Mutex<Outage?>(nil)
+    /// When the server last answered a statement or sent a row: where an outage found by a
+    /// statement that waited in vain began.
+    private let lastAnswer = Mutex(Date.distantPast)
 
     struct Outage {
         var since: Date
@@ -162,9 +165,17 @@ public final class PostgresQueue: RowQueue {
     func query(_ connection: PostgresConnection, _ sql: String, _ values: [Value] = []) async throws -> PostgresRowSequence {
         let query = statement(sql, values)
         let logger = logger
-        let rows = try await Self.on(connection, seconds: answerTimeout) { try await connection.query(query, logger: logger) }
-        outage.withLock { $0 = nil }
+        let rows = try await Self.on(connection, seconds: answerTimeout, control: RunControl.current) {
+            try await connection.query(query, logger: logger)
+        }
+        answered()
         return rows
+    }
+
+    /// The server answered: any outage is over.
+    func answered() {
+        lastAnswer.withLock { $0 = Date() }
+        outage.withLock { $0 = nil }
     }
 
     /// Runs a statement and decodes every row it returns as `T`.
@@ -208,7 +219,9 @@ public final class PostgresQueue: RowQueue {
         }
         defer { watchdog.cancel() }
         for try await row in rows {
-            beat.last.withLock { $0 = Date() }
+            let now = Date()
+            beat.last.withLock { $0 = now }
+            lastAnswer.withLock { $0 = now }
             try each(row)
         }
     }
@@ -227,6 +240,10 @@ public final class PostgresQueue: RowQueue {
             interrupted: interrupted
         )
     }
+
+    /// How many lost connections in a row, with no progress, a step takes (over at least
+    /// the patience) before it stops.
+    static let fruitlessTries = 5
 
     /// How a step may be bounded.
     enum Step {
@@ -251,12 +268,21 @@ public final class PostgresQueue: RowQueue {
     /// Once the outage has outlasted the patience, or the run was interrupted (SIGINT,
     /// SIGTERM) while the database is away, a step fails at its first lost connection: the
     /// steps that wind a stopped run down each try once instead of waiting anew.
+    ///
+    /// A server that answers but loses the connection under every try of one step (a
+    /// proxy that cuts each connection after so many bytes) would restart it forever, as
+    /// each answer ends the outage: the step stops after ``fruitlessTries`` losses spanning
+    /// the patience with no progress (`progress`, the cursor of a streaming step, unmoved).
     @discardableResult
-    func storage<T: Sendable>(_ step: Step = .short, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func storage<T: Sendable>(
+        _ step: Step = .short, progress: Cursor? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
         var delay = 0.05
+        var fruitless = (count: 0, since: Date(), mark: progress?.seq)
         while true {
             let interrupted = await RunControl.current?.reason == .interrupted
             if let hopeless = givingUp(at: Date(), interrupted: interrupted) { throw hopeless }
+            let began = Date()
             do {
                 let pool = pool, within = interrupted ? 2 : min(max(patience, 1), 15)
                 let answer: T
@@ -277,7 +303,27 @@ public final class PostgresQueue: RowQueue {
                 return answer
             } catch let error where Self.isConnectionLoss(error) {
                 let reason = Self.describe(error), now = Date()
-                outage.withLock { known in known = Outage(since: known?.since ?? now, reason: reason) }
+                // A statement that waited in vain found an outage that began at the server's
+                // last answer (or this try's start), not when the wait gave up.
+                let start = error is Timeout || error is ConnectionClosed ? max(began, lastAnswer.withLock { $0 }) : now
+                let since = outage.withLock { known in
+                    known = Outage(since: known?.since ?? start, reason: reason)
+                    return known?.since ?? start
+                }
+                if progress?.seq != fruitless.mark {
+                    // The last try got somewhere: the next starts soon, and the count starts again.
+                    fruitless = (0, now, progress?.seq)
+                    delay = 0.05
+                }
+                if fruitless.count == 0 { fruitless.since = now }
+                fruitless.count += 1
+                // An outage since before the step's first loss is one outage, which the patience bounds.
+                if fruitless.count >= Self.fruitlessTries, since > fruitless.since, now >= fruitless.since + patience {
+                    throw StateUnreachable(
+                        location: location.display, seconds: now.timeIntervalSince(fruitless.since),
+                        reason: "the connection was lost under the same step \(fruitless.count) times, though the server answers; the last time: \(reason)"
+                    )
+                }
                 // Not slept on when the next try would come too late, or the run was interrupted meanwhile.
                 let interrupted = await RunControl.current?.reason == .interrupted
                 if let hopeless = givingUp(at: now + delay, interrupted: interrupted) { throw hopeless }

@@ -187,6 +187,7 @@ struct PostgresTests {
         #expect(result.status == 3, "\(result.stderr)")
         #expect(summary["exit_code"] as? Int == 3 && (summary["error"] as? String ?? "").contains("out of reach"))
         #expect((summary["requests"] as? Int ?? 0) >= 40, "the run's own figures survive the lost database: \(summary)")
+        #expect(summary["pending"] is NSNull && summary["total"] is NSNull, "counts it could not read are null, not zeros: \(summary)")
     }
 
     @Test func aSigtermWhileTheDatabaseIsAwayEndsTheRunAtOnceWithExit130() async throws {

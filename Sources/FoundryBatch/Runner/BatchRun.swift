@@ -81,6 +81,7 @@ public enum BatchRun {
         var export = ExportReport(output: paths.output, errors: paths.errors)
         var counts = QueueCounts()
         var live = 0
+        var countsKnown = true
         do {
             (counters, stop) = try await run(session: session, service: service, runner: runner, options: options, control: control, logger: logger)
             do {
@@ -97,6 +98,7 @@ public enum BatchRun {
                 live = try await session.queue.batches().count(where: \.phase.isLive)
             } catch is StateUnreachable where stop != nil {
                 // The database went away with the run: the summary still has what this run sent.
+                countsKnown = false
             }
         } catch {
             // The last file is written whatever ended the run, so a collector never keeps
@@ -111,6 +113,7 @@ public enum BatchRun {
             elapsed: Date().timeIntervalSince(started), export: export, stop: stop, prices: session.job.prices
         )
         summary.liveBatches = live
+        summary.countsKnown = countsKnown
         return summary
     }
 

@@ -50,6 +50,9 @@ public struct RunSummary: Sendable {
     public var prices: JobFile.Prices?
     /// Batches still running at the provider when the run returned (`--no-wait`).
     public var liveBatches = 0
+    /// False when the job's rows could not be counted at the end (its state database was
+    /// out of reach): `--json` then gives null for them rather than zeros that look real.
+    public var countsKnown = true
 
     public var exitStatus: ExitStatus {
         switch stop {
@@ -63,23 +66,24 @@ public struct RunSummary: Sendable {
 
     /// Estimated cost from the job's prices and the job's token totals, batches' at the batch price.
     public var cost: Double? {
-        prices?.cost(counts)
+        countsKnown ? prices?.cost(counts) : nil
     }
 
     /// The contract's `--json` object.
     public var json: JSONValue {
+        let count = { (value: Int) -> JSONValue in countsKnown ? .int(value) : .null }
         var pairs: [(String, JSONValue)] = [
-            ("job", .string(job)), ("total", .int(counts.total)), ("succeeded", .int(counts.succeeded)),
-            ("failed", .int(counts.failed)), ("pending", .int(counts.pending + counts.running)),
+            ("job", .string(job)), ("total", count(counts.total)), ("succeeded", count(counts.succeeded)),
+            ("failed", count(counts.failed)), ("pending", count(counts.pending + counts.running)),
             ("requests", .int(counters.requests)), ("retries", .int(counters.retries)), ("throttled", .int(counters.throttled)),
-            ("token_requests", .int(tokenRequests)), ("prompt_tokens", .int(counts.promptTokens)),
-            ("completion_tokens", .int(counts.completionTokens)), ("elapsed_seconds", .double((elapsed * 1000).rounded() / 1000)),
+            ("token_requests", .int(tokenRequests)), ("prompt_tokens", count(counts.promptTokens)),
+            ("completion_tokens", count(counts.completionTokens)), ("elapsed_seconds", .double((elapsed * 1000).rounded() / 1000)),
             ("output", .string(export.output)), ("errors", .string(export.errors)),
         ]
         if let cost { pairs.append(("estimated_cost", .double((cost * 10000).rounded() / 10000))) }
         if liveBatches > 0 { pairs.append(("batches_running", .int(liveBatches))) }
-        pairs.append(("truncated", .int(counts.truncated)))
-        pairs.append(("content_filtered", .int(counts.filtered)))
+        pairs.append(("truncated", count(counts.truncated)))
+        pairs.append(("content_filtered", count(counts.filtered)))
         pairs.append(("exit_code", .int(Int(exitStatus.rawValue))))
         if let stop { pairs.append(("error", .string(stop.message))) }
         return .object(pairs)
@@ -90,12 +94,18 @@ public struct RunSummary: Sendable {
     /// The human summary.
     public var text: String {
         var lines = [
-            "\(job): \(counts.total) rows: \(counts.succeeded) succeeded, \(counts.failed) failed, \(counts.pending + counts.running) pending"
-                + (liveBatches > 0 && counts.running > 0 ? " (\(counts.running) of them in batches)" : ""),
+            countsKnown
+                ? "\(job): \(counts.total) rows: \(counts.succeeded) succeeded, \(counts.failed) failed, \(counts.pending + counts.running) pending"
+                    + (liveBatches > 0 && counts.running > 0 ? " (\(counts.running) of them in batches)" : "")
+                : "\(job): the rows could not be counted (the state database is out of reach); `status` counts them once it is back",
             "  \(counters.requests) requests, \(counters.retries) retries (\(counters.throttled) throttled by 429), \(tokenRequests) token requests",
-            "  tokens: \(counts.promptTokens) prompt + \(counts.completionTokens) completion" + (cost.map { String(format: ", estimated cost %.4f", $0) } ?? ""),
-            "  results: \(export.output) (\(Self.lines(export.succeeded)))",
         ]
+        if countsKnown {
+            lines.append(
+                "  tokens: \(counts.promptTokens) prompt + \(counts.completionTokens) completion" + (cost.map { String(format: ", estimated cost %.4f", $0) } ?? "")
+            )
+        }
+        lines.append("  results: \(export.output) (\(Self.lines(export.succeeded)))")
         if export.failed > 0 { lines.append("  errors:  \(export.errors) (\(Self.lines(export.failed)))") }
         if counts.truncated + counts.filtered > 0 {
             lines.append("  \(counts.truncated) answers cut off at max_tokens (finish_reason length), \(counts.filtered) stopped by the content filter")
@@ -125,14 +135,17 @@ extension RunSummary {
     public static func stopped(
         job: JobFile, settings: JobSettings?, queue: (any RowQueue)?, error: any UserFacingError, elapsed: TimeInterval
     ) async -> RunSummary {
-        let counts = (try? await queue?.counts().job) ?? QueueCounts()
+        var counts: QueueCounts?
+        do { counts = try await queue?.counts().job ?? QueueCounts() } catch {}
         let stop: StopReason =
             if let storage = error as? StorageError, storage.exitStatus == .storageFailed { .storageFailed(storage) } else {
                 .notStarted(message: error.description, exitStatus: error.exitStatus)
             }
-        return RunSummary(
-            job: job.name, counts: counts, counters: RunCounters(), tokenRequests: 0, elapsed: elapsed,
+        var summary = RunSummary(
+            job: job.name, counts: counts ?? QueueCounts(), counters: RunCounters(), tokenRequests: 0, elapsed: elapsed,
             export: ExportReport(output: settings?.paths.output ?? "", errors: settings?.paths.errors ?? ""), stop: stop, prices: job.prices
         )
+        summary.countsKnown = counts != nil
+        return summary
     }
 }

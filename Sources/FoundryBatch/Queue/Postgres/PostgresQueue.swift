@@ -236,7 +236,9 @@ public final class PostgresQueue: RowQueue {
     func givingUp(at time: Date, interrupted: Bool) -> StateUnreachable? {
         guard let known = outage.withLock({ $0 }), interrupted || time >= known.since + patience else { return nil }
         return StateUnreachable(
-            location: location.display, seconds: interrupted ? -known.since.timeIntervalSinceNow : patience, reason: known.reason,
+            // A stall is found late (a statement waits its answer timeout): the outage then lasted longer than the patience.
+            location: location.display, seconds: interrupted ? -known.since.timeIntervalSinceNow : max(patience, -known.since.timeIntervalSinceNow),
+            reason: known.reason,
             interrupted: interrupted
         )
     }

@@ -13,6 +13,17 @@ struct PostgresQueueTests {
         return (fixture, try #require(fixture.queue as? PostgresQueue))
     }
 
+    /// `count` rows, each answered with about 300 bytes: an export of them takes many packets.
+    func answered(_ count: Int) async throws -> (Fixture, PostgresQueue) {
+        let (fixture, queue) = try await loaded(count)
+        let now = Date()
+        let rows = try await queue.claim(owner: "A", limit: count, leaseUntil: now + 60, now: now)
+        let body = #"{"answer":"\#(String(repeating: "x", count: 300))"}"#
+        let record = ResponseRecord(statusCode: 200, requestID: "req", clientRequestID: "cid", body: body, promptTokens: 3, completionTokens: 4, totalTokens: 7, latencyMs: 12)
+        _ = try await queue.complete(rows.map { Completion(seq: $0.seq, owner: "A", outcome: .succeeded(record)) }, now: now)
+        return (fixture, queue)
+    }
+
     @Test func aClaimWhoseAnswerWasLostTakesBackTheRowsItLeased() async throws {
         let (fixture, queue) = try await loaded(10)
         let now = Date()
@@ -65,12 +76,7 @@ struct PostgresQueueTests {
     @Test func aConnectionCutInTheMiddleOfAnExportIsTriedAgainWhereItStopped() async throws {
         // postgres-nio traps (SIGILL) when the server's last bytes reach a row stream that
         // is not asking for rows; the ReadGate in front of it must turn that into a retry.
-        let (fixture, queue) = try await loaded(3000)
-        let now = Date()
-        let rows = try await queue.claim(owner: "A", limit: 3000, leaseUntil: now + 60, now: now)
-        let body = #"{"answer":"\#(String(repeating: "x", count: 300))"}"#
-        let record = ResponseRecord(statusCode: 200, requestID: "req", clientRequestID: "cid", body: body, promptTokens: 3, completionTokens: 4, totalTokens: 7, latencyMs: 12)
-        _ = try await queue.complete(rows.map { Completion(seq: $0.seq, owner: "A", outcome: .succeeded(record)) }, now: now)
+        let (fixture, queue) = try await answered(3000)
 
         let proxy = try await CuttingProxy.start(to: queue.location.host, port: queue.location.port, cutAfter: 400_000)
         defer { Task { await proxy.stop() } }
@@ -116,12 +122,7 @@ struct PostgresQueueTests {
     }
 
     @Test func anExportCutAgainAndAgainGoesOnAsLongAsEachTryBringsRows() async throws {
-        let (fixture, queue) = try await loaded(3000)
-        let now = Date()
-        let rows = try await queue.claim(owner: "A", limit: 3000, leaseUntil: now + 60, now: now)
-        let body = #"{"answer":"\#(String(repeating: "x", count: 300))"}"#
-        let record = ResponseRecord(statusCode: 200, requestID: "req", clientRequestID: "cid", body: body, promptTokens: 3, completionTokens: 4, totalTokens: 7, latencyMs: 12)
-        _ = try await queue.complete(rows.map { Completion(seq: $0.seq, owner: "A", outcome: .succeeded(record)) }, now: now)
+        let (fixture, queue) = try await answered(3000)
 
         let proxy = try await CuttingProxy.start(to: queue.location.host, port: queue.location.port, cutAfter: 150_000, every: true)
         defer { Task { await proxy.stop() } }

@@ -79,9 +79,9 @@ public enum BatchRun {
         var counters = RunCounters()
         var stop: StopReason?
         var export = ExportReport(output: paths.output, errors: paths.errors)
-        var counts = QueueCounts()
+        // Nil when the state database went away with the run and could not count.
+        var counts: QueueCounts?
         var live = 0
-        var countsKnown = true
         do {
             (counters, stop) = try await run(session: session, service: service, runner: runner, options: options, control: control, logger: logger)
             do {
@@ -98,7 +98,6 @@ public enum BatchRun {
                 live = try await session.queue.batches().count(where: \.phase.isLive)
             } catch is StateUnreachable where stop != nil {
                 // The database went away with the run: the summary still has what this run sent.
-                countsKnown = false
             }
         } catch {
             // The last file is written whatever ended the run, so a collector never keeps
@@ -109,11 +108,11 @@ public enum BatchRun {
         }
         await metrics?.finish()
         var summary = RunSummary(
-            job: session.job.name, counts: counts, counters: counters, tokenRequests: await runner.pool.tokenRequests,
+            job: session.job.name, counts: counts ?? QueueCounts(), counters: counters, tokenRequests: await runner.pool.tokenRequests,
             elapsed: Date().timeIntervalSince(started), export: export, stop: stop, prices: session.job.prices
         )
         summary.liveBatches = live
-        summary.countsKnown = countsKnown
+        summary.countsKnown = counts != nil
         return summary
     }
 

@@ -135,8 +135,8 @@ extension RunSummary {
     public static func stopped(
         job: JobFile, settings: JobSettings?, queue: (any RowQueue)?, error: any UserFacingError, elapsed: TimeInterval
     ) async -> RunSummary {
-        var counts: QueueCounts?
-        do { counts = try await queue?.counts().job ?? QueueCounts() } catch {}
+        // Nil when the queue opened but could not count (its database away); zeros when it never opened.
+        let counts: QueueCounts? = if let queue { try? await queue.counts().job } else { QueueCounts() }
         let stop: StopReason =
             if let storage = error as? StorageError, storage.exitStatus == .storageFailed { .storageFailed(storage) } else {
                 .notStarted(message: error.description, exitStatus: error.exitStatus)

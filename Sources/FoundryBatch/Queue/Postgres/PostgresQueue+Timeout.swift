@@ -49,14 +49,10 @@ extension PostgresQueue {
         let clock = ContinuousClock()
         var end = clock.now + .seconds(seconds)
         guard let control else { return (try? await Task.sleep(until: end, clock: clock)) != nil }
-        var noticed = false
         while clock.now < end {
             // Looked at once a second: most statements end long before the first look.
             guard (try? await Task.sleep(until: min(end, clock.now + .seconds(1)), clock: clock)) != nil else { return false }
-            if !noticed, await control.reason == .interrupted {
-                noticed = true
-                end = min(end, clock.now + .seconds(interruptGrace))
-            }
+            if await control.reason == .interrupted { end = min(end, clock.now + .seconds(interruptGrace)) }
         }
         return true
     }

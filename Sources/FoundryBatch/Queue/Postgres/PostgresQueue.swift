@@ -27,14 +27,19 @@ public final class PostgresQueue: RowQueue {
     let logger: Logger
     /// Answers to throw away after their step committed (``loseAnswers(_:)``).
     private let answersToLose = Mutex(0)
-    /// Since when the database has been out of reach: the first lost connection after the
-    /// server's last answer, nil while it answers. One outage for every step: a step that
-    /// starts late in an outage gets what is left of the patience, not a patience of its own,
-    /// and a step that had run for an hour before it lost its connection gets all of it.
-    private let outage = Mutex<Outage?>(nil)
-    /// When the server last answered a statement or sent a row: where an outage found by a
-    /// statement that waited in vain began.
-    private let lastAnswer = Mutex(Date.distantPast)
+    /// What every step knows of the server: one lock for both, taken once a statement.
+    private let health = Mutex(Health())
+
+    struct Health {
+        /// When the server last answered a statement or sent a row: where an outage found by
+        /// a statement that waited in vain began.
+        var lastAnswer = Date.distantPast
+        /// Since when the database has been out of reach: the first lost connection after the
+        /// server's last answer, nil while it answers. One outage for every step: a step that
+        /// starts late in an outage gets what is left of the patience, not a patience of its
+        /// own, and a step that had run for an hour before it lost its connection gets all of it.
+        var outage: Outage?
+    }
 
     struct Outage {
         var since: Date
@@ -155,7 +160,7 @@ public final class PostgresQueue: RowQueue {
     /// In an outage, a statement gets what is left of the patience, so that the steps winding
     /// a run down on a stalled database do not each wait 30 s.
     var answerTimeout: Double {
-        guard let since = outage.withLock({ $0?.since }) else { return max(patience, 30) }
+        guard let since = health.withLock({ $0.outage?.since }) else { return max(patience, 30) }
         return max(since.timeIntervalSinceNow + patience, 1)
     }
 
@@ -174,8 +179,22 @@ public final class PostgresQueue: RowQueue {
 
     /// The server answered: any outage is over.
     func answered() {
-        lastAnswer.withLock { $0 = Date() }
-        outage.withLock { $0 = nil }
+        health.withLock { health in
+            health.lastAnswer = Date()
+            health.outage = nil
+        }
+    }
+
+    /// Notes a lost connection and returns since when the database has been out of reach.
+    ///
+    /// A statement that waited in vain found an outage that began at the server's last
+    /// answer (or at `tryBegan`, when that is later), not when the wait gave up.
+    func lost(_ reason: String, waitedInVain: Bool, tryBegan: Date, now: Date) -> Date {
+        health.withLock { health in
+            let since = health.outage?.since ?? (waitedInVain ? max(tryBegan, health.lastAnswer) : now)
+            health.outage = Outage(since: since, reason: reason)
+            return since
+        }
     }
 
     /// Runs a statement and decodes every row it returns as `T`.
@@ -218,11 +237,15 @@ public final class PostgresQueue: RowQueue {
             }
         }
         defer { watchdog.cancel() }
-        for try await row in rows {
-            let now = Date()
-            beat.last.withLock { $0 = now }
-            lastAnswer.withLock { $0 = now }
-            try each(row)
+        do {
+            for try await row in rows {
+                beat.last.withLock { $0 = Date() }
+                try each(row)
+            }
+        } catch {
+            // The stream's last row was the server's last answer, if it came after the statement's.
+            health.withLock { $0.lastAnswer = max($0.lastAnswer, beat.last.withLock { $0 }) }
+            throw error
         }
     }
 
@@ -234,7 +257,7 @@ public final class PostgresQueue: RowQueue {
     /// The error that ends a step instead of a try at `time`: the outage has outlasted the
     /// patience by then, or the run was interrupted during it; nil when no outage is known.
     func givingUp(at time: Date, interrupted: Bool) -> StateUnreachable? {
-        guard let known = outage.withLock({ $0 }), interrupted || time >= known.since + patience else { return nil }
+        guard let known = health.withLock({ $0.outage }), interrupted || time >= known.since + patience else { return nil }
         return StateUnreachable(
             // A stall is found late (a statement waits its answer timeout): the outage then lasted longer than the patience.
             location: location.display, seconds: interrupted ? -known.since.timeIntervalSinceNow : max(patience, -known.since.timeIntervalSinceNow),
@@ -246,6 +269,23 @@ public final class PostgresQueue: RowQueue {
     /// How many lost connections in a row, with no progress, a step takes (over at least
     /// the patience) before it stops.
     static let fruitlessTries = 5
+
+    /// A step's lost connections since it last got further.
+    struct FruitlessTries {
+        var count = 0
+        var since = Date()
+        /// Where the step's cursor stood at the last loss.
+        var mark: Int?
+
+        /// Counts a loss at `now`; returns whether the step got further since the last one
+        /// (the count then starts again).
+        mutating func lost(at now: Date, progress: Int?) -> Bool {
+            let moved = progress != mark
+            if moved || count == 0 { (count, since, mark) = (0, now, progress) }
+            count += 1
+            return moved
+        }
+    }
 
     /// How a step may be bounded.
     enum Step {
@@ -280,7 +320,7 @@ public final class PostgresQueue: RowQueue {
         _ step: Step = .short, progress: Cursor? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         var delay = 0.05
-        var fruitless = (count: 0, since: Date(), mark: progress?.seq)
+        var fruitless = FruitlessTries(mark: progress?.seq)
         while true {
             let interrupted = await RunControl.current?.reason == .interrupted
             if let hopeless = givingUp(at: Date(), interrupted: interrupted) { throw hopeless }
@@ -305,20 +345,9 @@ public final class PostgresQueue: RowQueue {
                 return answer
             } catch let error where Self.isConnectionLoss(error) {
                 let reason = Self.describe(error), now = Date()
-                // A statement that waited in vain found an outage that began at the server's
-                // last answer (or this try's start), not when the wait gave up.
-                let start = error is Timeout || error is ConnectionClosed ? max(began, lastAnswer.withLock { $0 }) : now
-                let since = outage.withLock { known in
-                    known = Outage(since: known?.since ?? start, reason: reason)
-                    return known?.since ?? start
-                }
-                if progress?.seq != fruitless.mark {
-                    // The last try got somewhere: the next starts soon, and the count starts again.
-                    fruitless = (0, now, progress?.seq)
-                    delay = 0.05
-                }
-                if fruitless.count == 0 { fruitless.since = now }
-                fruitless.count += 1
+                let since = lost(reason, waitedInVain: error is Timeout || error is ConnectionClosed, tryBegan: began, now: now)
+                // A try that got somewhere: the next starts soon.
+                if fruitless.lost(at: now, progress: progress?.seq) { delay = 0.05 }
                 // An outage since before the step's first loss is one outage, which the patience bounds.
                 if fruitless.count >= Self.fruitlessTries, since > fruitless.since, now >= fruitless.since + patience {
                     throw StateUnreachable(

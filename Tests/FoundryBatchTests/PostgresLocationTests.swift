@@ -53,6 +53,13 @@ struct PostgresLocationTests {
     @Test func aPasswordInTheURLIsRefusedWithTheFix() {
         let message = refusal("postgresql://u:hunter2@h/d")
         #expect(message.contains("holds a password") && message.contains("PGPASSWORD") && !message.contains("hunter2"))
+        for url in ["postgresql://u@h/d?password=hunter2", "postgresql://u@h/d?schema=s&Password=hunter2"] {
+            let message = refusal(url)
+            #expect(message.contains("holds a password") && message.contains("PGPASSWORD"), "\(url): \(message)")
+            #expect(!message.contains("hunter2") && message.contains("postgresql://u@h/d"), "\(url): \(message)")
+        }
+        // A URL too mistyped to read still does not show the password it holds as an option.
+        #expect(!refusal("postgresql:/u@h/d?password=hunter2&schema=s").contains("hunter2"))
     }
 
     @Test func whatThisVersionCannotUseIsRefusedWithWhatToWrite() {

@@ -88,8 +88,12 @@ struct PostgresConnector: Sendable {
         }
         do {
             if let tls {
-                // A server that takes the connection and never answers is closed, which ends the wait.
-                let stalled = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
+                // A server that takes the connection and never answers is closed, which ends the
+                // wait; the error first, so that the step says so rather than "closed".
+                let stalled = channel.eventLoop.scheduleTask(in: .seconds(10)) {
+                    channel.pipeline.fireErrorCaught(NoAnswer())
+                    channel.close(promise: nil)
+                }
                 defer { stalled.cancel() }
                 try await startTLS(on: channel, context: tls.context, required: tls.required)
             }
@@ -118,6 +122,8 @@ struct PostgresConnector: Sendable {
             offered = try await answer.get() == UInt8(ascii: "S")
         } catch let error as SSLRequest.Refused {
             throw StorageError(path: location.display, message: error.message)
+        } catch is NoAnswer {
+            throw Unreachable(description: "the server took the connection but did not answer the TLS request within 10 s")
         } catch {
             throw Unreachable(description: "the connection closed while asking for TLS (\(Self.describe(error)))")
         }
@@ -141,6 +147,8 @@ struct PostgresConnector: Sendable {
         }
         do {
             try await handshake.get()
+        } catch is NoAnswer {
+            throw Unreachable(description: "the server did not finish the TLS handshake within 10 s")
         } catch let error where Self.isTransport(error) {
             throw Unreachable(description: "the connection closed during the TLS handshake (\(Self.describe(error)))")
         } catch {
@@ -201,6 +209,9 @@ struct PostgresConnector: Sendable {
         return "\(error)"
     }
 }
+
+/// The server took the connection and let a setup step wait 10 s for its answer.
+private struct NoAnswer: Error {}
 
 /// A setup step in the pipeline: ends `promise` when it is done, and fails it when the
 /// connection ends or errs first, so that no promise is left unfulfilled.

@@ -56,9 +56,10 @@ public struct PostgresLocation: Sendable, Equatable {
         else {
             throw UsageError("state: '\(Self.redacted(url))' is not a PostgreSQL URL; write postgresql://USER@HOST:PORT/DATABASE")
         }
-        if parts.password != nil {
+        // libpq also reads `?password=`: refused the same way, for the same reason.
+        if parts.password != nil || (parts.queryItems ?? []).contains(where: { $0.name.lowercased() == "password" }) {
             throw UsageError(
-                "state: the PostgreSQL URL holds a password, and a job file must not hold secrets; write \(Self.redacted(url)) "
+                "state: the PostgreSQL URL holds a password, which a job file or a command line must not hold (others may read them); write \(Self.redacted(url)) "
                     + "and give the password in PGPASSWORD or a ~/.pgpass line (HOST:PORT:DATABASE:USER:PASSWORD, mode 0600)"
             )
         }
@@ -104,8 +105,16 @@ public struct PostgresLocation: Sendable, Equatable {
         sslMode = mode
     }
 
-    /// The URL without whatever stood between `user:` and `@`, however mistyped its scheme.
+    /// The URL without whatever stood between `user:` and `@`, however mistyped its scheme,
+    /// and without a `password=` option.
     static func redacted(_ url: String) -> String {
+        guard let question = url.firstIndex(of: "?") else { return redactedCredentials(url) }
+        let options = url[url.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false)
+            .filter { !$0.lowercased().hasPrefix("password=") && $0.lowercased() != "password" }
+        return redactedCredentials(String(url[..<question])) + (options.isEmpty ? "" : "?" + options.joined(separator: "&"))
+    }
+
+    private static func redactedCredentials(_ url: String) -> String {
         guard let at = url.lastIndex(of: "@") else { return url }
         let before = url[..<at]
         // The credentials start after the scheme's `//`, or after its `:` when the slashes are missing.

@@ -53,7 +53,7 @@ struct PostgresLocationTests {
     @Test func aPasswordInTheURLIsRefusedWithTheFix() {
         let message = refusal("postgresql://u:hunter2@h/d")
         #expect(message.contains("holds a password") && message.contains("PGPASSWORD") && !message.contains("hunter2"))
-        for url in ["postgresql://u@h/d?password=hunter2", "postgresql://u@h/d?schema=s&Password=hunter2"] {
+        for url in ["postgresql://u@h/d?password=hunter2", "postgresql://u@h/d?schema=s&Password=hunter2", "postgresql://u@h/d?pass%77ord=hunter2"] {
             let message = refusal(url)
             #expect(message.contains("holds a password") && message.contains("PGPASSWORD"), "\(url): \(message)")
             #expect(!message.contains("hunter2") && message.contains("postgresql://u@h/d"), "\(url): \(message)")

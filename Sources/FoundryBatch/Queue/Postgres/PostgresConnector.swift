@@ -24,6 +24,9 @@ struct PostgresConnector: Sendable {
         var description: String
     }
 
+    /// How long connecting, and each TLS step, may wait for the server before it counts as lost.
+    static let setupWait: Int64 = 10
+
     init(location: PostgresLocation, password: String?, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         self.location = location
         self.password = password
@@ -74,7 +77,7 @@ struct PostgresConnector: Sendable {
     ///   `PSQLError` from the sign-in.
     func connect(id: Int) async throws -> PostgresConnection {
         let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.seconds(10))
+            .connectTimeout(.seconds(Self.setupWait))
             .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -90,7 +93,7 @@ struct PostgresConnector: Sendable {
             if let tls {
                 // A server that takes the connection and never answers is closed, which ends the
                 // wait; the error first, so that the step says so rather than "closed".
-                let stalled = channel.eventLoop.scheduleTask(in: .seconds(10)) {
+                let stalled = channel.eventLoop.scheduleTask(in: .seconds(Self.setupWait)) {
                     channel.pipeline.fireErrorCaught(NoAnswer())
                     channel.close(promise: nil)
                 }
@@ -123,7 +126,7 @@ struct PostgresConnector: Sendable {
         } catch let error as SSLRequest.Refused {
             throw StorageError(path: location.display, message: error.message)
         } catch is NoAnswer {
-            throw Unreachable(description: "the server took the connection but did not answer the TLS request within 10 s")
+            throw Unreachable(description: "the server took the connection but did not answer the TLS request within \(Self.setupWait) s")
         } catch {
             throw Unreachable(description: "the connection closed while asking for TLS (\(Self.describe(error)))")
         }
@@ -148,7 +151,7 @@ struct PostgresConnector: Sendable {
         do {
             try await handshake.get()
         } catch is NoAnswer {
-            throw Unreachable(description: "the server did not finish the TLS handshake within 10 s")
+            throw Unreachable(description: "the server did not finish the TLS handshake within \(Self.setupWait) s")
         } catch let error where Self.isTransport(error) {
             throw Unreachable(description: "the connection closed during the TLS handshake (\(Self.describe(error)))")
         } catch {
@@ -205,12 +208,12 @@ struct PostgresConnector: Sendable {
     static func describe(_ error: any Error) -> String {
         if let error = error as? NIOConnectionError, let first = error.connectionErrors.first { return describe(first.error) }
         if let error = error as? IOError { return String(cString: strerror(error.errnoCode)).lowercased() }
-        if let error = error as? ChannelError, case .connectTimeout = error { return "no answer within 10 s" }
+        if let error = error as? ChannelError, case .connectTimeout = error { return "no answer within \(setupWait) s" }
         return "\(error)"
     }
 }
 
-/// The server took the connection and let a setup step wait 10 s for its answer.
+/// The server took the connection and let a setup step wait ``PostgresConnector/setupWait`` seconds for its answer.
 private struct NoAnswer: Error {}
 
 /// A setup step in the pipeline: ends `promise` when it is done, and fails it when the

@@ -57,7 +57,7 @@ public struct PostgresLocation: Sendable, Equatable {
             throw UsageError("state: '\(Self.redacted(url))' is not a PostgreSQL URL; write postgresql://USER@HOST:PORT/DATABASE")
         }
         // libpq also reads `?password=`: refused the same way, for the same reason.
-        if parts.password != nil || (parts.queryItems ?? []).contains(where: { $0.name.lowercased() == "password" }) {
+        if parts.password != nil || (parts.queryItems ?? []).contains(where: { Self.isPasswordOption($0.name) }) {
             throw UsageError(
                 "state: the PostgreSQL URL holds a password, which a job file or a command line must not hold (others may read them); write \(Self.redacted(url)) "
                     + "and give the password in PGPASSWORD or a ~/.pgpass line (HOST:PORT:DATABASE:USER:PASSWORD, mode 0600)"
@@ -110,8 +110,13 @@ public struct PostgresLocation: Sendable, Equatable {
     static func redacted(_ url: String) -> String {
         guard let question = url.firstIndex(of: "?") else { return redactedCredentials(url) }
         let options = url[url.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false)
-            .filter { !$0.lowercased().hasPrefix("password=") && $0.lowercased() != "password" }
+            .filter { !isPasswordOption(String($0.prefix { $0 != "=" })) }
         return redactedCredentials(String(url[..<question])) + (options.isEmpty ? "" : "?" + options.joined(separator: "&"))
+    }
+
+    /// Whether an option's name, as written (`Password`, `pass%77ord`), is `password`.
+    static func isPasswordOption(_ name: String) -> Bool {
+        (name.removingPercentEncoding ?? name).lowercased() == "password"
     }
 
     private static func redactedCredentials(_ url: String) -> String {
